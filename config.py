@@ -1,0 +1,276 @@
+"""Every knob of graphlstm in one typed place.
+
+A run is described by a `Config`: start from a named config (`test`, `small`, `medium`, `large` with the values of
+the TensorFlow PTB tutorial, `char` for character models, `classify` for sentence classification), then override
+single keys on the command line (`--hidden_size=256` or `--hidden_size 256`). The resolved config is written as JSON
+into the run directory, and a resumed run is checked against it.
+
+No TensorFlow here: parsing and validation must be instant so that bad input fails fast.
+"""
+import dataclasses
+import json
+import math
+import os
+from dataclasses import dataclass, field
+
+
+class ConfigError(Exception):
+    """A bad command line or config file; the message is one line meant for the user."""
+
+
+@dataclass
+class Config:
+    # --- what to train on
+    task: str = "lm"  # "lm" (language model) or "classify" (sentence classifier)
+    data: str = ""  # dataset name from the registry or a path; "" = the embedded default corpus
+    level: str = "word"  # lm only: "word" or "char" tokens
+    encoding: str = "utf-8"  # text encoding of the data files ("auto" tries utf-8, then latin-1)
+    vocab_size: int = 10000  # cap on the vocabulary including specials; 0 = no cap
+    min_count: int = 1  # tokens seen fewer times in the training split become <unk>
+    valid_fraction: float = 0.05  # share of the data held out for validation when no split is given
+    test_fraction: float = 0.05  # share of the data held out for testing when no split is given
+    # --- model
+    num_layers: int = 2  # LSTM layers stacked, each with its own weights
+    hidden_size: int = 200  # LSTM units per layer
+    embedding_size: int = 0  # token embedding width; 0 = hidden_size (as the PTB tutorial)
+    num_steps: int = 20  # unrolled time steps (lm: BPTT length; classify: max sentence length)
+    forget_bias: float = 0.0  # added to the forget gate pre-activation (PTB uses 0.0, char-rnn 1.0)
+    keep_prob: float = 1.0  # dropout keep probability on embeddings and layer outputs; 1.0 = no dropout
+    init_scale: float = 0.1  # weights start uniform in [-init_scale, init_scale]
+    # --- optimisation
+    optimizer: str = "sgd"  # "sgd", "adam" or "rmsprop"
+    learning_rate: float = 1.0  # initial learning rate
+    lr_decay: float = 0.5  # learning rate multiplier per epoch once past max_epoch
+    max_epoch: int = 4  # epochs trained at the initial learning rate
+    max_max_epoch: int = 13  # total epochs
+    max_grad_norm: float = 5.0  # gradients are clipped to this global norm
+    batch_size: int = 20  # sequences per batch
+    seed: int = 1234  # seeds initialisation, dropout masks and shuffling: same seed, same run
+    # --- classification
+    pooling: str = "mean"  # classify: "mean" (masked mean over real steps), "last" (last real step) or "max"
+    bidirectional: bool = False  # classify: make the top layer bidirectional
+    embeddings: str = ""  # classify: word2vec/GloVe text file to initialise the embedding from
+    train_embeddings: bool = True  # classify: keep training a pre-initialised embedding
+    label_mode: str = "coarse"  # classify, TREC-style labels: "coarse" (ABBR, ...) or "fine" (ABBR:abb, ...)
+    cv: int = 0  # classify: K-fold cross-validation over all the data when > 1
+    bucket: bool = True  # classify: batch sentences of similar length together, each bucket its own unroll
+    # --- running
+    max_steps: int = 0  # stop (with a checkpoint) after this global step; 0 = train all epochs
+    checkpoint_every: int = 0  # also save the latest checkpoint every N steps; 0 = once per epoch
+    summary_every: int = 10  # write step summaries to TensorBoard every N steps
+    device: str = "cpu"  # "cpu" or "gpu"
+    xla: bool = False  # XLA auto-clustering (JIT) of the graph
+    intra_op_threads: int = 0  # threads inside one op; 0 = TensorFlow's default (all cores)
+    inter_op_threads: int = 0  # ops run in parallel; 0 = TensorFlow's default
+
+    @property
+    def embedding_dim(self):
+        return self.embedding_size or self.hidden_size
+
+
+def _named(**overrides):
+    return dataclasses.replace(Config(), **overrides)
+
+
+# The PTB tutorial's four configs (Zaremba et al. 2014 for medium and large), word level with a 10k vocabulary.
+CONFIGS = {
+    "test": _named(init_scale=0.1, learning_rate=1.0, max_grad_norm=1, num_layers=1, num_steps=2, hidden_size=2,
+                   max_epoch=1, max_max_epoch=1, keep_prob=1.0, lr_decay=0.5, batch_size=20),
+    "small": _named(init_scale=0.1, learning_rate=1.0, max_grad_norm=5, num_layers=2, num_steps=20, hidden_size=200,
+                    max_epoch=4, max_max_epoch=13, keep_prob=1.0, lr_decay=0.5, batch_size=20),
+    "medium": _named(init_scale=0.05, learning_rate=1.0, max_grad_norm=5, num_layers=2, num_steps=35,
+                     hidden_size=650, max_epoch=6, max_max_epoch=39, keep_prob=0.5, lr_decay=0.8, batch_size=20),
+    "large": _named(init_scale=0.04, learning_rate=1.0, max_grad_norm=10, num_layers=2, num_steps=35,
+                    hidden_size=1500, max_epoch=14, max_max_epoch=55, keep_prob=0.35, lr_decay=1 / 1.15,
+                    batch_size=20),
+    # Character model in the spirit of char-rnn: Adam, longer unroll, forget bias 1.
+    "char": _named(level="char", vocab_size=0, init_scale=0.08, optimizer="adam", learning_rate=0.002,
+                   max_grad_norm=5, num_layers=2, num_steps=100, hidden_size=512, max_epoch=10, max_max_epoch=20,
+                   keep_prob=0.8, lr_decay=0.9, batch_size=32, forget_bias=1.0),
+    # Sentence classifier: one layer, sentences up to 60 tokens, masked mean pooling.
+    "classify": _named(task="classify", encoding="auto", vocab_size=0, valid_fraction=0.1, test_fraction=0.1,
+                       num_layers=1, hidden_size=150, embedding_size=300, num_steps=60, keep_prob=0.5,
+                       forget_bias=1.0, optimizer="adam", learning_rate=0.002, lr_decay=0.8, max_epoch=4,
+                       max_max_epoch=10, max_grad_norm=5, batch_size=50, init_scale=0.1),
+}
+DEFAULT_CONFIG = "small"
+
+CHOICES = {
+    "task": ("lm", "classify"),
+    "level": ("word", "char"),
+    "optimizer": ("sgd", "adam", "rmsprop"),
+    "pooling": ("mean", "last", "max"),
+    "label_mode": ("coarse", "fine"),
+    "device": ("cpu", "gpu"),
+}
+POSITIVE = ("num_layers", "hidden_size", "num_steps", "batch_size", "max_max_epoch", "summary_every")
+NON_NEGATIVE = ("vocab_size", "embedding_size", "max_epoch", "max_steps", "checkpoint_every", "intra_op_threads",
+                "inter_op_threads", "min_count", "seed")
+# Keys that may change when a run is resumed; every other key shapes the model or its data and must match.
+RESUMABLE_KEYS = ("max_max_epoch", "max_steps", "checkpoint_every", "summary_every", "device", "xla",
+                  "intra_op_threads", "inter_op_threads")
+
+FIELDS = {f.name: f for f in dataclasses.fields(Config)}
+
+
+def _field_type(name):
+    return type(getattr(Config(), name))
+
+
+def parse_value(key, text):
+    """Turns the command-line text of `key` into the field's type, or raises ConfigError."""
+    kind = _field_type(key)
+    if kind is bool:
+        lowered = text.strip().lower()
+        if lowered in ("1", "true", "yes", "on"):
+            return True
+        if lowered in ("0", "false", "no", "off"):
+            return False
+        raise ConfigError(f"--{key}: expected true or false, got '{text}'")
+    try:
+        return kind(text)
+    except ValueError:
+        raise ConfigError(f"--{key}: expected {kind.__name__}, got '{text}'") from None
+
+
+def validate(cfg):
+    """Raises ConfigError naming the first impossible value."""
+    for key, allowed in CHOICES.items():
+        if getattr(cfg, key) not in allowed:
+            raise ConfigError(f"--{key}: must be one of {', '.join(allowed)}, got '{getattr(cfg, key)}'")
+    for key in POSITIVE:
+        if getattr(cfg, key) <= 0:
+            raise ConfigError(f"--{key}: must be positive, got {getattr(cfg, key)}")
+    for key in NON_NEGATIVE:
+        if getattr(cfg, key) < 0:
+            raise ConfigError(f"--{key}: must not be negative, got {getattr(cfg, key)}")
+    for key in ("learning_rate", "max_grad_norm", "init_scale", "lr_decay"):
+        value = getattr(cfg, key)
+        if not (math.isfinite(value) and value > 0):
+            raise ConfigError(f"--{key}: must be a positive number, got {value}")
+    if not 0.0 < cfg.keep_prob <= 1.0:
+        raise ConfigError(f"--keep_prob: must be in (0, 1], got {cfg.keep_prob}")
+    for key in ("valid_fraction", "test_fraction"):
+        if not 0.0 <= getattr(cfg, key) < 1.0:
+            raise ConfigError(f"--{key}: must be in [0, 1), got {getattr(cfg, key)}")
+    if cfg.valid_fraction + cfg.test_fraction >= 1.0:
+        raise ConfigError("--valid_fraction plus --test_fraction must leave some data for training")
+    if cfg.cv == 1 or cfg.cv < 0:
+        raise ConfigError(f"--cv: must be 0 (off) or at least 2 folds, got {cfg.cv}")
+    if cfg.cv and cfg.task != "classify":
+        raise ConfigError("--cv: cross-validation is for --task classify")
+    if cfg.vocab_size and cfg.vocab_size < 3:
+        raise ConfigError(f"--vocab_size: must be 0 (no cap) or at least 3, got {cfg.vocab_size}")
+    return cfg
+
+
+def apply_overrides(cfg, overrides):
+    """Returns a copy of cfg with the {key: text} overrides parsed and applied, validated."""
+    values = {}
+    for key, text in overrides.items():
+        if key not in FIELDS:
+            raise ConfigError(f"unknown config key '--{key}' (see --help for the keys)")
+        values[key] = text if not isinstance(text, str) else parse_value(key, text)
+    return validate(dataclasses.replace(cfg, **values))
+
+
+def split_overrides(argv):
+    """Splits `--key=value` / `--key value` arguments into ({key: text}, rest) for the config keys only."""
+    overrides, rest, i = {}, [], 0
+    while i < len(argv):
+        arg = argv[i]
+        name = arg[2:].split("=", 1)[0] if arg.startswith("--") else None
+        if name and name.startswith("no_") and name[3:] in FIELDS and _field_type(name[3:]) is bool and "=" not in arg:
+            overrides[name[3:]] = "false"
+        elif name in FIELDS:
+            if "=" in arg:
+                overrides[name] = arg.split("=", 1)[1]
+            elif _field_type(name) is bool and (i + 1 == len(argv) or argv[i + 1].startswith("--")):
+                overrides[name] = "true"  # a bare boolean flag: --xla
+            elif i + 1 < len(argv):
+                overrides[name] = argv[i + 1]
+                i += 1
+            else:
+                raise ConfigError(f"--{name}: missing value")
+        else:
+            rest.append(arg)
+        i += 1
+    return overrides, rest
+
+
+def named_config(name):
+    if name not in CONFIGS:
+        raise ConfigError(f"unknown config '{name}' (known: {', '.join(CONFIGS)})")
+    return CONFIGS[name]
+
+
+def to_dict(cfg):
+    return dataclasses.asdict(cfg)
+
+
+def save(cfg, path):
+    """Writes the config as JSON atomically, so an interrupted write never leaves half a file."""
+    tmp = f"{path}.tmp"
+    with open(tmp, "w", encoding="utf-8") as f:
+        json.dump(to_dict(cfg), f, indent=2, sort_keys=True)
+        f.write("\n")
+    os.replace(tmp, path)
+
+
+def load(path):
+    """Reads a config JSON written by `save`; unknown or mistyped keys are named in the error."""
+    try:
+        with open(path, encoding="utf-8") as f:
+            values = json.load(f)
+    except FileNotFoundError:
+        raise ConfigError(f"{path}: no such config file") from None
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+        raise ConfigError(f"{path}: not a valid JSON config ({e})") from None
+    if not isinstance(values, dict):
+        raise ConfigError(f"{path}: expected a JSON object of config keys")
+    cfg = Config()
+    for key, value in values.items():
+        if key not in FIELDS:
+            raise ConfigError(f"{path}: unknown config key '{key}'")
+        kind = _field_type(key)
+        if kind is float and isinstance(value, int) and not isinstance(value, bool):
+            value = float(value)
+        if not isinstance(value, kind) or (kind is int and isinstance(value, bool)):
+            raise ConfigError(f"{path}: key '{key}' should be {kind.__name__}, got {value!r}")
+        cfg = dataclasses.replace(cfg, **{key: value})
+    try:
+        return validate(cfg)
+    except ConfigError as e:
+        raise ConfigError(f"{path}: {e}") from None
+
+
+def differences(saved, current):
+    """Keys that shape the model or its data and differ between two configs: [(key, saved, current)]."""
+    return [(k, getattr(saved, k), getattr(current, k)) for k in FIELDS
+            if k not in RESUMABLE_KEYS and getattr(saved, k) != getattr(current, k)]
+
+
+def help_text():
+    """One line per key with its default and comment, for --help."""
+    import inspect
+    lines, source = [], inspect.getsource(Config).splitlines()
+    for line in source:
+        stripped = line.strip()
+        if stripped.startswith("# ---"):
+            lines.append(stripped[2:].strip(" -"))
+            continue
+        name = stripped.split(":", 1)[0]
+        if name in FIELDS and "#" in stripped:
+            comment = stripped.split("#", 1)[1].strip()
+            default = getattr(Config(), name)
+            lines.append(f"  --{name:<18} {comment} [default {default!r}]")
+    return "\n".join(lines)
+
+
+def tensorflow_environment(cfg, verbose=False):
+    """Environment TensorFlow reads once at import, so it is set before the first `import rnn_model`."""
+    if not verbose:
+        os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # no C++ start-up INFO/WARNING lines
+    if cfg.xla and "--tf_xla_cpu_global_jit" not in os.environ.get("TF_XLA_FLAGS", ""):
+        # Auto-clustering on CPU also needs this flag besides the session's global_jit_level.
+        os.environ["TF_XLA_FLAGS"] = (os.environ.get("TF_XLA_FLAGS", "") + " --tf_xla_cpu_global_jit").strip()

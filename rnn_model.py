@@ -1,0 +1,319 @@
+"""The graph: embedding -> dropout -> a stack of LSTM layers unrolled over num_steps -> a language-model softmax or a
+pooled sentence classifier, plus the training op and the TensorBoard summaries.
+
+TF1 graph mode on current TensorFlow: everything is built once by the functions below, the graph is finalized, and
+train.py / sample.py only ever call Session.run. Training, evaluation and generation graphs are built from the same
+functions inside one `model` variable scope, so they share every variable.
+
+The LSTM cell is written on core ops (the tf.contrib / rnn_cell classes are gone from TF 2.x): gates in the order
+i, j, f, o of TensorFlow's BasicLSTMCell, c' = sigmoid(f + forget_bias) * c + sigmoid(i) * tanh(j),
+h' = sigmoid(o) * tanh(c'). The input half of the gate matmul does not depend on the recurrence, so it is hoisted out
+of the time loop: one [T*B, in] x [in, 4H] matmul per layer, and only h x W_h inside each of the T unrolled steps.
+"""
+import os
+from typing import NamedTuple
+
+import numpy as np
+import tensorflow.compat.v1 as tf
+
+tf.disable_v2_behavior()
+if os.environ.get("TF_CPP_MIN_LOG_LEVEL", "0") >= "2":  # train.py --verbose leaves the Python warnings on too
+    tf.get_logger().setLevel("ERROR")
+
+
+class Controls(NamedTuple):
+    """Training-loop state that lives in the graph (and so in checkpoints), each with its one pre-built assign op."""
+    global_step: tf.Variable
+    learning_rate: tf.Variable
+    new_learning_rate: tf.Tensor  # placeholder fed to learning_rate_update
+    learning_rate_update: tf.Operation
+    batch_size: tf.Variable  # rows of the language model's zero state
+    new_batch_size: tf.Tensor
+    batch_size_update: tf.Operation
+    carried_state: tf.Variable  # lm: the LSTM state between two batches, saved so a resumed run continues exactly
+    new_carried_state: tf.Tensor
+    carried_state_update: tf.Operation
+
+
+def build_controls(cfg):
+    with tf.variable_scope("controls"):
+        global_step = tf.train.get_or_create_global_step()
+        learning_rate = tf.get_variable("learning_rate", [], tf.float32, tf.constant_initializer(cfg.learning_rate),
+                                        trainable=False)
+        new_learning_rate = tf.placeholder(tf.float32, [], name="new_learning_rate")
+        batch_size = tf.get_variable("batch_size", [], tf.int32, tf.constant_initializer(cfg.batch_size),
+                                     trainable=False)
+        new_batch_size = tf.placeholder(tf.int32, [], name="new_batch_size")
+        state_shape = [cfg.num_layers, 2, cfg.batch_size, cfg.hidden_size]  # [layer, (c, h), batch, hidden]
+        carried_state = tf.get_variable("carried_state", state_shape, tf.float32, tf.zeros_initializer(),
+                                        trainable=False)
+        new_carried_state = tf.placeholder(tf.float32, state_shape, name="new_carried_state")
+        return Controls(global_step, learning_rate, new_learning_rate, tf.assign(learning_rate, new_learning_rate),
+                        batch_size, new_batch_size, tf.assign(batch_size, new_batch_size),
+                        carried_state, new_carried_state, tf.assign(carried_state, new_carried_state))
+
+
+def zero_state(cfg, batch_size):
+    """[(c, h)] per layer, each [batch, hidden]; a fed value overrides it (that is how state is carried)."""
+    shape = tf.stack([batch_size, cfg.hidden_size])
+    return [(tf.zeros(shape, name=f"c_{layer}"), tf.zeros(shape, name=f"h_{layer}"))
+            for layer in range(cfg.num_layers)]
+
+
+def make_dropout(keep_prob, seed, global_step):
+    """Dropout whose mask is a pure function of (seed, global step, site): a resumed run draws the same masks."""
+    def dropout(x, site):
+        if keep_prob >= 1.0:
+            return x
+        step_seed = tf.stack([tf.cast(global_step, tf.int64), tf.constant(seed * 1000 + site, tf.int64)])
+        keep = tf.random.stateless_uniform(tf.shape(x), seed=step_seed) < keep_prob
+        return x * tf.cast(keep, x.dtype) / keep_prob
+    return dropout
+
+
+def lstm_layer(inputs, initial_state, hidden_size, forget_bias, scope):
+    """One LSTM layer statically unrolled over time.
+
+    inputs: [T, B, in] time-major with a static T; initial_state: (c, h), each [B, H].
+    Returns outputs [T, B, H] and the final (c, h).
+    """
+    num_steps, in_size = inputs.shape[0], inputs.shape[-1]
+    with tf.variable_scope(scope):
+        kernel_x = tf.get_variable("kernel_x", [in_size, 4 * hidden_size])
+        kernel_h = tf.get_variable("kernel_h", [hidden_size, 4 * hidden_size])
+        bias = tf.get_variable("bias", [4 * hidden_size], initializer=tf.zeros_initializer())
+        # The input projection does not depend on the recurrence: one big matmul for all steps, not T small ones.
+        projected = tf.matmul(tf.reshape(inputs, [-1, in_size]), kernel_x) + bias  # [T*B, 4H]
+        projected = tf.reshape(projected, [num_steps, -1, 4 * hidden_size])  # [T, B, 4H]
+        c, h = initial_state
+        outputs = []
+        for t, projected_t in enumerate(tf.unstack(projected, num=num_steps)):
+            with tf.name_scope(f"step_{t}"):
+                i, j, f, o = tf.split(projected_t + tf.matmul(h, kernel_h), 4, axis=1)
+                c = tf.sigmoid(f + forget_bias) * c + tf.sigmoid(i) * tf.tanh(j)
+                h = tf.sigmoid(o) * tf.tanh(c)
+            outputs.append(h)
+    return tf.stack(outputs), (c, h)
+
+
+def lstm_stack(inputs, initial_state, cfg, dropout):
+    """num_layers LSTM layers, each with its own weights (never the `[cell] * n` sharing bug), dropout between.
+
+    inputs: [T, B, E]. Returns the top outputs [T, B, H] (after dropout) and the final state [(c, h)] per layer.
+    """
+    layer_inputs, final_state = inputs, []
+    for layer in range(cfg.num_layers):
+        outputs, state = lstm_layer(layer_inputs, initial_state[layer], cfg.hidden_size, cfg.forget_bias,
+                                    f"layer_{layer}")
+        layer_inputs = dropout(outputs, site=layer + 1)
+        final_state.append(state)
+    return layer_inputs, final_state
+
+
+def embed(ids, vocab_size, cfg, trainable=True):
+    """ids [B, T] -> embedded [T, B, E], time-major so that unstacking over time slices contiguous memory."""
+    embedding = tf.get_variable("embedding", [vocab_size, cfg.embedding_dim], trainable=trainable)
+    return tf.nn.embedding_lookup(embedding, tf.transpose(ids))
+
+
+def dense(inputs, units, scope):
+    with tf.variable_scope(scope):
+        weights = tf.get_variable("weights", [inputs.shape[-1], units])
+        bias = tf.get_variable("bias", [units], initializer=tf.zeros_initializer())
+        return tf.matmul(inputs, weights) + bias
+
+
+def make_optimizer(cfg, learning_rate):
+    if cfg.optimizer == "adam":
+        return tf.train.AdamOptimizer(learning_rate)
+    if cfg.optimizer == "rmsprop":
+        return tf.train.RMSPropOptimizer(learning_rate)
+    return tf.train.GradientDescentOptimizer(learning_rate)
+
+
+class TrainOp(NamedTuple):
+    train_op: tf.Operation
+    gradient_norm: tf.Tensor  # global norm before clipping
+    summaries: list  # gradient histograms and sparsity per variable
+
+
+def build_train_op(cost, controls, cfg, optimizer):
+    """Gradients clipped by their global norm, then one optimizer step that also increments the global step."""
+    variables = tf.trainable_variables()
+    gradients = tf.gradients(cost, variables)
+    clipped, gradient_norm = tf.clip_by_global_norm(gradients, cfg.max_grad_norm)
+    train_op = optimizer.apply_gradients(zip(clipped, variables), global_step=controls.global_step)
+    summaries = []
+    for variable, gradient in zip(variables, gradients):
+        values = gradient.values if isinstance(gradient, tf.IndexedSlices) else gradient
+        name = variable.op.name.replace("model/", "")
+        summaries.append(tf.summary.histogram(f"gradients/{name}", values))
+        summaries.append(tf.summary.scalar(f"gradient_sparsity/{name}", tf.nn.zero_fraction(values)))
+    return TrainOp(train_op, gradient_norm, summaries)
+
+
+class LMGraph(NamedTuple):
+    inputs: tf.Tensor  # [batch, num_steps] int32
+    targets: tf.Tensor  # [batch, num_steps] int32
+    initial_state: list  # [(c, h)] per layer, [batch, hidden] each; feed to carry state
+    final_state: list
+    cost: tf.Tensor  # summed over steps, averaged over the batch (nats)
+    probabilities: tf.Tensor  # [batch * num_steps, vocab] softmax(logits / temperature), time-major rows
+    temperature: tf.Tensor  # placeholder with default 1.0
+    train: TrainOp  # None unless built for training
+    summary: tf.Tensor  # merged step summaries, None unless built for training
+
+
+def build_lm(cfg, vocab_size, num_steps, controls, optimizer=None):
+    """A language-model graph over num_steps; with an optimizer it is the training graph (dropout on)."""
+    training = optimizer is not None
+    inputs = tf.placeholder(tf.int32, [None, num_steps], name="inputs")
+    targets = tf.placeholder(tf.int32, [None, num_steps], name="targets")
+    temperature = tf.placeholder_with_default(1.0, [], name="temperature")
+    initial_state = zero_state(cfg, controls.batch_size)
+    with tf.variable_scope("model", reuse=tf.AUTO_REUSE):
+        dropout = make_dropout(cfg.keep_prob if training else 1.0, cfg.seed, controls.global_step)
+        embedded = dropout(embed(inputs, vocab_size, cfg), site=0)  # [T, B, E]
+        outputs, final_state = lstm_stack(embedded, initial_state, cfg, dropout)  # [T, B, H]
+        logits = dense(tf.reshape(outputs, [-1, cfg.hidden_size]), vocab_size, "softmax")  # [T*B, V]
+    labels = tf.reshape(tf.transpose(targets), [-1])  # time-major like the logits
+    token_losses = tf.nn.sparse_softmax_cross_entropy_with_logits(labels=labels, logits=logits)
+    batch = tf.cast(tf.shape(inputs)[0], tf.float32)
+    cost = tf.reduce_sum(token_losses) / batch  # as the PTB tutorial: per-token loss is cost / num_steps
+    probabilities = tf.nn.softmax(logits / temperature)
+    train, summary = None, None
+    if training:
+        train = build_train_op(cost, controls, cfg, optimizer)
+        loss = cost / num_steps
+        summary = tf.summary.merge([tf.summary.scalar("loss", loss), tf.summary.scalar("perplexity", tf.exp(loss)),
+                                    tf.summary.scalar("learning_rate", controls.learning_rate),
+                                    tf.summary.scalar("gradient_norm", train.gradient_norm)] + train.summaries)
+    return LMGraph(inputs, targets, initial_state, final_state, cost, probabilities, temperature, train, summary)
+
+
+def masked_mean(outputs, mask):
+    """outputs [T, B, H], mask [T, B, 1] -> [B, H]: the mean over real steps only (a padded step adds nothing)."""
+    return tf.reduce_sum(outputs * mask, 0) / tf.maximum(tf.reduce_sum(mask, 0), 1.0)
+
+
+def masked_max(outputs, mask):
+    real = tf.broadcast_to(mask > 0, tf.shape(outputs))
+    pooled = tf.reduce_max(tf.where(real, outputs, tf.fill(tf.shape(outputs), -np.inf)), 0)
+    return tf.where(tf.is_inf(pooled), tf.zeros_like(pooled), pooled)  # an empty sentence pools to zeros
+
+
+def output_at(outputs, steps):
+    """outputs [T, B, H], steps [B] int32 -> [B, H]: each sentence's output at its own step."""
+    batch_index = tf.range(tf.shape(steps)[0])
+    return tf.gather_nd(outputs, tf.stack([steps, batch_index], axis=1))
+
+
+class ClassifierGraph(NamedTuple):
+    inputs: tf.Tensor  # [batch, num_steps] int32, 0 = <pad>
+    mask: tf.Tensor  # [batch, num_steps] float32, 1.0 on real tokens
+    labels: tf.Tensor  # [batch] int32
+    logits: tf.Tensor  # [batch, classes]
+    probabilities: tf.Tensor
+    predictions: tf.Tensor  # [batch] int32
+    loss: tf.Tensor  # mean cross-entropy over the batch
+    correct: tf.Tensor  # number of right predictions in the batch
+    train: TrainOp
+    summary: tf.Tensor
+
+
+def build_classifier(cfg, vocab_size, num_classes, num_steps, controls, optimizer=None):
+    """A sentence classifier over padded sentences of num_steps tokens; with an optimizer, the training graph."""
+    training = optimizer is not None
+    inputs = tf.placeholder(tf.int32, [None, num_steps], name="inputs")
+    mask = tf.placeholder(tf.float32, [None, num_steps], name="mask")
+    labels = tf.placeholder(tf.int32, [None], name="labels")
+    # Classification batches vary in size (the last one of each bucket), so the zero state follows the input.
+    initial_state = zero_state(cfg, tf.shape(inputs)[0])
+    lengths = tf.cast(tf.reduce_sum(mask, 1), tf.int32)  # [B]
+    mask_tm = tf.expand_dims(tf.transpose(mask), 2)  # [T, B, 1]
+    with tf.variable_scope("model", reuse=tf.AUTO_REUSE):
+        dropout = make_dropout(cfg.keep_prob if training else 1.0, cfg.seed, controls.global_step)
+        embedded = dropout(embed(inputs, vocab_size, cfg, trainable=cfg.train_embeddings), site=0)  # [T, B, E]
+        outputs, _ = lstm_stack(embedded, initial_state, cfg, dropout)  # [T, B, H]
+        last_step = tf.maximum(lengths - 1, 0)
+        pooled = pool(outputs, mask_tm, last_step, cfg.pooling)  # [B, H]
+        if cfg.bidirectional:
+            # A backward layer over the embeddings: reverse_sequence flips only the real tokens, so the backward
+            # pass starts at each sentence's last real token and padding stays at the end.
+            reversed_input = tf.reverse_sequence(embedded, lengths, seq_axis=0, batch_axis=1)
+            backward, _ = lstm_layer(reversed_input, initial_state[0], cfg.hidden_size, cfg.forget_bias,
+                                     "layer_backward")
+            backward = dropout(tf.reverse_sequence(backward, lengths, seq_axis=0, batch_axis=1), site=99)
+            # The backward summary of a whole sentence sits at its first step.
+            pooled_backward = pool(backward, mask_tm, tf.zeros_like(last_step), cfg.pooling)
+            pooled = tf.concat([pooled, pooled_backward], axis=1)  # [B, 2H]
+        pooled = dropout(pooled, site=100)
+        logits = dense(pooled, num_classes, "classifier")  # [B, C]
+    loss = tf.reduce_mean(tf.nn.sparse_softmax_cross_entropy_with_logits(labels=labels, logits=logits))
+    predictions = tf.argmax(logits, axis=1, output_type=tf.int32)
+    correct = tf.reduce_sum(tf.cast(tf.equal(predictions, labels), tf.int32))
+    train, summary = None, None
+    if training:
+        train = build_train_op(loss, controls, cfg, optimizer)
+        accuracy = tf.cast(correct, tf.float32) / tf.cast(tf.shape(inputs)[0], tf.float32)
+        summary = tf.summary.merge([tf.summary.scalar("loss", loss), tf.summary.scalar("accuracy", accuracy),
+                                    tf.summary.scalar("learning_rate", controls.learning_rate),
+                                    tf.summary.scalar("gradient_norm", train.gradient_norm)] + train.summaries)
+    return ClassifierGraph(inputs, mask, labels, logits, tf.nn.softmax(logits), predictions, loss, correct, train,
+                           summary)
+
+
+def pool(outputs, mask, last_step, pooling):
+    """[T, B, H] -> [B, H] over real steps only: masked mean, masked max, or the output at last_step."""
+    if pooling == "mean":
+        return masked_mean(outputs, mask)
+    if pooling == "max":
+        return masked_max(outputs, mask)
+    return output_at(outputs, last_step)
+
+
+class EpochSummaries(NamedTuple):
+    """Whole-epoch numbers computed in Python, written through placeholders so no op is created while training."""
+    values: dict  # tag -> float32 placeholder
+    confusion: tf.Tensor  # string placeholder: the confusion matrix as a markdown table
+    scalars: tf.Tensor  # merged scalar summaries
+    text: tf.Tensor  # the confusion-matrix text summary
+
+
+def build_epoch_summaries(tags):
+    with tf.name_scope("epoch_summaries"):
+        values = {tag: tf.placeholder(tf.float32, [], name=tag) for tag in tags}
+        confusion = tf.placeholder(tf.string, [], name="confusion_matrix")
+        scalars = tf.summary.merge([tf.summary.scalar(tag, value) for tag, value in values.items()])
+        text = tf.summary.text("confusion_matrix", confusion)
+    return EpochSummaries(values, confusion, scalars, text)
+
+
+def session_config(cfg):
+    config = tf.ConfigProto(allow_soft_placement=True, intra_op_parallelism_threads=cfg.intra_op_threads,
+                            inter_op_parallelism_threads=cfg.inter_op_threads)
+    config.gpu_options.allow_growth = True
+    if cfg.xla:
+        config.graph_options.optimizer_options.global_jit_level = tf.OptimizerOptions.ON_1
+    return config
+
+
+def device_name(cfg):
+    return "/gpu:0" if cfg.device == "gpu" else "/cpu:0"
+
+
+def gpu_available():
+    return bool(tf.config.experimental.list_physical_devices("GPU"))
+
+
+def state_to_array(state):
+    """[(c, h)] per layer of numpy arrays -> [layer, 2, batch, hidden], the layout of Controls.carried_state."""
+    return np.stack([np.stack([c, h]) for c, h in state])
+
+
+def feed_state(feed, initial_state, state):
+    """Adds the numpy state (list of (c, h), or a [layer, 2, batch, hidden] array) to a feed dict."""
+    for (c_tensor, h_tensor), (c, h) in zip(initial_state, state):
+        feed[c_tensor] = c
+        feed[h_tensor] = h
+    return feed

@@ -1,0 +1,77 @@
+"""Config: named configs, command-line overrides, validation, JSON round trip."""
+import json
+
+import pytest
+
+import config
+from config import ConfigError
+
+
+def test_named_configs_carry_the_ptb_tutorial_values():
+    small, medium, large = (config.named_config(n) for n in ("small", "medium", "large"))
+    assert (small.num_layers, small.num_steps, small.hidden_size, small.max_epoch, small.max_max_epoch) == \
+        (2, 20, 200, 4, 13)
+    assert (medium.hidden_size, medium.num_steps, medium.keep_prob, medium.lr_decay, medium.init_scale) == \
+        (650, 35, 0.5, 0.8, 0.05)
+    assert (large.hidden_size, large.max_grad_norm, large.keep_prob, large.max_max_epoch) == (1500, 10, 0.35, 55)
+    assert all(c.learning_rate == 1.0 and c.vocab_size == 10000 and c.batch_size == 20
+               for c in (small, medium, large, config.named_config("test")))
+    assert config.named_config("char").level == "char"
+    assert config.named_config("classify").task == "classify"
+
+
+def test_overrides_both_spellings_and_bare_booleans():
+    overrides, rest = config.split_overrides(["--hidden_size=256", "--num_layers", "3", "--xla", "--run_dir", "x",
+                                              "--no_bucket"])
+    assert overrides == {"hidden_size": "256", "num_layers": "3", "xla": "true", "bucket": "false"}
+    assert rest == ["--run_dir", "x"]
+    cfg = config.apply_overrides(config.named_config("small"), overrides)
+    assert (cfg.hidden_size, cfg.num_layers, cfg.xla, cfg.bucket) == (256, 3, True, False)
+
+
+@pytest.mark.parametrize("overrides,message", [
+    ({"hiden_size": "3"}, "unknown config key '--hiden_size'"),
+    ({"hidden_size": "big"}, "--hidden_size: expected int, got 'big'"),
+    ({"hidden_size": "-5"}, "--hidden_size: must be positive, got -5"),
+    ({"batch_size": "0"}, "--batch_size: must be positive"),
+    ({"keep_prob": "1.5"}, "--keep_prob: must be in (0, 1]"),
+    ({"optimizer": "sgdd"}, "--optimizer: must be one of sgd, adam, rmsprop"),
+    ({"learning_rate": "nan"}, "--learning_rate: must be a positive number"),
+    ({"xla": "maybe"}, "--xla: expected true or false"),
+    ({"valid_fraction": "0.6", "test_fraction": "0.5"}, "leave some data for training"),
+    ({"cv": "1"}, "--cv: must be 0 (off) or at least 2"),
+])
+def test_bad_values_name_the_key(overrides, message):
+    with pytest.raises(ConfigError) as error:
+        config.apply_overrides(config.named_config("small"), overrides)
+    assert message in str(error.value)
+    assert "\n" not in str(error.value)
+
+
+def test_json_round_trip_and_differences(tmp_path):
+    cfg = config.apply_overrides(config.named_config("char"), {"hidden_size": "64", "max_max_epoch": "3"})
+    path = tmp_path / "config.json"
+    config.save(cfg, path)
+    assert config.load(path) == cfg
+    later = config.apply_overrides(cfg, {"max_max_epoch": "9", "xla": "true"})
+    assert config.differences(cfg, later) == []  # schedule and speed switches may change on resume
+    assert config.differences(cfg, config.apply_overrides(cfg, {"hidden_size": "65"})) == [("hidden_size", 64, 65)]
+
+
+def test_load_rejects_bad_files(tmp_path):
+    path = tmp_path / "config.json"
+    path.write_text(json.dumps({"hidden_size": "many"}))
+    with pytest.raises(ConfigError, match="key 'hidden_size' should be int"):
+        config.load(path)
+    path.write_text(json.dumps({"colour": 1}))
+    with pytest.raises(ConfigError, match="unknown config key 'colour'"):
+        config.load(path)
+    path.write_text("{not json")
+    with pytest.raises(ConfigError, match="not a valid JSON config"):
+        config.load(path)
+
+
+def test_help_lists_every_key_with_its_comment():
+    text = config.help_text()
+    for name in config.FIELDS:
+        assert f"--{name} " in text
