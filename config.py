@@ -270,7 +270,9 @@ def help_text():
 def tensorflow_environment(cfg, verbose=False):
     """Environment TensorFlow reads once at import, so it is set before the first `import rnn_model`."""
     if not verbose:
-        os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # no C++ start-up INFO/WARNING lines
+        # Level 3: errors that matter reach the user as Python exceptions; the rest (no CUDA driver on a CPU
+        # machine, oneDNN notes) is noise.
+        os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
     if cfg.xla and "--tf_xla_cpu_global_jit" not in os.environ.get("TF_XLA_FLAGS", ""):
         # Auto-clustering on CPU also needs this flag besides the session's global_jit_level.
         os.environ["TF_XLA_FLAGS"] = (os.environ.get("TF_XLA_FLAGS", "") + " --tf_xla_cpu_global_jit").strip()

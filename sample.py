@@ -1,0 +1,238 @@
+"""Use a trained checkpoint: generate text from a language model, or label sentences with a classifier.
+
+    python sample.py [--run_dir DIR] [--checkpoint PATH] [--prime TEXT] [--length N] [--temperature T]
+                     [--top_k K] [--argmax] [--seed S]
+    python sample.py --run_dir DIR --text "a sentence" [--text ...] [--file PATH] [--all_probs]
+
+The task is read from the run's config.json. Generation feeds the prime once through the one-step graph and then
+carries the LSTM state forward token by token (the prefix is never re-run). Classification reads --text, --file
+or standard input, one sentence per line.
+"""
+import argparse
+import os
+import sys
+
+import numpy as np
+
+import config
+import data_handler
+from config import ConfigError
+from data_handler import DataError
+
+
+class SampleError(Exception):
+    """A problem with the run directory, checkpoint or arguments; one line for the user."""
+
+
+class ArgumentParser(argparse.ArgumentParser):
+    def error(self, message):
+        raise SampleError(message)
+
+
+def parse_args(argv):
+    parser = ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--run_dir", help="the training run to use (default: the newest run under runs/)")
+    parser.add_argument("--checkpoint", help="a checkpoint prefix (default: the run's best, else its latest)")
+    parser.add_argument("--seed", type=int, default=0, help="random seed: the same seed gives the same output")
+    parser.add_argument("--verbose", action="store_true", help="show TensorFlow's own log lines")
+    lm = parser.add_argument_group("language model")
+    lm.add_argument("--prime", default=None, help="text to start from (default: a line break)")
+    lm.add_argument("--length", type=int, default=500, help="tokens to generate")
+    lm.add_argument("--temperature", type=float, default=1.0, help="below 1 is more conservative, above 1 wilder")
+    lm.add_argument("--top_k", type=int, default=0, help="sample only among the k most likely tokens; 0 = all")
+    lm.add_argument("--argmax", action="store_true", help="always take the most likely token (greedy)")
+    classify = parser.add_argument_group("classifier")
+    classify.add_argument("--text", action="append", default=[], help="a sentence to classify (repeatable)")
+    classify.add_argument("--file", help="a file of sentences, one per line")
+    classify.add_argument("--all_probs", action="store_true", help="print the probability of every label")
+    args = parser.parse_args(argv)
+    if args.length < 0:
+        raise SampleError(f"--length: must not be negative, got {args.length}")
+    if not args.temperature > 0:
+        raise SampleError(f"--temperature: must be positive, got {args.temperature}")
+    if args.top_k < 0:
+        raise SampleError(f"--top_k: must not be negative, got {args.top_k}")
+    return args
+
+
+def newest_run(root="runs"):
+    runs = [os.path.join(root, name) for name in os.listdir(root)] if os.path.isdir(root) else []
+    runs = [run for run in runs if os.path.exists(os.path.join(run, "config.json"))]
+    if not runs:
+        raise SampleError("no --run_dir given and no run found under runs/ (train one with train.py first)")
+    return max(runs, key=os.path.getmtime)
+
+
+def find_checkpoint(tf, run_dir, checkpoint):
+    if checkpoint:
+        if not tf.train.checkpoint_exists(checkpoint):
+            raise SampleError(f"{checkpoint}: no such checkpoint")
+        return checkpoint
+    for folder in ("best", "checkpoints"):
+        path = tf.train.latest_checkpoint(os.path.join(run_dir, folder))
+        if path:
+            return path
+    raise SampleError(f"{run_dir}: no checkpoint found (has training saved one yet?)")
+
+
+def load_run(run_dir):
+    if not os.path.isdir(run_dir):
+        raise SampleError(f"{run_dir}: no such run directory")
+    cfg = config.load(os.path.join(run_dir, "config.json"))
+    vocab = data_handler.Vocab.load(os.path.join(run_dir, "vocab.json"))
+    return cfg, vocab
+
+
+def main(argv=None, out=None):
+    out = out or sys.stdout
+    try:
+        args = parse_args(sys.argv[1:] if argv is None else argv)
+        run_dir = args.run_dir or newest_run()
+        cfg, vocab = load_run(run_dir)
+        config.tensorflow_environment(cfg, args.verbose)
+        if cfg.task == "classify":
+            return classify(args, cfg, vocab, run_dir, out)
+        return generate(args, cfg, vocab, run_dir, out)
+    except (SampleError, ConfigError, DataError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 1
+
+
+def restore(tf, sess, saver, run_dir, checkpoint):
+    path = find_checkpoint(tf, run_dir, checkpoint)
+    try:
+        saver.restore(sess, path)
+    except (tf.errors.InvalidArgumentError, tf.errors.NotFoundError) as e:
+        first_line = str(e).strip().splitlines()[0]
+        raise SampleError(f"{path}: the checkpoint does not match the run's config ({first_line[:200]})") from None
+    return path
+
+
+# --------------------------------------------------------------------------------------------------- generation
+
+def prime_tokens(prime, cfg, vocab):
+    """The prime as tokens in the vocabulary: unknown words become <unk>; unknown characters are dropped, said once."""
+    if cfg.level == "char":
+        tokens = list(prime if prime is not None else "\n")
+        unknown = sorted(set(t for t in tokens if t not in vocab))
+        if unknown:
+            print(f"note: prime characters not in the vocabulary were dropped: {''.join(unknown)!r}",
+                  file=sys.stderr)
+        tokens = [t for t in tokens if t in vocab] or [vocab.tokens[-1]]
+        return tokens
+    tokens = prime.split() if prime else ["<eos>"]
+    return [t if t in vocab else "<unk>" for t in tokens]
+
+
+def pick(probabilities, rng, top_k, argmax):
+    """One token id from a probability vector: greedy, top-k or full sampling, reproducible through rng."""
+    if argmax:
+        return int(np.argmax(probabilities))
+    p = probabilities.astype(np.float64)
+    if top_k and top_k < p.size:
+        cutoff = np.partition(p, -top_k)[-top_k]
+        p = np.where(p >= cutoff, p, 0.0)
+    return int(rng.choice(p.size, p=p / p.sum()))
+
+
+def detokenize(tokens, level):
+    """Characters join as they are; words join with spaces, and <eos> ends a line (PTB convention)."""
+    if level == "char":
+        return "".join(tokens)
+    lines, words = [], []
+    for token in tokens:
+        if token == "<eos>":
+            lines.append(" ".join(words))
+            words = []
+        else:
+            words.append(token)
+    return "\n".join(lines + [" ".join(words)])
+
+
+def generate(args, cfg, vocab, run_dir, out):
+    import rnn_model as rm
+    tf = rm.tf
+    graph = tf.Graph()
+    with graph.as_default():
+        controls = rm.build_controls(cfg)
+        model = rm.build_lm(cfg, len(vocab), 1, controls)  # the one-step graph
+        saver = tf.train.Saver()
+    graph.finalize()
+    prime = prime_tokens(args.prime, cfg, vocab)
+    rng = np.random.RandomState(args.seed)
+    with tf.Session(graph=graph, config=rm.session_config(cfg)) as sess:
+        restore(tf, sess, saver, run_dir, args.checkpoint)
+        sess.run(controls.batch_size_update, {controls.new_batch_size: 1})
+        state = sess.run(model.initial_state)
+
+        def step(token_id, state):
+            feed = {model.inputs: [[token_id]], model.temperature: args.temperature}
+            return sess.run([model.probabilities, model.final_state],
+                            rm.feed_state(feed, model.initial_state, state))
+
+        for token in prime[:-1]:  # each prime token goes through the cell once; only the state is kept
+            _, state = step(vocab.id(token), state)
+        generated, next_id = [], vocab.id(prime[-1])
+        for _ in range(args.length):
+            probabilities, state = step(next_id, state)
+            next_id = pick(probabilities[0], rng, args.top_k, args.argmax)
+            generated.append(next_id)
+    text = detokenize(prime + vocab.decode(generated), cfg.level).lstrip("\n")
+    out.write(text + "\n")
+    return 0
+
+
+# --------------------------------------------------------------------------------------------------- classification
+
+def read_sentences(args):
+    sentences = list(args.text)
+    if args.file:
+        sentences += [line for line in data_handler.read_text(args.file).split("\n") if line.strip()]
+    if not sentences and not sys.stdin.isatty():
+        sentences = [line for line in sys.stdin.read().split("\n") if line.strip()]
+    if not sentences:
+        raise SampleError("nothing to classify: give --text, --file or sentences on standard input")
+    return sentences
+
+
+def classify(args, cfg, vocab, run_dir, out):
+    import batch_generator
+    import rnn_model as rm
+    tf = rm.tf
+    label_names = train_labels(run_dir)
+    sentences = read_sentences(args)
+    graph = tf.Graph()
+    with graph.as_default():
+        controls = rm.build_controls(cfg)
+        model = rm.build_classifier(cfg, len(vocab), len(label_names), cfg.num_steps, controls)
+        saver = tf.train.Saver()
+    graph.finalize()
+    seqs = [vocab.encode(data_handler.tokenize(s)).astype(np.int32) for s in sentences]
+    with tf.Session(graph=graph, config=rm.session_config(cfg)) as sess:
+        restore(tf, sess, saver, run_dir, args.checkpoint)
+        probabilities = []
+        for start in range(0, len(seqs), cfg.batch_size):
+            x, mask = batch_generator.pad_batch(seqs[start:start + cfg.batch_size], cfg.num_steps)
+            probabilities.append(sess.run(model.probabilities, {model.inputs: x, model.mask: mask}))
+    probabilities = np.concatenate(probabilities)
+    for sentence, p in zip(sentences, probabilities):
+        best = int(np.argmax(p))
+        line = f"{label_names[best]}\t{p[best]:.3f}"
+        if args.all_probs:
+            line += "\t" + " ".join(f"{name}={q:.3f}" for name, q in zip(label_names, p))
+        out.write(f"{line}\t{sentence}\n")
+    return 0
+
+
+def train_labels(run_dir):
+    import json
+    path = os.path.join(run_dir, "labels.json")
+    try:
+        with open(path, encoding="utf-8") as f:
+            return json.load(f)["labels"]
+    except (OSError, ValueError, KeyError):
+        raise SampleError(f"{path}: missing or unreadable label list") from None
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,130 @@
+"""End-to-end runs of the classifier: train.py --task classify, CV, evaluation counts, sample.py, bad input."""
+import io
+import json
+
+import numpy as np
+import pytest
+
+import sample
+import train
+from test_train import one_line_error, run_cli
+
+WORDS = {"sport": "ball goal team match score coach league win player pitch".split(),
+         "food": "bread soup cheese salad spice oven recipe sugar tomato dinner".split(),
+         "tech": "code chip laptop server cloud screen robot network data kernel".split()}
+FILLER = "the a of and to in is it was on".split()
+
+
+def write_labelled(path, count, seed, labels=tuple(WORDS)):
+    """LABEL<TAB>sentence lines: a few topic words among filler words, 3 to 14 tokens long."""
+    rng = np.random.RandomState(seed)
+    lines = []
+    for i in range(count):
+        label = labels[i % len(labels)]
+        n = rng.randint(3, 15)
+        words = [rng.choice(WORDS[label]) if rng.rand() < 0.4 else rng.choice(FILLER) for _ in range(n)]
+        words[rng.randint(n)] = rng.choice(WORDS[label])
+        lines.append(f"{label}\t{' '.join(words)}")
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
+def classify_args(run_dir, *extra):
+    return ["--config", "classify", "--run_dir", str(run_dir), "--hidden_size", "16", "--embedding_size", "16",
+            "--num_steps", "16", "--batch_size", "8", "--max_max_epoch", "4", "--summary_every", "5", *extra]
+
+
+@pytest.fixture(scope="module")
+def topic_data(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("topics")
+    write_labelled(folder / "train.txt", 300, seed=0)
+    write_labelled(folder / "test.txt", 23, seed=1)  # 23: not a multiple of the batch size
+    return folder
+
+
+@pytest.fixture(scope="module")
+def trained_classifier(topic_data, tmp_path_factory):
+    run_dir = tmp_path_factory.mktemp("cls") / "run"
+    assert train.main(classify_args(run_dir, "--data", str(topic_data))) == 0
+    return run_dir
+
+
+def test_classifier_learns_and_evaluates_every_example(trained_classifier):
+    results = json.loads((trained_classifier / "results.json").read_text())
+    assert results["test"]["examples"] == 23
+    assert sum(map(sum, results["test"]["confusion_matrix"])) == 23
+    assert results["test"]["accuracy"] > 0.8
+    assert set(results["test"]["per_class"]) == set(WORDS)
+    assert all(0 <= c["f1"] <= 1 for c in results["test"]["per_class"].values())
+    assert json.loads((trained_classifier / "labels.json").read_text())["labels"] == sorted(WORDS)
+    assert json.loads((trained_classifier / "vocab.json").read_text())["tokens"][:2] == ["<pad>", "<unk>"]
+
+
+def test_sample_classifies_new_text_from_the_checkpoint(trained_classifier, tmp_path):
+    out = io.StringIO()
+    code = sample.main(["--run_dir", str(trained_classifier), "--text", "the team scored a goal in the match",
+                        "--text", "soup and bread for dinner", "--all_probs"], out=out)
+    assert code == 0
+    lines = out.getvalue().strip().split("\n")
+    assert [line.split("\t")[0] for line in lines] == ["sport", "food"]
+    probabilities = [float(p.split("=")[1]) for p in lines[0].split("\t")[2].split()]
+    assert len(probabilities) == 3 and abs(sum(probabilities) - 1) < 1e-2
+    sentences = tmp_path / "sentences.txt"
+    sentences.write_text("laptop server network\n\ncloud code kernel chip\n")
+    out = io.StringIO()
+    assert sample.main(["--run_dir", str(trained_classifier), "--file", str(sentences)], out=out) == 0
+    assert [line.split("\t")[0] for line in out.getvalue().strip().split("\n")] == ["tech", "tech"]
+
+
+def test_cross_validation_reports_every_fold(topic_data, tmp_path):
+    run_dir = tmp_path / "cv"
+    assert train.main(classify_args(run_dir, "--data", str(topic_data / "train.txt"), "--cv", "3",
+                                    "--max_max_epoch", "2")) == 0
+    results = json.loads((run_dir / "cv_results.json").read_text())
+    assert results["folds"] == 3 and len(results["accuracy_per_fold"]) == 3
+    assert results["mean_accuracy"] == pytest.approx(np.mean(results["accuracy_per_fold"]))
+    assert sum(fold["test"]["examples"] for fold in results["per_fold"]) == 300  # the folds cover the data once
+
+
+@pytest.mark.parametrize("pooling,extra", [("last", []), ("max", ["--bidirectional"])])
+def test_other_poolings_train(topic_data, tmp_path, pooling, extra):
+    run_dir = tmp_path / pooling
+    assert train.main(classify_args(run_dir, "--data", str(topic_data), "--pooling", pooling, "--max_max_epoch",
+                                    "3", *extra)) == 0
+    assert json.loads((run_dir / "results.json").read_text())["test"]["accuracy"] > 0.6
+
+
+def test_bad_classification_input_gets_one_clear_line(tmp_path):
+    folder = tmp_path / "perclass"
+    folder.mkdir()
+    (folder / "reviews.pos").write_text("a fine film\nlovely\n")
+    (folder / "reviews.neg").write_text("\n\n")
+    line = one_line_error(run_cli("train.py", *classify_args(tmp_path / "r1", "--data", str(folder))))
+    assert "neg" in line and "no examples" in line
+
+    unlabelled = tmp_path / "unlabelled.txt"
+    unlabelled.write_text("just a sentence\nanother one here\n")
+    line = one_line_error(run_cli("train.py", *classify_args(tmp_path / "r2", "--data", str(unlabelled))))
+    assert "unlabelled.txt" in line and "label" in line
+
+    given = tmp_path / "given"
+    given.mkdir()
+    write_labelled(given / "train.txt", 60, seed=0, labels=("sport", "food"))
+    (given / "test.txt").write_text("sport\tgoal team\ntech\tcode chip\n")
+    line = one_line_error(run_cli("train.py", *classify_args(tmp_path / "r3", "--data", str(given))))
+    assert "tech" in line
+
+    vectors = tmp_path / "vectors.txt"
+    vectors.write_text("goal 0.1 0.2 0.3\nteam 0.1 0.2 0.3\n")
+    line = one_line_error(run_cli("train.py", *classify_args(tmp_path / "r4", "--data", str(given / "train.txt"),
+                                                             "--embeddings", str(vectors))))
+    assert "vectors.txt" in line and "3" in line and "16" in line
+
+
+def test_empty_lines_are_skipped_and_counted(tmp_path):
+    data = write_labelled(tmp_path / "train.txt", 60, seed=0)
+    data.write_text(data.read_text().replace("\n", "\n\n", 5))
+    result = run_cli("train.py", *classify_args(tmp_path / "r", "--data", str(data), "--max_max_epoch", "1"),
+                     timeout=300)
+    assert result.returncode == 0, result.stderr
+    assert "5 empty lines skipped" in result.stdout

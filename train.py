@@ -1,0 +1,569 @@
+"""Train an LSTM language model or sentence classifier in TensorFlow graph mode.
+
+    python train.py [--config NAME|FILE.json] [--data NAME|PATH] [--run_dir DIR] [--resume] [--key=value ...]
+
+The flow: resolve the config -> read the data and build the vocabulary -> build the graph once and finalize it ->
+run epochs of Session.run calls -> checkpoints, TensorBoard events and a results.json in the run directory.
+Running again with the same run directory (or --resume) continues from the latest checkpoint.
+"""
+import argparse
+import json
+import math
+import os
+import signal
+import sys
+import time
+
+import numpy as np
+
+import batch_generator
+import config
+import data_handler
+from config import ConfigError
+from data_handler import DataError
+
+CACHE_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "data", "cache")
+
+
+class RunError(Exception):
+    """A problem with the run directory or a checkpoint; the message is one line meant for the user."""
+
+
+class ArgumentParser(argparse.ArgumentParser):
+    def error(self, message):  # one clear line instead of argparse's usage dump
+        raise ConfigError(message)
+
+
+def parse_command_line(argv):
+    """Returns (args, cfg, run_dir, resuming)."""
+    overrides, rest = config.split_overrides(argv)
+    parser = ArgumentParser(description=__doc__.split("\n\n")[0], epilog="config keys:\n" + config.help_text(),
+                            formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--config", default=None,
+                        help=f"named config ({', '.join(config.CONFIGS)}; default {config.DEFAULT_CONFIG}) "
+                             "or a JSON config file")
+    parser.add_argument("--run_dir", help="where checkpoints, events and results go (default runs/CONFIG[-DATA])")
+    parser.add_argument("--resume", action="store_true",
+                        help="continue the run in --run_dir with its saved config (command-line keys override)")
+    parser.add_argument("--verbose", action="store_true", help="show TensorFlow's own log lines and warnings")
+    args = parser.parse_args(rest)
+    # `--task classify` alone starts from the classifier's config, not from the language model's default.
+    config_name = args.config or ("classify" if overrides.get("task") == "classify" else config.DEFAULT_CONFIG)
+    run_dir = args.run_dir or default_run_dir(config_name, overrides.get("data", ""))
+    saved_config = os.path.join(run_dir, "config.json")
+    resuming = os.path.exists(os.path.join(run_dir, "checkpoints", "checkpoint")) and os.path.exists(saved_config)
+    if args.resume:
+        if not resuming:
+            raise RunError(f"{run_dir}: no checkpoint to resume from")
+        base = config.load(saved_config)
+    elif config_name.endswith(".json"):
+        base = config.load(config_name)
+    else:
+        base = config.named_config(config_name)
+    cfg = config.apply_overrides(base, overrides)
+    if resuming:
+        for key, saved, current in config.differences(config.load(saved_config), cfg):
+            raise RunError(f"{saved_config}: the checkpoint was trained with {key}={saved!r}, this run has "
+                           f"{key}={current!r} (use another --run_dir, or --resume to keep the saved config)")
+    return args, cfg, run_dir, resuming
+
+
+def default_run_dir(config_name, data):
+    name = os.path.splitext(os.path.basename(config_name))[0]
+    if data:
+        name += "-" + os.path.splitext(os.path.basename(os.path.normpath(data)))[0]
+    return os.path.join("runs", name)
+
+
+def main(argv=None):
+    try:
+        args, cfg, run_dir, resuming = parse_command_line(sys.argv[1:] if argv is None else argv)
+        config.tensorflow_environment(cfg, args.verbose)
+        if cfg.task == "classify":
+            return train_classifier(cfg, run_dir, resuming)
+        return train_language_model(cfg, run_dir, resuming)
+    except (ConfigError, DataError, RunError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print("\ninterrupted before training started; nothing to save", file=sys.stderr)
+        return 130
+
+
+# --------------------------------------------------------------------------------------------------- data + run dir
+
+def prepare_run_dir(run_dir, cfg, resuming, vocab, extra=None):
+    """Writes config.json and vocab.json (and extra JSON files); a resumed run must find the same vocabulary."""
+    vocab_path = os.path.join(run_dir, "vocab.json")
+    if resuming:
+        if not os.path.exists(vocab_path) or data_handler.Vocab.load(vocab_path) != vocab:
+            raise RunError(f"{vocab_path}: the vocabulary built from the data differs from the checkpoint's "
+                           "(the data or the vocabulary settings changed)")
+    try:
+        os.makedirs(run_dir, exist_ok=True)
+        config.save(cfg, os.path.join(run_dir, "config.json"))
+        vocab.save(vocab_path)
+        for name, value in (extra or {}).items():
+            write_json(os.path.join(run_dir, name), value)
+    except OSError as e:
+        raise RunError(f"{run_dir}: cannot write the run directory ({e.strerror})") from None
+
+
+def write_json(path, value):
+    tmp = f"{path}.tmp"
+    with open(tmp, "w", encoding="utf-8") as f:
+        json.dump(value, f, indent=2)
+        f.write("\n")
+    os.replace(tmp, path)
+
+
+def read_json(path, default=None):
+    if not os.path.exists(path):
+        return default
+    with open(path, encoding="utf-8") as f:
+        return json.load(f)
+
+
+def learning_rate_at(cfg, epoch):
+    """The PTB schedule: the initial rate for max_epoch epochs, then multiplied by lr_decay every epoch."""
+    return cfg.learning_rate * cfg.lr_decay ** max(epoch + 1 - cfg.max_epoch, 0)
+
+
+# --------------------------------------------------------------------------------------------------- language model
+
+def train_language_model(cfg, run_dir, resuming):
+    corpus = data_handler.load_lm_corpus(cfg.data or None, cfg.level, cfg.encoding, cfg.valid_fraction,
+                                         cfg.test_fraction, CACHE_DIR)
+    vocab = data_handler.build_vocab([corpus.train], cfg.min_count, cfg.vocab_size,
+                                     data_handler.LM_SPECIALS[cfg.level])
+    splits = {name: vocab.encode(tokens) for name, tokens in
+              (("train", corpus.train), ("valid", corpus.valid), ("test", corpus.test))}
+    for name, ids in splits.items():
+        if ids.size and ids.size <= cfg.batch_size * cfg.num_steps:
+            raise DataError(f"{corpus.name}: the {name} split has {ids.size} tokens, too few for "
+                            f"batch_size*num_steps = {cfg.batch_size * cfg.num_steps}")
+    if not splits["valid"].size:
+        raise DataError(f"{corpus.name}: the validation split is empty")
+    prepare_run_dir(run_dir, cfg, resuming, vocab)
+    print(f"data: {corpus.source}; {cfg.level} vocabulary {len(vocab)}; tokens train {splits['train'].size:,} "
+          f"valid {splits['valid'].size:,} test {splits['test'].size:,}")
+    print(f"run directory: {run_dir}")
+    run = LanguageModelRun(cfg, len(vocab), splits)
+    return fit(cfg, run, run_dir, resuming)
+
+
+class LanguageModelRun:
+    """The language-model side of the run loop: graphs, batches, one training step, evaluation."""
+    metric, higher_is_better = "perplexity", False
+    unit = "wps"
+
+    def __init__(self, cfg, vocab_size, splits):
+        import rnn_model as rm
+        tf = rm.tf
+        self.cfg, self.splits = cfg, splits
+        self.num_batches = batch_generator.lm_epoch_size(splits["train"].size, cfg.batch_size, cfg.num_steps)
+        self.graph = tf.Graph()
+        with self.graph.as_default(), tf.device(rm.device_name(cfg)):
+            tf.set_random_seed(cfg.seed)
+            self.controls = rm.build_controls(cfg)
+            optimizer = rm.make_optimizer(cfg, self.controls.learning_rate)
+            self.train_model = rm.build_lm(cfg, vocab_size, cfg.num_steps, self.controls, optimizer)
+            self.eval_model = rm.build_lm(cfg, vocab_size, cfg.num_steps, self.controls)
+            self.epoch_summaries = rm.build_epoch_summaries(["loss", "perplexity"])
+        self.state = None
+
+    def start_epoch(self, sess, step_in_epoch):
+        self.step_in_epoch = step_in_epoch
+        if step_in_epoch:  # resuming mid-epoch: the state that the last saved batch left behind
+            self.state = list(sess.run(self.controls.carried_state))
+        else:
+            self.state = sess.run(self.train_model.initial_state)
+
+    def batches(self, epoch, start):
+        return batch_generator.lm_batches(self.splits["train"], self.cfg.batch_size, self.cfg.num_steps, start)
+
+    def train_step(self, sess, batch, fetch_summary):
+        import rnn_model as rm
+        m = self.train_model
+        x, y = batch
+        fetches = {"cost": m.cost, "state": m.final_state, "train": m.train.train_op}
+        if fetch_summary:
+            fetches["summary"] = m.summary
+        out = sess.run(fetches, rm.feed_state({m.inputs: x, m.targets: y}, m.initial_state, self.state))
+        self.state = out["state"]
+        return {"loss": float(out["cost"]) / self.cfg.num_steps}, x.size, out.get("summary")
+
+    def before_save(self, sess):
+        import rnn_model as rm
+        sess.run(self.controls.carried_state_update, {self.controls.new_carried_state: rm.state_to_array(self.state)})
+
+    def evaluate(self, sess, split):
+        import rnn_model as rm
+        m, cfg = self.eval_model, self.cfg
+        state = sess.run(m.initial_state)
+        total_cost, total_steps = 0.0, 0
+        for x, y in batch_generator.lm_batches(self.splits[split], cfg.batch_size, cfg.num_steps):
+            cost, state = sess.run([m.cost, m.final_state], rm.feed_state({m.inputs: x, m.targets: y},
+                                                                          m.initial_state, state))
+            total_cost += float(cost)
+            total_steps += cfg.num_steps
+        loss = total_cost / total_steps
+        return {"loss": loss, "perplexity": math.exp(loss)}
+
+    def has_split(self, name):
+        return self.splits[name].size > 0
+
+    def describe(self, metrics):
+        # Perplexity from the mean per-token loss (the mean of per-batch perplexities would overstate it).
+        return f"loss {metrics['loss']:.3f} ppl {math.exp(min(metrics['loss'], 50)):.2f}"
+
+
+# --------------------------------------------------------------------------------------------------- classifier
+
+def train_classifier(cfg, run_dir, resuming):
+    cdata = data_handler.load_classification(cfg.data or None, cfg.encoding, cfg.label_mode, cfg.valid_fraction,
+                                             cfg.test_fraction, cfg.seed, CACHE_DIR)
+    print(f"data: {cdata.name} ({cdata.encoding}); {len(cdata.label_names)} labels; examples train "
+          f"{len(cdata.train.texts):,} valid {len(cdata.valid.texts):,} test {len(cdata.test.texts):,}"
+          + (f"; {cdata.skipped_empty} empty lines skipped" if cdata.skipped_empty else ""))
+    if not cfg.cv:
+        return train_classifier_fold(cfg, run_dir, resuming, cdata.train, cdata.valid, cdata.test, cdata.label_names)
+    return cross_validate(cfg, run_dir, cdata)
+
+
+def cross_validate(cfg, run_dir, cdata):
+    """K-fold CV over all examples: each fold is the test set once, the rest is split into train and valid."""
+    everything = data_handler.LabelledExamples(cdata.train.texts + cdata.valid.texts + cdata.test.texts,
+                                               cdata.train.labels + cdata.valid.labels + cdata.test.labels)
+    folds = data_handler.cv_folds(len(everything.texts), cfg.cv, cfg.seed)
+    results = []
+    for k, test_index in enumerate(folds):
+        rest = np.setdiff1d(np.arange(len(everything.texts)), test_index)
+        rng = np.random.RandomState(cfg.seed + k)
+        rest = rest[rng.permutation(len(rest))]
+        num_valid = max(1, int(round(len(rest) * cfg.valid_fraction)))
+        fold_dir = os.path.join(run_dir, f"fold_{k}")
+        print(f"--- fold {k + 1}/{cfg.cv}: train {len(rest) - num_valid:,} valid {num_valid:,} "
+              f"test {len(test_index):,}")
+        fold_resuming = os.path.exists(os.path.join(fold_dir, "checkpoints", "checkpoint"))
+        code = train_classifier_fold(cfg, fold_dir, fold_resuming, subset(everything, rest[num_valid:]),
+                                     subset(everything, rest[:num_valid]), subset(everything, test_index),
+                                     cdata.label_names)
+        if code:
+            return code
+        results.append(read_json(os.path.join(fold_dir, "results.json")))
+    accuracies = [r["test"]["accuracy"] for r in results]
+    summary = {"folds": cfg.cv, "accuracy_per_fold": accuracies, "mean_accuracy": float(np.mean(accuracies)),
+               "std_accuracy": float(np.std(accuracies)), "per_fold": results}
+    write_json(os.path.join(run_dir, "cv_results.json"), summary)
+    print(f"{cfg.cv}-fold CV test accuracy: {100 * summary['mean_accuracy']:.2f} +- "
+          f"{100 * summary['std_accuracy']:.2f} % (per fold: {', '.join(f'{100 * a:.1f}' for a in accuracies)})")
+    return 0
+
+
+def subset(examples, index):
+    return data_handler.LabelledExamples([examples.texts[i] for i in index], [examples.labels[i] for i in index])
+
+
+def train_classifier_fold(cfg, run_dir, resuming, train, valid, test, label_names):
+    vocab = data_handler.build_vocab(train.texts, cfg.min_count, cfg.vocab_size, data_handler.CLASSIFY_SPECIALS)
+    label_index = {label: i for i, label in enumerate(label_names)}
+    splits = {}
+    for name, examples in (("train", train), ("valid", valid), ("test", test)):
+        unknown = sorted(set(examples.labels) - set(label_index))
+        if unknown:
+            raise DataError(f"{name} split: label '{unknown[0]}' does not occur in the training data")
+        splits[name] = ([vocab.encode(tokens).astype(np.int32) for tokens in examples.texts],
+                        np.array([label_index[label] for label in examples.labels], np.int32))
+    if not splits["train"][0]:
+        raise DataError("the training split is empty")
+    prepare_run_dir(run_dir, cfg, resuming, vocab, {"labels.json": {"labels": list(label_names)}})
+    embeddings = None
+    if cfg.embeddings:
+        embeddings, found = data_handler.load_embeddings(cfg.embeddings, vocab, cfg.embedding_dim)
+        print(f"embeddings: {found:,} of {len(vocab):,} words found in {cfg.embeddings}")
+    print(f"run directory: {run_dir}; vocabulary {len(vocab):,}")
+    run = ClassifierRun(cfg, len(vocab), label_names, splits, embeddings)
+    return fit(cfg, run, run_dir, resuming)
+
+
+class ClassifierRun:
+    """The classifier side of the run loop; with bucketing, one unrolled graph per bucket width, sharing weights."""
+    metric, higher_is_better = "accuracy", True
+    unit = "ex/s"
+
+    def __init__(self, cfg, vocab_size, label_names, splits, embeddings=None):
+        import rnn_model as rm
+        tf = rm.tf
+        self.cfg, self.label_names, self.splits, self.embeddings = cfg, label_names, splits, embeddings
+        self.widths = batch_generator.default_bucket_widths(cfg.num_steps) if cfg.bucket else [cfg.num_steps]
+        self.num_batches = batch_generator.classify_num_batches(splits["train"][0], cfg.batch_size, cfg.num_steps,
+                                                                self.bucket_widths)
+        self.graph = tf.Graph()
+        with self.graph.as_default(), tf.device(rm.device_name(cfg)):
+            tf.set_random_seed(cfg.seed)
+            self.controls = rm.build_controls(cfg)
+            optimizer = rm.make_optimizer(cfg, self.controls.learning_rate)
+            self.train_models = {w: rm.build_classifier(cfg, vocab_size, len(label_names), w, self.controls,
+                                                        optimizer) for w in self.widths}
+            self.eval_models = {w: rm.build_classifier(cfg, vocab_size, len(label_names), w, self.controls)
+                                for w in self.widths}
+            self.epoch_summaries = rm.build_epoch_summaries(["loss", "accuracy"])
+            with tf.variable_scope("model", reuse=True):
+                embedding = tf.get_variable("embedding")
+            self.new_embedding = tf.placeholder(tf.float32, embedding.shape, name="new_embedding")
+            self.embedding_update = tf.assign(embedding, self.new_embedding)
+
+    @property
+    def bucket_widths(self):
+        return self.widths if self.cfg.bucket else None
+
+    def after_init(self, sess):
+        if self.embeddings is not None:
+            sess.run(self.embedding_update, {self.new_embedding: self.embeddings})
+
+    def start_epoch(self, sess, step_in_epoch):
+        pass
+
+    def batches(self, epoch, start):
+        seqs, labels = self.splits["train"]
+        return batch_generator.classify_batches(seqs, labels, self.cfg.batch_size, self.cfg.num_steps,
+                                                seed=self.cfg.seed, epoch=epoch, bucket_widths=self.bucket_widths,
+                                                start_batch=start)
+
+    def train_step(self, sess, batch, fetch_summary):
+        x, mask, y = batch
+        m = self.train_models[x.shape[1]]
+        fetches = {"loss": m.loss, "correct": m.correct, "train": m.train.train_op}
+        if fetch_summary:
+            fetches["summary"] = m.summary
+        out = sess.run(fetches, {m.inputs: x, m.mask: mask, m.labels: y})
+        return {"loss": float(out["loss"]), "accuracy": int(out["correct"]) / len(y)}, len(y), out.get("summary")
+
+    def before_save(self, sess):
+        pass
+
+    def predict(self, sess, split):
+        """(true labels, predicted labels, summed loss) over every example of the split, in order."""
+        seqs, labels = self.splits[split]
+        true, predicted, total_loss = [], [], 0.0
+        for x, mask, y in batch_generator.classify_batches(seqs, labels, self.cfg.batch_size, self.cfg.num_steps,
+                                                           bucket_widths=self.bucket_widths):
+            m = self.eval_models[x.shape[1]]
+            loss, predictions = sess.run([m.loss, m.predictions], {m.inputs: x, m.mask: mask, m.labels: y})
+            true.append(y)
+            predicted.append(predictions)
+            total_loss += float(loss) * len(y)
+        return np.concatenate(true), np.concatenate(predicted), total_loss
+
+    def evaluate(self, sess, split):
+        true, predicted, total_loss = self.predict(sess, split)
+        report = classification_report(true, predicted, self.label_names)
+        report["loss"] = float(total_loss / len(true))
+        return report
+
+    def has_split(self, name):
+        return len(self.splits[name][0]) > 0
+
+    def describe(self, metrics):
+        return f"loss {metrics['loss']:.3f} acc {100 * metrics['accuracy']:.2f}%"
+
+
+def classification_report(true, predicted, label_names):
+    """Accuracy over all examples, per-class precision/recall/F1 and the confusion matrix [true, predicted]."""
+    num_classes = len(label_names)
+    confusion = np.zeros((num_classes, num_classes), np.int64)
+    np.add.at(confusion, (true, predicted), 1)
+    per_class = {}
+    for i, name in enumerate(label_names):
+        tp = confusion[i, i]
+        precision = tp / confusion[:, i].sum() if confusion[:, i].sum() else 0.0
+        recall = tp / confusion[i].sum() if confusion[i].sum() else 0.0
+        f1 = 2 * precision * recall / (precision + recall) if precision + recall else 0.0
+        per_class[name] = {"precision": float(precision), "recall": float(recall), "f1": float(f1),
+                           "support": int(confusion[i].sum())}
+    return {"accuracy": float(np.trace(confusion) / max(len(true), 1)), "examples": int(len(true)),
+            "per_class": per_class, "confusion_matrix": confusion.tolist(), "labels": list(label_names)}
+
+
+def confusion_markdown(report):
+    labels = report["labels"]
+    rows = ["| true \\ predicted | " + " | ".join(labels) + " |", "|---" * (len(labels) + 1) + "|"]
+    for name, counts in zip(labels, report["confusion_matrix"]):
+        rows.append(f"| {name} | " + " | ".join(str(c) for c in counts) + " |")
+    return "\n".join(rows)
+
+
+# --------------------------------------------------------------------------------------------------- the run loop
+
+class StopRequest:
+    """Ctrl-C asks the loop to stop after the current step (and save); a second Ctrl-C stops at once."""
+
+    def __init__(self):
+        self.requested = False
+
+    def __enter__(self):
+        self.previous = signal.signal(signal.SIGINT, self.handle)
+        return self
+
+    def handle(self, signum, frame):
+        if self.requested:
+            raise KeyboardInterrupt
+        self.requested = True
+        print("\nstopping after this step to save a checkpoint (Ctrl-C again to quit at once)", file=sys.stderr)
+
+    def __exit__(self, *exc):
+        signal.signal(signal.SIGINT, self.previous)
+
+
+def fit(cfg, run, run_dir, resuming):
+    """The epoch loop shared by both tasks: schedule, steps, summaries, checkpoints, evaluation, results."""
+    import rnn_model as rm
+    tf = rm.tf
+    checkpoint_dir, best_dir = os.path.join(run_dir, "checkpoints"), os.path.join(run_dir, "best")
+    with run.graph.as_default():
+        saver = tf.train.Saver(max_to_keep=3)
+        best_saver = tf.train.Saver(max_to_keep=1)
+        init = tf.global_variables_initializer()
+    run.graph.finalize()  # from here on nothing may add an op: the training loop only runs the graph
+    if cfg.device == "gpu" and not rm.gpu_available():
+        print("warning: --device gpu but no GPU is visible; running on the CPU", file=sys.stderr)
+    best = read_json(os.path.join(best_dir, "best.json"), {})
+    with tf.Session(graph=run.graph, config=rm.session_config(cfg)) as sess:
+        if resuming:
+            restore(sess, saver, checkpoint_dir)
+        else:
+            sess.run(init)
+            if hasattr(run, "after_init"):
+                run.after_init(sess)
+        global_step = int(sess.run(run.controls.global_step))
+        train_writer = tf.summary.FileWriter(os.path.join(run_dir, "train"), run.graph if not resuming else None)
+        valid_writer = tf.summary.FileWriter(os.path.join(run_dir, "valid"))
+        if resuming:
+            # Tells TensorBoard to drop events logged after this step by the interrupted run.
+            start = tf.SessionLog(status=tf.SessionLog.START)
+            train_writer.add_session_log(start, global_step)
+            valid_writer.add_session_log(start, global_step)
+            print(f"resuming at step {global_step} (epoch {global_step // run.num_batches + 1})")
+
+        def save_latest():
+            run.before_save(sess)
+            saver.save(sess, os.path.join(checkpoint_dir, "model.ckpt"), global_step=global_step)
+
+        def write_epoch_summaries(writer, metrics, step):
+            s = run.epoch_summaries
+            feed = {placeholder: metrics[tag] for tag, placeholder in s.values.items()}
+            writer.add_summary(sess.run(s.scalars, feed), step)
+            if "confusion_matrix" in metrics:
+                writer.add_summary(sess.run(s.text, {s.confusion: confusion_markdown(metrics)}), step)
+            writer.flush()
+
+        stopped = None
+        with StopRequest() as stop:
+            for epoch in range(global_step // run.num_batches, cfg.max_max_epoch):
+                learning_rate = learning_rate_at(cfg, epoch)
+                sess.run(run.controls.learning_rate_update, {run.controls.new_learning_rate: learning_rate})
+                step_in_epoch = global_step - epoch * run.num_batches
+                run.start_epoch(sess, step_in_epoch)
+                stopped = train_epoch(cfg, run, sess, epoch, step_in_epoch, global_step, train_writer, stop,
+                                      save_latest, learning_rate)
+                global_step = epoch * run.num_batches + stopped["step_in_epoch"]
+                if stopped["reason"]:
+                    save_latest()
+                    break
+                valid = run.evaluate(sess, "valid")
+                write_epoch_summaries(valid_writer, valid, global_step)
+                is_best = not best or (valid[run.metric] > best[run.metric] if run.higher_is_better
+                                       else valid[run.metric] < best[run.metric])
+                save_latest()
+                if is_best:
+                    best_saver.save(sess, os.path.join(best_dir, "model.ckpt"), global_step=global_step,
+                                    latest_filename="checkpoint")
+                    best = {"step": global_step, "epoch": epoch + 1, run.metric: valid[run.metric]}
+                    write_json(os.path.join(best_dir, "best.json"), best)
+                print(f"epoch {epoch + 1}/{cfg.max_max_epoch}  lr {learning_rate:.4g}  train "
+                      f"{run.describe(stopped['train'])}  valid {run.describe(valid)}  "
+                      f"{stopped['rate']:,.0f} {run.unit}" + ("  (best)" if is_best else ""))
+        train_writer.close()
+        if stopped and stopped["reason"]:
+            how = "interrupted" if stopped["reason"] == "interrupt" else "stopped (--max_steps)"
+            print(f"{how} at step {global_step}; checkpoint saved in {checkpoint_dir}. "
+                  f"Run the same command again to resume.")
+            valid_writer.close()
+            return 130 if stopped["reason"] == "interrupt" else 0
+        if stopped is None:
+            print(f"nothing to train: the run already finished {cfg.max_max_epoch} epochs "
+                  "(raise --max_max_epoch to continue)")
+        results = final_results(cfg, run, sess, best_saver, best_dir, best)
+        if results["test"]:
+            write_epoch_summaries(tf.summary.FileWriter(os.path.join(run_dir, "test")), results["test"], global_step)
+        valid_writer.close()
+    write_json(os.path.join(run_dir, "results.json"), results)
+    return 0
+
+
+def train_epoch(cfg, run, sess, epoch, start, global_step, writer, stop, save_latest, learning_rate):
+    """Runs the training batches of one epoch from `start`; returns where and why it stopped and its averages."""
+    from tqdm import tqdm
+    first_step = global_step
+    totals, count, items, began = {}, 0, 0, time.time()
+    bar = tqdm(total=run.num_batches, initial=start, desc=f"epoch {epoch + 1}/{cfg.max_max_epoch}",
+               unit="batch", disable=None, leave=False, dynamic_ncols=True)
+    reason, step_in_epoch = None, start
+    for batch in run.batches(epoch, start):
+        fetch_summary = (global_step + 1) % cfg.summary_every == 0
+        metrics, batch_items, summary = run.train_step(sess, batch, fetch_summary)
+        global_step += 1
+        step_in_epoch += 1
+        count += 1
+        items += batch_items
+        for key, value in metrics.items():
+            totals[key] = totals.get(key, 0.0) + value
+        if summary is not None:
+            writer.add_summary(summary, global_step)
+        if cfg.checkpoint_every and global_step % cfg.checkpoint_every == 0:
+            save_latest()
+        rate = items / max(time.time() - began, 1e-9)
+        if count % 10 == 0 or step_in_epoch == run.num_batches:
+            bar.set_postfix_str(f"{run.describe(metrics)}  {rate:,.0f} {run.unit}  lr {learning_rate:.3g}")
+        bar.update(1)
+        if stop.requested:
+            reason = "interrupt"
+            break
+        if cfg.max_steps and global_step >= cfg.max_steps:
+            reason = "max_steps"
+            break
+    bar.close()
+    averages = {k: v / max(count, 1) for k, v in totals.items()}
+    return {"reason": reason, "step_in_epoch": step_in_epoch, "train": averages,
+            "rate": items / max(time.time() - began, 1e-9), "steps": global_step - first_step}
+
+
+def restore(sess, saver, checkpoint_dir):
+    import rnn_model as rm
+    path = rm.tf.train.latest_checkpoint(checkpoint_dir)
+    if path is None:
+        raise RunError(f"{checkpoint_dir}: no readable checkpoint")
+    try:
+        saver.restore(sess, path)
+    except (rm.tf.errors.InvalidArgumentError, rm.tf.errors.NotFoundError) as e:
+        first_line = str(e).strip().splitlines()[0]
+        raise RunError(f"{path}: the checkpoint does not match this model ({first_line[:200]})") from None
+    return path
+
+
+def final_results(cfg, run, sess, best_saver, best_dir, best):
+    """Validation and test metrics of the best checkpoint (the latest if there is no best)."""
+    if best:
+        restore(sess, best_saver, best_dir)
+    results = {"task": cfg.task, "best": best, "valid": run.evaluate(sess, "valid"), "test": None}
+    line = f"best checkpoint (step {best.get('step', '?')}): valid {run.describe(results['valid'])}"
+    if run.has_split("test"):
+        results["test"] = run.evaluate(sess, "test")
+        line += f"  test {run.describe(results['test'])}"
+    print(line)
+    return results
+
+
+if __name__ == "__main__":
+    sys.exit(main())
