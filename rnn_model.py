@@ -148,6 +148,16 @@ def make_optimizer(cfg, learning_rate):
     return tf.train.GradientDescentOptimizer(learning_rate)
 
 
+def scalar_summary(tag, value):
+    """A scalar summary whose tag is exactly `tag`: tf.summary.scalar would make it unique per graph ("loss_1"),
+    but the train graphs of every bucket and the validation writer must all log under the same tag."""
+    return tf.raw_ops.ScalarSummary(tags=tag, values=value)
+
+
+def histogram_summary(tag, values):
+    return tf.raw_ops.HistogramSummary(tag=tag, values=values)
+
+
 class TrainOp(NamedTuple):
     train_op: tf.Operation
     gradient_norm: tf.Tensor  # global norm before clipping
@@ -164,8 +174,8 @@ def build_train_op(cost, controls, cfg, optimizer):
     for variable, gradient in zip(variables, gradients):
         values = gradient.values if isinstance(gradient, tf.IndexedSlices) else gradient
         name = variable.op.name.replace("model/", "")
-        summaries.append(tf.summary.histogram(f"gradients/{name}", values))
-        summaries.append(tf.summary.scalar(f"gradient_sparsity/{name}", tf.nn.zero_fraction(values)))
+        summaries.append(histogram_summary(f"gradients/{name}", values))
+        summaries.append(scalar_summary(f"gradient_sparsity/{name}", tf.nn.zero_fraction(values)))
     return TrainOp(train_op, gradient_norm, summaries)
 
 
@@ -202,9 +212,9 @@ def build_lm(cfg, vocab_size, num_steps, controls, optimizer=None):
     if training:
         train = build_train_op(cost, controls, cfg, optimizer)
         loss = cost / num_steps
-        summary = tf.summary.merge([tf.summary.scalar("loss", loss), tf.summary.scalar("perplexity", tf.exp(loss)),
-                                    tf.summary.scalar("learning_rate", controls.learning_rate),
-                                    tf.summary.scalar("gradient_norm", train.gradient_norm)] + train.summaries)
+        summary = tf.summary.merge([scalar_summary("loss", loss), scalar_summary("perplexity", tf.exp(loss)),
+                                    scalar_summary("learning_rate", controls.learning_rate),
+                                    scalar_summary("gradient_norm", train.gradient_norm)] + train.summaries)
     return LMGraph(inputs, targets, initial_state, final_state, cost, probabilities, temperature, train, summary)
 
 
@@ -273,9 +283,9 @@ def build_classifier(cfg, vocab_size, num_classes, num_steps, controls, optimize
     if training:
         train = build_train_op(loss, controls, cfg, optimizer)
         accuracy = tf.cast(correct, tf.float32) / tf.cast(tf.shape(inputs)[0], tf.float32)
-        summary = tf.summary.merge([tf.summary.scalar("loss", loss), tf.summary.scalar("accuracy", accuracy),
-                                    tf.summary.scalar("learning_rate", controls.learning_rate),
-                                    tf.summary.scalar("gradient_norm", train.gradient_norm)] + train.summaries)
+        summary = tf.summary.merge([scalar_summary("loss", loss), scalar_summary("accuracy", accuracy),
+                                    scalar_summary("learning_rate", controls.learning_rate),
+                                    scalar_summary("gradient_norm", train.gradient_norm)] + train.summaries)
     return ClassifierGraph(inputs, mask, labels, logits, tf.nn.softmax(logits), predictions, loss, correct, train,
                            summary)
 
@@ -301,7 +311,7 @@ def build_epoch_summaries(tags):
     with tf.name_scope("epoch_summaries"):
         values = {tag: tf.placeholder(tf.float32, [], name=tag) for tag in tags}
         confusion = tf.placeholder(tf.string, [], name="confusion_matrix")
-        scalars = tf.summary.merge([tf.summary.scalar(tag, value) for tag, value in values.items()])
+        scalars = tf.summary.merge([scalar_summary(tag, value) for tag, value in values.items()])
         text = tf.summary.text("confusion_matrix", confusion)
     return EpochSummaries(values, confusion, scalars, text)
 

@@ -170,10 +170,14 @@ class LanguageModelRun:
             self.train_model = rm.build_lm(cfg, vocab_size, cfg.num_steps, self.controls, optimizer)
             self.eval_model = rm.build_lm(cfg, vocab_size, cfg.num_steps, self.controls)
             self.epoch_summaries = rm.build_epoch_summaries(["loss", "perplexity"])
+            self.saver, self.best_saver, self.init = build_checkpointing(tf)
+        self.graph.finalize()  # from here on nothing may add an op: the run loop only runs the graph
         self.state = None
 
+    def after_init(self, sess):
+        pass
+
     def start_epoch(self, sess, step_in_epoch):
-        self.step_in_epoch = step_in_epoch
         if step_in_epoch:  # resuming mid-epoch: the state that the last saved batch left behind
             self.state = list(sess.run(self.controls.carried_state))
         else:
@@ -313,6 +317,8 @@ class ClassifierRun:
                 embedding = tf.get_variable("embedding")
             self.new_embedding = tf.placeholder(tf.float32, embedding.shape, name="new_embedding")
             self.embedding_update = tf.assign(embedding, self.new_embedding)
+            self.saver, self.best_saver, self.init = build_checkpointing(tf)
+        self.graph.finalize()
 
     @property
     def bucket_widths(self):
@@ -396,6 +402,11 @@ def confusion_markdown(report):
 
 # --------------------------------------------------------------------------------------------------- the run loop
 
+def build_checkpointing(tf):
+    """The latest-checkpoint saver (a few kept), the best-on-validation saver, and the initializer."""
+    return tf.train.Saver(max_to_keep=3), tf.train.Saver(max_to_keep=1), tf.global_variables_initializer()
+
+
 class StopRequest:
     """Ctrl-C asks the loop to stop after the current step (and save); a second Ctrl-C stops at once."""
 
@@ -421,11 +432,7 @@ def fit(cfg, run, run_dir, resuming):
     import rnn_model as rm
     tf = rm.tf
     checkpoint_dir, best_dir = os.path.join(run_dir, "checkpoints"), os.path.join(run_dir, "best")
-    with run.graph.as_default():
-        saver = tf.train.Saver(max_to_keep=3)
-        best_saver = tf.train.Saver(max_to_keep=1)
-        init = tf.global_variables_initializer()
-    run.graph.finalize()  # from here on nothing may add an op: the training loop only runs the graph
+    saver, best_saver = run.saver, run.best_saver
     if cfg.device == "gpu" and not rm.gpu_available():
         print("warning: --device gpu but no GPU is visible; running on the CPU", file=sys.stderr)
     best = read_json(os.path.join(best_dir, "best.json"), {})
@@ -433,9 +440,8 @@ def fit(cfg, run, run_dir, resuming):
         if resuming:
             restore(sess, saver, checkpoint_dir)
         else:
-            sess.run(init)
-            if hasattr(run, "after_init"):
-                run.after_init(sess)
+            sess.run(run.init)
+            run.after_init(sess)
         global_step = int(sess.run(run.controls.global_step))
         train_writer = tf.summary.FileWriter(os.path.join(run_dir, "train"), run.graph if not resuming else None)
         valid_writer = tf.summary.FileWriter(os.path.join(run_dir, "valid"))
