@@ -89,28 +89,93 @@ def make_dropout(keep_prob, seed, global_step):
 
 
 def lstm_layer(inputs, initial_state, hidden_size, forget_bias, scope):
-    """One LSTM layer statically unrolled over time.
+    """One LSTM layer statically unrolled over time, with a hand-written backward pass (see lstm_sequence).
 
     inputs: [T, B, in] time-major with a static T; initial_state: (c, h), each [B, H].
     Returns outputs [T, B, H] and the final (c, h).
     """
-    num_steps, in_size = inputs.shape[0], inputs.shape[-1]
+    in_size = inputs.shape[-1]
     with tf.variable_scope(scope):
         kernel_x = tf.get_variable("kernel_x", [in_size, 4 * hidden_size])
         kernel_h = tf.get_variable("kernel_h", [hidden_size, 4 * hidden_size])
         bias = tf.get_variable("bias", [4 * hidden_size], initializer=tf.zeros_initializer())
+        c, h = initial_state
+        outputs, c, h = lstm_sequence(inputs, c, h, kernel_x, kernel_h, bias, forget_bias)
+    return outputs, (c, h)
+
+
+def lstm_sequence(inputs, c0, h0, kernel_x, kernel_h, bias, forget_bias):
+    """The LSTM recurrence over all T steps as one differentiable unit: (outputs [T, B, H], c_T, h_T).
+
+    Autodiff of the unrolled cell computes the kernel_h gradient as T small matmuls (inner dimension B) summed by
+    an AddN of T [H, 4H] matrices, and pays a dozen elementwise gradient ops per step. The backward pass below keeps
+    only what is truly sequential inside the time loop (dh -> dc -> gate gradients -> dh of the previous step,
+    ~7 ops per step) and computes every weight gradient afterwards as ONE [.., T*B] x [T*B, 4H] matmul, as cuDNN
+    and PyTorch do. Gate order i, j, f, o as BasicLSTMCell; tests/test_speed_paths.py checks it against autodiff of
+    the plain reference cell.
+    """
+    num_steps, in_size = inputs.shape[0], inputs.shape[-1]
+    hidden_size = kernel_h.shape[0]
+
+    @tf.custom_gradient
+    def sequence(inputs, c0, h0, kernel_x, kernel_h, bias):
         # The input projection does not depend on the recurrence: one big matmul for all steps, not T small ones.
         projected = tf.matmul(tf.reshape(inputs, [-1, in_size]), kernel_x) + bias  # [T*B, 4H]
         projected = tf.reshape(projected, [num_steps, -1, 4 * hidden_size])  # [T, B, 4H]
-        c, h = initial_state
-        outputs = []
+        c, h = c0, h0
+        saved = {name: [] for name in ("i", "j", "f", "o", "c", "tanh_c", "h")}
         for t, projected_t in enumerate(tf.unstack(projected, num=num_steps)):
             with tf.name_scope(f"step_{t}"):
                 i, j, f, o = tf.split(projected_t + tf.matmul(h, kernel_h), 4, axis=1)
-                c = tf.sigmoid(f + forget_bias) * c + tf.sigmoid(i) * tf.tanh(j)
-                h = tf.sigmoid(o) * tf.tanh(c)
-            outputs.append(h)
-    return tf.stack(outputs), (c, h)
+                i, j, f, o = tf.sigmoid(i), tf.tanh(j), tf.sigmoid(f + forget_bias), tf.sigmoid(o)
+                c = f * c + i * j
+                tanh_c = tf.tanh(c)
+                h = o * tanh_c
+            for name, value in zip(saved, (i, j, f, o, c, tanh_c, h)):
+                saved[name].append(value)
+        outputs = tf.stack(saved["h"])  # [T, B, H]
+
+        def gradient(d_outputs, d_c_final, d_h_final):
+            return lstm_sequence_gradient(inputs, c0, h0, kernel_x, kernel_h, saved, d_outputs, d_c_final,
+                                          d_h_final)
+        return (outputs, c, h), gradient
+
+    return sequence(inputs, c0, h0, kernel_x, kernel_h, bias)
+
+
+def lstm_sequence_gradient(inputs, c0, h0, kernel_x, kernel_h, saved, d_outputs, d_c_final, d_h_final):
+    """Backward pass of lstm_sequence; saved holds the forward's per-step [B, H] tensors. Returns the gradients of
+    (inputs, c0, h0, kernel_x, kernel_h, bias)."""
+    num_steps, in_size = inputs.shape[0], inputs.shape[-1]
+    hidden_size = kernel_h.shape[0]
+    with tf.name_scope("lstm_backward"):
+        i, j, f, o, c, tanh_c = (tf.stack(saved[name]) for name in ("i", "j", "f", "o", "c", "tanh_c"))  # [T, B, H]
+        c_prev = tf.concat([c0[None], c[:-1]], 0)  # [T, B, H]
+        # Everything that does not depend on the incoming gradient, for all steps at once:
+        # d gate_pre-activation = (dc, dc, dc, dh) * gate_factor; dc picks up dh * h_factor.
+        gate_factor = tf.concat([j * i * (1 - i), i * (1 - j * j), c_prev * f * (1 - f), tanh_c * o * (1 - o)],
+                                axis=2)  # [T, B, 4H]
+        h_factor = o * (1 - tanh_c * tanh_c)  # [T, B, H]
+        d_h = tf.zeros_like(h0) if d_h_final is None else d_h_final
+        d_c = tf.zeros_like(c0) if d_c_final is None else d_c_final
+        d_outputs = tf.unstack(d_outputs if d_outputs is not None else tf.zeros_like(c), num=num_steps)
+        gate_factor, h_factor, f = (tf.unstack(x, num=num_steps) for x in (gate_factor, h_factor, f))
+        d_gates = [None] * num_steps
+        for t in reversed(range(num_steps)):
+            with tf.name_scope(f"step_{t}"):
+                d_h = d_h + d_outputs[t]  # [B, H]
+                d_c = d_c + d_h * h_factor[t]
+                d_gates[t] = tf.concat([d_c, d_c, d_c, d_h], axis=1) * gate_factor[t]  # [B, 4H]
+                d_c = d_c * f[t]  # -> the previous step's cell
+                d_h = tf.matmul(d_gates[t], kernel_h, transpose_b=True)  # -> the previous step's output
+        d_gates = tf.reshape(tf.stack(d_gates), [-1, 4 * hidden_size])  # [T*B, 4H]
+        h_prev = tf.reshape(tf.concat([h0[None], tf.stack(saved["h"][:-1])], 0), [-1, hidden_size])  # [T*B, H]
+        flat_inputs = tf.reshape(inputs, [-1, in_size])  # [T*B, in]
+        d_kernel_h = tf.matmul(h_prev, d_gates, transpose_a=True)  # [H, 4H], one matmul over all steps
+        d_kernel_x = tf.matmul(flat_inputs, d_gates, transpose_a=True)  # [in, 4H]
+        d_bias = tf.reduce_sum(d_gates, 0)
+        d_inputs = tf.reshape(tf.matmul(d_gates, kernel_x, transpose_b=True), tf.shape(inputs))
+    return d_inputs, d_c, d_h, d_kernel_x, d_kernel_h, d_bias
 
 
 def lstm_stack(inputs, initial_state, cfg, dropout):

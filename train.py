@@ -13,6 +13,7 @@ import os
 import signal
 import sys
 import time
+import uuid
 
 import numpy as np
 
@@ -46,7 +47,9 @@ def parse_command_line(argv):
     parser.add_argument("--resume", action="store_true",
                         help="continue the run in --run_dir with its saved config (command-line keys override)")
     parser.add_argument("--verbose", action="store_true", help="show TensorFlow's own log lines and warnings")
-    args = parser.parse_args(rest)
+    args, unknown = parser.parse_known_args(rest)
+    if unknown:
+        raise ConfigError(config.unknown_argument(unknown[0]))
     # `--task classify` alone starts from the classifier's config, not from the language model's default.
     config_name = args.config or ("classify" if overrides.get("task") == "classify" else config.DEFAULT_CONFIG)
     run_dir = args.run_dir or default_run_dir(config_name, overrides.get("data", ""))
@@ -443,8 +446,8 @@ def fit(cfg, run, run_dir, resuming):
             sess.run(run.init)
             run.after_init(sess)
         global_step = int(sess.run(run.controls.global_step))
-        train_writer = tf.summary.FileWriter(os.path.join(run_dir, "train"), run.graph if not resuming else None)
-        valid_writer = tf.summary.FileWriter(os.path.join(run_dir, "valid"))
+        train_writer = event_writer(tf, run_dir, "train", run.graph if not resuming else None)
+        valid_writer = event_writer(tf, run_dir, "valid")
         if resuming:
             # Tells TensorBoard to drop events logged after this step by the interrupted run.
             start = tf.SessionLog(status=tf.SessionLog.START)
@@ -493,8 +496,9 @@ def fit(cfg, run, run_dir, resuming):
         train_writer.close()
         if stopped and stopped["reason"]:
             how = "interrupted" if stopped["reason"] == "interrupt" else "stopped (--max_steps)"
-            print(f"{how} at step {global_step}; checkpoint saved in {checkpoint_dir}. "
-                  f"Run the same command again to resume.")
+            print(f"{how} at step {global_step} (this epoch: train {run.describe(stopped['train'])}, "
+                  f"{stopped['rate']:,.0f} {run.unit}); checkpoint saved in {checkpoint_dir}. "
+                  "Run the same command again to resume.")
             valid_writer.close()
             return 130 if stopped["reason"] == "interrupt" else 0
         if stopped is None:
@@ -502,10 +506,16 @@ def fit(cfg, run, run_dir, resuming):
                   "(raise --max_max_epoch to continue)")
         results = final_results(cfg, run, sess, best_saver, best_dir, best)
         if results["test"]:
-            write_epoch_summaries(tf.summary.FileWriter(os.path.join(run_dir, "test")), results["test"], global_step)
+            write_epoch_summaries(event_writer(tf, run_dir, "test"), results["test"], global_step)
         valid_writer.close()
     write_json(os.path.join(run_dir, "results.json"), results)
     return 0
+
+
+def event_writer(tf, run_dir, name, graph=None):
+    """A FileWriter for run_dir/name. Event files are named by the second they were opened in, and a second writer
+    in the same second would truncate the first (a quick resume): a random suffix keeps every file."""
+    return tf.summary.FileWriter(os.path.join(run_dir, name), graph, filename_suffix="." + uuid.uuid4().hex[:8])
 
 
 def train_epoch(cfg, run, sess, epoch, start, global_step, writer, stop, save_latest, learning_rate):

@@ -57,7 +57,10 @@ def test_test_config_cli_finishes_and_writes_its_files(tmp_path):
     run_dir = tmp_path / "run"
     assert json.loads((run_dir / "config.json").read_text())["hidden_size"] == 2
     tokens = json.loads((run_dir / "vocab.json").read_text())["tokens"]
-    assert tokens[:2] == ["<unk>", "<eos>"] and len(tokens) == 10000
+    import data_handler
+    corpus = data_handler.load_lm_corpus(None, "word")
+    assert tokens[:2] == ["<unk>", "<eos>"] and len(tokens) == min(10000, len(set(corpus.train)) + 1)  # + <unk>
+    assert len(set(tokens)) == len(tokens)
     assert (run_dir / "checkpoints" / "checkpoint").exists() and list((run_dir / "best").glob("*.index"))
     assert list((run_dir / "train").glob("events.*")) and list((run_dir / "valid").glob("events.*"))
     results = json.loads((run_dir / "results.json").read_text())

