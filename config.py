@@ -12,7 +12,7 @@ import difflib
 import json
 import math
 import os
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 
 class ConfigError(Exception):
@@ -25,7 +25,7 @@ class Config:
     task: str = "lm"  # "lm" (language model) or "classify" (sentence classifier)
     data: str = ""  # dataset name from the registry or a path; "" = the embedded default corpus
     level: str = "word"  # lm only: "word" or "char" tokens
-    encoding: str = "utf-8"  # text encoding of the data files ("auto" tries utf-8, then latin-1)
+    encoding: str = "utf-8"  # text encoding of the data files ("auto" tries utf-8, cp1252, then latin-1)
     vocab_size: int = 10000  # cap on the vocabulary including specials; 0 = no cap
     min_count: int = 1  # tokens seen fewer times in the training split become <unk>
     valid_fraction: float = 0.05  # share of the data held out for validation when no split is given

@@ -12,7 +12,6 @@ import hashlib
 import json
 import os
 import re
-import shutil
 import sysconfig
 import tarfile
 import urllib.error

@@ -41,6 +41,9 @@ def parse_args(argv):
     lm.add_argument("--temperature", type=float, default=1.0, help="below 1 is more conservative, above 1 wilder")
     lm.add_argument("--top_k", type=int, default=0, help="sample only among the k most likely tokens; 0 = all")
     lm.add_argument("--argmax", action="store_true", help="always take the most likely token (greedy)")
+    lm.add_argument("--stepwise", action="store_true",
+                    help="one Session.run per token instead of the in-graph loop (slower; for comparison)")
+    lm.add_argument("--no_jit", action="store_true", help="run the in-graph loop without XLA compilation")
     classify = parser.add_argument_group("classifier")
     classify.add_argument("--text", action="append", default=[], help="a sentence to classify (repeatable)")
     classify.add_argument("--file", help="a file of sentences, one per line")
@@ -150,36 +153,61 @@ def detokenize(tokens, level):
 
 
 def generate(args, cfg, vocab, run_dir, out):
+    prime = prime_tokens(args.prime, cfg, vocab)
+    graph, model, saver, _ = generation_graph(cfg, len(vocab), args.stepwise, jit=not args.no_jit)
+    import rnn_model as rm
+    with rm.tf.Session(graph=graph, config=rm.session_config(cfg)) as sess:
+        restore(rm.tf, sess, saver, run_dir, args.checkpoint)
+        generated = generate_ids(sess, model, [vocab.id(t) for t in prime], args)
+    text = detokenize(prime + vocab.decode(generated), cfg.level).lstrip("\n")
+    out.write(text + "\n")
+    return 0
+
+
+def generation_graph(cfg, vocab_size, stepwise=False, jit=True):
+    """(graph, model, saver, initializer): the in-graph generation loop, or with stepwise the one-step
+    language-model graph."""
     import rnn_model as rm
     tf = rm.tf
     graph = tf.Graph()
     with graph.as_default():
-        controls = rm.build_controls(cfg)
-        model = rm.build_lm(cfg, len(vocab), 1, controls)  # the one-step graph
-        saver = tf.train.Saver()
+        if stepwise:
+            model = rm.build_lm(cfg, vocab_size, 1, rm.build_controls(cfg))
+        else:
+            model = rm.build_generator(cfg, vocab_size, jit=jit)
+        saver, initializer = tf.train.Saver(), tf.global_variables_initializer()
     graph.finalize()
-    prime = prime_tokens(args.prime, cfg, vocab)
+    return graph, model, saver, initializer
+
+
+def generate_ids(sess, model, prime_ids, args):
+    """Generated token ids after the prime: one Session.run of the in-graph loop, or one per token (stepwise)."""
+    import rnn_model as rm
+    if isinstance(model, rm.LMGraph):
+        return generate_stepwise(sess, model, prime_ids, args)
+    return sess.run(model.tokens, {model.prime: prime_ids, model.length: args.length,
+                                   model.temperature: args.temperature, model.top_k: args.top_k,
+                                   model.argmax: args.argmax, model.seed: args.seed})
+
+
+def generate_stepwise(sess, model, prime_ids, args):
+    """The classic way: one Session.run per token on the one-step graph, the state carried in NumPy."""
+    import rnn_model as rm
     rng = np.random.RandomState(args.seed)
-    with tf.Session(graph=graph, config=rm.session_config(cfg)) as sess:
-        restore(tf, sess, saver, run_dir, args.checkpoint)
-        sess.run(controls.batch_size_update, {controls.new_batch_size: 1})
-        state = sess.run(model.initial_state)
+    state = [(np.zeros((1, c.shape[-1]), np.float32),) * 2 for c, _ in model.final_state]
 
-        def step(token_id, state):
-            feed = {model.inputs: [[token_id]], model.temperature: args.temperature}
-            return sess.run([model.probabilities, model.final_state],
-                            rm.feed_state(feed, model.initial_state, state))
+    def step(token_id, state):
+        feed = {model.inputs: [[token_id]], model.temperature: args.temperature}
+        return sess.run([model.probabilities, model.final_state], rm.feed_state(feed, model.initial_state, state))
 
-        for token in prime[:-1]:  # each prime token goes through the cell once; only the state is kept
-            _, state = step(vocab.id(token), state)
-        generated, next_id = [], vocab.id(prime[-1])
-        for _ in range(args.length):
-            probabilities, state = step(next_id, state)
-            next_id = pick(probabilities[0], rng, args.top_k, args.argmax)
-            generated.append(next_id)
-    text = detokenize(prime + vocab.decode(generated), cfg.level).lstrip("\n")
-    out.write(text + "\n")
-    return 0
+    for token_id in prime_ids[:-1]:  # each prime token goes through the cell once; only the state is kept
+        _, state = step(token_id, state)
+    generated, next_id = [], prime_ids[-1]
+    for _ in range(args.length):
+        probabilities, state = step(next_id, state)
+        next_id = pick(probabilities[0], rng, args.top_k, args.argmax)
+        generated.append(next_id)
+    return generated
 
 
 # --------------------------------------------------------------------------------------------------- classification

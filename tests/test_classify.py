@@ -7,7 +7,7 @@ import pytest
 
 import sample
 import train
-from test_train import one_line_error, run_cli
+from conftest import one_line_error, run_cli
 
 WORDS = {"sport": "ball goal team match score coach league win player pitch".split(),
          "food": "bread soup cheese salad spice oven recipe sugar tomato dinner".split(),

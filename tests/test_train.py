@@ -6,49 +6,12 @@ import subprocess
 import sys
 import time
 import urllib.request
-from pathlib import Path
 
 import numpy as np
 import pytest
 
 import train
-
-ROOT = Path(__file__).resolve().parents[1]
-
-
-def event_scalars(folder, tag):
-    """{step: value} of one scalar tag over every event file in a folder (later files win, as in TensorBoard)."""
-    import rnn_model
-    tf = rnn_model.tf
-    values = {}
-    for path in sorted(Path(folder).glob("events.out.tfevents.*"), key=os.path.getmtime):
-        for event in tf.train.summary_iterator(str(path)):
-            if event.HasField("session_log") and event.session_log.status == event.session_log.START:
-                values = {s: v for s, v in values.items() if s <= event.step}
-            for value in event.summary.value:
-                if value.tag == tag:
-                    values[event.step] = value.simple_value
-    return values
-
-
-def tiny_lm_args(run_dir, *extra):
-    # A real corpus (the embedded default) with a tiny model: a few hundred steps a second.
-    return ["--config", "small", "--run_dir", str(run_dir), "--hidden_size", "16", "--num_layers", "2",
-            "--num_steps", "8", "--batch_size", "16", "--vocab_size", "500", "--max_max_epoch", "1",
-            "--summary_every", "1", *extra]
-
-
-def run_cli(script, *args, cwd=ROOT, timeout=120):
-    return subprocess.run([sys.executable, str(ROOT / script), *args], cwd=cwd, capture_output=True, text=True,
-                          timeout=timeout, stdin=subprocess.DEVNULL)
-
-
-@pytest.fixture(scope="module")
-def trained_lm(tmp_path_factory):
-    """One short word-level run on the embedded default, shared by the tests that only read its outputs."""
-    run_dir = tmp_path_factory.mktemp("lm") / "run"
-    assert train.main(tiny_lm_args(run_dir, "--max_max_epoch", "3", "--max_epoch", "1", "--keep_prob", "0.9")) == 0
-    return run_dir
+from conftest import event_scalars, one_line_error, run_cli, tiny_lm_args
 
 
 def test_test_config_cli_finishes_and_writes_its_files(tmp_path):
@@ -157,40 +120,6 @@ def test_tensorboard_serves_train_and_valid_scalars(trained_lm):
     finally:
         server.terminate()
         server.wait(timeout=20)
-
-
-def sample(run_dir, *args):
-    import io
-    import sample as sample_script
-    out = io.StringIO()
-    assert sample_script.main(["--run_dir", str(run_dir), *args], out=out) == 0
-    return out.getvalue()
-
-
-def test_sample_is_deterministic_and_honours_its_options(trained_lm):
-    a, b = sample(trained_lm, "--seed", "1", "--length", "40"), sample(trained_lm, "--seed", "1", "--length", "40")
-    c = sample(trained_lm, "--seed", "2", "--length", "40")
-    assert a == b and a != c
-    assert len(a.split()) >= 30
-    greedy = sample(trained_lm, "--argmax", "--length", "20", "--prime", "the")
-    assert greedy == sample(trained_lm, "--argmax", "--length", "20", "--prime", "the", "--seed", "9")
-    assert greedy == sample(trained_lm, "--top_k", "1", "--length", "20", "--prime", "the", "--seed", "5")
-    assert greedy == sample(trained_lm, "--temperature", "0.001", "--length", "20", "--prime", "the")
-    hot = [sample(trained_lm, "--temperature", "5", "--length", "20", "--seed", str(s)) for s in range(3)]
-    assert len(set(hot)) == 3
-
-
-def test_sample_survives_an_out_of_vocabulary_prime(trained_lm):
-    text = sample(trained_lm, "--prime", "zzqx unheardofword the", "--length", "10")
-    assert text.startswith("<unk> <unk> the")
-
-
-def one_line_error(result):
-    assert result.returncode == 1, (result.stdout, result.stderr)
-    lines = result.stderr.strip().splitlines()
-    assert len(lines) == 1 and lines[0].startswith("error: "), result.stderr
-    assert "Traceback" not in result.stderr
-    return lines[0]
 
 
 def test_bad_input_gets_one_clear_line(tmp_path):

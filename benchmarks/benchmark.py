@@ -1,0 +1,229 @@
+"""Training and generation throughput of graphlstm, against PyTorch in the same run when torch is importable.
+
+    python benchmarks/benchmark.py [--configs small,medium] [--repeats 5] [--steps 20] [--smoke] [--no_torch]
+
+Training: the PTB configs on random token ids (vocabulary 10,000), through train.py's own LanguageModelRun (the graph,
+feeds and state carrying of a real run); warm-up steps are not timed; each repeat times `--steps` steps. Every
+measurement runs in a fresh child process so that its peak resident memory is its own. Generation: tokens per second
+of sample.py's code path for a 2-layer 512-unit character model at batch 1 (the in-graph loop with and without XLA,
+and one Session.run per token), with random weights (speed does not depend on their values).
+
+FLOP model (multiply-adds count 2): a token costs 2*(in + H)*4H per LSTM layer and 2*H*V for the softmax forward;
+training costs 3x the forward (the backward pass computes two products per forward product). Elementwise work is
+not counted, so GFLOP/s is a lower bound on the work done.
+"""
+import argparse
+import json
+import os
+import resource
+import statistics
+import subprocess
+import sys
+import time
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, ROOT)
+
+VOCAB = 10000
+GENERATION = dict(level="char", num_layers=2, hidden_size=512, vocab=65)
+
+
+def flops_per_token(cfg, vocab_size, training=True):
+    forward, in_size = 0, cfg.embedding_dim
+    for _ in range(cfg.num_layers):
+        forward += 2 * (in_size + cfg.hidden_size) * 4 * cfg.hidden_size
+        in_size = cfg.hidden_size
+    forward += 2 * cfg.hidden_size * vocab_size
+    return 3 * forward if training else forward
+
+
+def peak_rss_mb():
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def timed(step, warmup, steps, repeats):
+    """Seconds of each of `repeats` runs of `steps` calls, after `warmup` untimed calls."""
+    for _ in range(warmup):
+        step()
+    times = []
+    for _ in range(repeats):
+        began = time.perf_counter()
+        for _ in range(steps):
+            step()
+        times.append(time.perf_counter() - began)
+    return times
+
+
+def bench_train_tf(cfg, warmup, steps, repeats):
+    import numpy as np
+    import train
+    rng = np.random.RandomState(0)
+    tokens = cfg.batch_size * (cfg.num_steps * (warmup + steps * repeats + 2) + 1)
+    splits = {name: rng.randint(0, VOCAB, tokens).astype(np.int32) for name in ("train", "valid", "test")}
+    run = train.LanguageModelRun(cfg, VOCAB, splits)
+    import rnn_model as rm
+    with rm.tf.Session(graph=run.graph, config=rm.session_config(cfg)) as sess:
+        sess.run(run.init)
+        run.start_epoch(sess, 0)
+        batches = run.batches(0, 0)
+        times = timed(lambda: run.train_step(sess, next(batches), False), warmup, steps, repeats)
+    return times
+
+
+def bench_train_torch(cfg, warmup, steps, repeats):
+    import numpy as np
+    import torch
+    torch.manual_seed(0)
+
+    class Model(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.embedding = torch.nn.Embedding(VOCAB, cfg.embedding_dim)
+            self.dropout = torch.nn.Dropout(1 - cfg.keep_prob)
+            self.lstm = torch.nn.LSTM(cfg.embedding_dim, cfg.hidden_size, cfg.num_layers,
+                                      dropout=1 - cfg.keep_prob if cfg.num_layers > 1 else 0.0)
+            self.softmax = torch.nn.Linear(cfg.hidden_size, VOCAB)
+
+        def forward(self, x, state):  # x [T, B]
+            outputs, state = self.lstm(self.dropout(self.embedding(x)), state)
+            return self.softmax(self.dropout(outputs)), state
+
+    model = Model()
+    optimizer = torch.optim.SGD(model.parameters(), lr=cfg.learning_rate)
+    loss_fn = torch.nn.CrossEntropyLoss(reduction="sum")
+    rng = np.random.RandomState(0)
+    state = [torch.zeros(cfg.num_layers, cfg.batch_size, cfg.hidden_size) for _ in range(2)]
+
+    def step():
+        nonlocal state
+        ids = torch.from_numpy(rng.randint(0, VOCAB, (cfg.num_steps + 1, cfg.batch_size)))
+        logits, new_state = model(ids[:-1], tuple(s.detach() for s in state))
+        loss = loss_fn(logits.reshape(-1, VOCAB), ids[1:].reshape(-1)) / cfg.batch_size
+        optimizer.zero_grad()
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.max_grad_norm)
+        optimizer.step()
+        state = new_state
+
+    return timed(step, warmup, steps, repeats)
+
+
+def bench_generate(mode, length, repeats):
+    import numpy as np
+    import config
+    import sample
+    import rnn_model as rm
+    cfg = config.apply_overrides(config.named_config("char"), {
+        "num_layers": GENERATION["num_layers"], "hidden_size": GENERATION["hidden_size"]})
+    graph, model, _, initializer = sample.generation_graph(cfg, GENERATION["vocab"], stepwise=mode == "stepwise",
+                                              jit=mode == "loop-xla")
+    args = argparse.Namespace(length=length, temperature=1.0, top_k=0, argmax=False, seed=0)
+    with rm.tf.Session(graph=graph, config=rm.session_config(cfg)) as sess:
+        sess.run(initializer)
+        prime = list(np.random.RandomState(0).randint(0, GENERATION["vocab"], 5))
+        times = timed(lambda: sample.generate_ids(sess, model, prime, args), 1, 1, repeats)
+    return times
+
+
+def child(spec):
+    """Runs one measurement (in its own process) and prints its JSON."""
+    kind, name, framework = spec["kind"], spec["name"], spec["framework"]
+    if kind == "train":
+        import config
+        cfg = config.apply_overrides(config.named_config(name), spec.get("overrides", {}))
+        bench = bench_train_tf if framework == "tf" else bench_train_torch
+        times = bench(cfg, spec["warmup"], spec["steps"], spec["repeats"])
+        items = cfg.batch_size * cfg.num_steps * spec["steps"]
+        result = {"rates": [items / t for t in times], "ms_per_step": [1000 * t / spec["steps"] for t in times],
+                  "gflops": flops_per_token(cfg, VOCAB) / 1e9}
+    else:
+        times = bench_generate(framework, spec["length"], spec["repeats"])
+        result = {"rates": [spec["length"] / t for t in times], "ms_per_step": [1000 * t / spec["length"]
+                                                                               for t in times]}
+    result["peak_rss_mb"] = peak_rss_mb()
+    print("RESULT " + json.dumps(result))
+
+
+def measure(spec, env):
+    command = [sys.executable, os.path.abspath(__file__), "--child", json.dumps(spec)]
+    done = subprocess.run(command, capture_output=True, text=True, env=env, cwd=ROOT)
+    for line in done.stdout.splitlines():
+        if line.startswith("RESULT "):
+            return json.loads(line[7:])
+    raise RuntimeError(f"{spec}: the measurement failed:\n{done.stderr[-3000:]}")
+
+
+def torch_available():
+    try:
+        import torch
+        return bool(torch.__version__)
+    except ImportError:
+        return False
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--configs", default="small,medium", help="PTB configs to train (comma-separated)")
+    parser.add_argument("--repeats", type=int, default=5, help="timed repeats of each measurement")
+    parser.add_argument("--steps", type=int, default=20, help="training steps per timed repeat")
+    parser.add_argument("--warmup", type=int, default=5, help="untimed training steps first")
+    parser.add_argument("--length", type=int, default=2000, help="tokens generated per timed repeat (in-graph)")
+    parser.add_argument("--xla", default="both", choices=("on", "off", "both"), help="training with XLA auto-clustering")
+    parser.add_argument("--no_torch", action="store_true", help="skip PyTorch even when it is installed")
+    parser.add_argument("--smoke", action="store_true", help="tiny shapes and few steps: checks that it runs")
+    parser.add_argument("--json", help="also write the results here")
+    parser.add_argument("--child", help=argparse.SUPPRESS)
+    args = parser.parse_args(argv)
+    if args.child:
+        return child(json.loads(args.child))
+
+    overrides = {}
+    if args.smoke:
+        args.configs, args.repeats, args.steps, args.warmup, args.length = "small", 2, 2, 1, 20
+        overrides = {"hidden_size": "16", "num_steps": "5", "batch_size": "4"}
+    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3")
+    xla_env = dict(env, TF_XLA_FLAGS=(env.get("TF_XLA_FLAGS", "") + " --tf_xla_cpu_global_jit").strip())
+    use_torch = not args.no_torch and torch_available()
+    rows = []
+
+    def record(label, spec, run_env=env):
+        result = measure(spec, run_env)
+        rows.append((label, result))
+        rates = result["rates"]
+        print(f"{label:<34} {min(rates):>10,.0f} {statistics.median(rates):>10,.0f} {max(rates):>10,.0f} "
+              f"{statistics.median(result['ms_per_step']):>9.2f} {result['peak_rss_mb']:>8,.0f}"
+              + (f" {result['gflops'] * statistics.median(rates):>8.1f}" if "gflops" in result else ""), flush=True)
+        return statistics.median(rates)
+
+    print(f"{'measurement':<34} {'min/s':>10} {'median/s':>10} {'max/s':>10} {'ms/step':>9} {'peak MB':>8} "
+          f"{'GFLOP/s':>8}")
+    ratios = []
+    for name in args.configs.split(","):
+        base = {"kind": "train", "name": name, "warmup": args.warmup, "steps": args.steps, "repeats": args.repeats}
+        modes = {"on": [True], "off": [False], "both": [False, True]}[args.xla]
+        best = 0.0
+        for xla in modes:
+            spec = dict(base, framework="tf", overrides=dict(overrides, xla=str(xla).lower()))
+            best = max(best, record(f"train {name} graphlstm{' +xla' if xla else ''} (words)", spec,
+                                    xla_env if xla else env))
+        if use_torch:
+            torch_rate = record(f"train {name} pytorch (words)", dict(base, framework="torch", overrides=overrides))
+            ratios.append((f"train {name}", best / torch_rate))
+    generation = {"kind": "generate", "name": "char-2x512", "repeats": args.repeats}
+    loop = record("generate 2x512 loop+xla (chars)", dict(generation, framework="loop-xla", length=args.length))
+    record("generate 2x512 loop (chars)", dict(generation, framework="loop", length=args.length))
+    stepwise = record("generate 2x512 run/token (chars)", dict(generation, framework="stepwise",
+                                                                 length=max(args.length // 10, 10)))
+    print(f"generation: in-graph loop with XLA / one Session.run per token = {loop / stepwise:.2f}x")
+    if args.json:
+        with open(args.json, "w") as f:
+            json.dump({label: result for label, result in rows}, f, indent=2)
+    if not use_torch:
+        print("pytorch: not installed (pip install torch==2.13.0), no ratio")
+    for label, ratio in ratios:
+        print(f"ratio graphlstm / pytorch, {label}: {ratio:.2f}x")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

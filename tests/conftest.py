@@ -1,0 +1,53 @@
+"""Shared helpers and fixtures: command-line runs, event-file reading, one trained language model per session."""
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def event_scalars(folder, tag):
+    """{step: value} of one scalar tag over every event file in a folder (later files win, as in TensorBoard)."""
+    import rnn_model
+    tf = rnn_model.tf
+    values = {}
+    for path in sorted(Path(folder).glob("events.out.tfevents.*"), key=os.path.getmtime):
+        for event in tf.train.summary_iterator(str(path)):
+            if event.HasField("session_log") and event.session_log.status == event.session_log.START:
+                values = {s: v for s, v in values.items() if s <= event.step}
+            for value in event.summary.value:
+                if value.tag == tag:
+                    values[event.step] = value.simple_value
+    return values
+
+
+def tiny_lm_args(run_dir, *extra):
+    # A real corpus (the embedded default) with a tiny model: a few hundred steps a second.
+    return ["--config", "small", "--run_dir", str(run_dir), "--hidden_size", "16", "--num_layers", "2",
+            "--num_steps", "8", "--batch_size", "16", "--vocab_size", "500", "--max_max_epoch", "1",
+            "--summary_every", "1", *extra]
+
+
+def run_cli(script, *args, cwd=ROOT, timeout=120):
+    return subprocess.run([sys.executable, str(ROOT / script), *args], cwd=cwd, capture_output=True, text=True,
+                          timeout=timeout, stdin=subprocess.DEVNULL)
+
+
+def one_line_error(result):
+    assert result.returncode == 1, (result.stdout, result.stderr)
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: "), result.stderr
+    assert "Traceback" not in result.stderr
+    return lines[0]
+
+
+@pytest.fixture(scope="session")
+def trained_lm(tmp_path_factory):
+    """One short word-level run on the embedded default, shared by the tests that only read its outputs."""
+    run_dir = tmp_path_factory.mktemp("lm") / "run"
+    import train
+    assert train.main(tiny_lm_args(run_dir, "--max_max_epoch", "3", "--max_epoch", "1", "--keep_prob", "0.9")) == 0
+    return run_dir
