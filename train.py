@@ -7,6 +7,7 @@ run epochs of Session.run calls -> checkpoints, TensorBoard events and a results
 Running again with the same run directory (or --resume) continues from the latest checkpoint.
 """
 import argparse
+import contextlib
 import json
 import math
 import os
@@ -18,6 +19,7 @@ import uuid
 import numpy as np
 
 import batch_generator
+import cluster
 import config
 import data_handler
 from config import ConfigError
@@ -47,6 +49,16 @@ def parse_command_line(argv):
     parser.add_argument("--resume", action="store_true",
                         help="continue the run in --run_dir with its saved config (command-line keys override)")
     parser.add_argument("--verbose", action="store_true", help="show TensorFlow's own log lines and warnings")
+    group = parser.add_argument_group("cluster (TensorFlow's distributed runtime; see README)")
+    group.add_argument("--ps_hosts", help="comma-separated host:port of the parameter servers")
+    group.add_argument("--worker_hosts", help="comma-separated host:port of the workers (worker 0 is the chief)")
+    group.add_argument("--job_name", choices=("ps", "worker"), help="this process's job")
+    group.add_argument("--task_index", type=int, default=0, help="this process's index within its job")
+    group.add_argument("--replicas", choices=("sync", "async"), default="sync",
+                       help="sync: SyncReplicasOptimizer aggregates every worker's gradients per step; async: each "
+                            "worker applies its own")
+    group.add_argument("--local_cluster", type=int, default=0, metavar="N",
+                       help="start 1 parameter server and N workers on 127.0.0.1 and train with them")
     args, unknown = parser.parse_known_args(rest)
     if unknown:
         raise ConfigError(config.unknown_argument(unknown[0]))
@@ -79,18 +91,40 @@ def default_run_dir(config_name, data):
 
 
 def main(argv=None):
+    argv = sys.argv[1:] if argv is None else argv
     try:
-        args, cfg, run_dir, resuming = parse_command_line(sys.argv[1:] if argv is None else argv)
+        args, cfg, run_dir, resuming = parse_command_line(argv)
+        role = cluster.role_from_args(args)
+        if args.local_cluster:
+            return cluster.launch_local(os.path.abspath(__file__), without_flag(argv, "--local_cluster"),
+                                        args.local_cluster, run_dir, args.replicas)
         config.tensorflow_environment(cfg, args.verbose)
+        if role and role.job_name == "ps":
+            return cluster.serve_ps(role)
+        if role and cfg.cv:
+            raise ConfigError("--cv: cross-validation runs in a single process, not in cluster mode")
         if cfg.task == "classify":
-            return train_classifier(cfg, run_dir, resuming)
-        return train_language_model(cfg, run_dir, resuming)
+            return train_classifier(cfg, run_dir, resuming, role)
+        return train_language_model(cfg, run_dir, resuming, role)
     except (ConfigError, DataError, RunError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
         print("\ninterrupted before training started; nothing to save", file=sys.stderr)
         return 130
+
+
+def without_flag(argv, flag):
+    """argv without `flag VALUE` / `flag=VALUE`."""
+    kept, skip = [], False
+    for arg in argv:
+        if skip:
+            skip = False
+        elif arg == flag:
+            skip = True
+        elif not arg.startswith(flag + "="):
+            kept.append(arg)
+    return kept
 
 
 # --------------------------------------------------------------------------------------------------- data + run dir
@@ -134,7 +168,18 @@ def learning_rate_at(cfg, epoch):
 
 # --------------------------------------------------------------------------------------------------- language model
 
-def train_language_model(cfg, run_dir, resuming):
+def shard(items, role):
+    """A worker's share of the training data: a contiguous slice of a token stream (so that batches still continue
+    row by row), every N-th example of a list of sentences."""
+    if role is None:
+        return items
+    if isinstance(items, np.ndarray):
+        n = len(items)
+        return items[role.task_index * n // role.num_workers:(role.task_index + 1) * n // role.num_workers]
+    return type(items)(*(part[role.task_index::role.num_workers] for part in items))
+
+
+def train_language_model(cfg, run_dir, resuming, role=None):
     corpus = data_handler.load_lm_corpus(cfg.data or None, cfg.level, cfg.encoding, cfg.valid_fraction,
                                          cfg.test_fraction, CACHE_DIR)
     vocab = data_handler.build_vocab([corpus.train], cfg.min_count, cfg.vocab_size,
@@ -147,12 +192,14 @@ def train_language_model(cfg, run_dir, resuming):
                             f"batch_size*num_steps = {cfg.batch_size * cfg.num_steps}")
     if not splits["valid"].size:
         raise DataError(f"{corpus.name}: the validation split is empty")
-    prepare_run_dir(run_dir, cfg, resuming, vocab)
+    if role is None or role.is_chief:
+        prepare_run_dir(run_dir, cfg, resuming, vocab)
+    splits["train"] = shard(splits["train"], role)
     print(f"data: {corpus.source}; {cfg.level} vocabulary {len(vocab)}; tokens train {splits['train'].size:,} "
           f"valid {splits['valid'].size:,} test {splits['test'].size:,}")
     print(f"run directory: {run_dir}")
-    run = LanguageModelRun(cfg, len(vocab), splits)
-    return fit(cfg, run, run_dir, resuming)
+    run = LanguageModelRun(cfg, len(vocab), splits, role)
+    return fit_cluster(cfg, run, run_dir, role) if role else fit(cfg, run, run_dir, resuming)
 
 
 class LanguageModelRun:
@@ -160,21 +207,14 @@ class LanguageModelRun:
     metric, higher_is_better = "perplexity", False
     unit = "wps"
 
-    def __init__(self, cfg, vocab_size, splits):
+    def __init__(self, cfg, vocab_size, splits, role=None):
         import rnn_model as rm
-        tf = rm.tf
-        self.cfg, self.splits = cfg, splits
+        self.cfg, self.splits, self.role = cfg, splits, role
         self.num_batches = batch_generator.lm_epoch_size(splits["train"].size, cfg.batch_size, cfg.num_steps)
-        self.graph = tf.Graph()
-        with self.graph.as_default(), tf.device(rm.device_name(cfg)):
-            tf.set_random_seed(cfg.seed)
-            self.controls = rm.build_controls(cfg)
-            optimizer = rm.make_optimizer(cfg, self.controls.learning_rate)
+        with build_graph(self, cfg, role) as optimizer:
             self.train_model = rm.build_lm(cfg, vocab_size, cfg.num_steps, self.controls, optimizer)
             self.eval_model = rm.build_lm(cfg, vocab_size, cfg.num_steps, self.controls)
             self.epoch_summaries = rm.build_epoch_summaries(["loss", "perplexity"])
-            self.saver, self.best_saver, self.init = build_checkpointing(tf)
-        self.graph.finalize()  # from here on nothing may add an op: the run loop only runs the graph
         self.state = None
 
     def after_init(self, sess):
@@ -193,12 +233,13 @@ class LanguageModelRun:
         import rnn_model as rm
         m = self.train_model
         x, y = batch
-        fetches = {"cost": m.cost, "state": m.final_state, "train": m.train.train_op}
+        fetches = {"cost": m.cost, "state": m.final_state, "train": m.train.train_op,
+                   "step": self.controls.global_step}
         if fetch_summary:
             fetches["summary"] = m.summary
         out = sess.run(fetches, rm.feed_state({m.inputs: x, m.targets: y}, m.initial_state, self.state))
         self.state = out["state"]
-        return {"loss": float(out["cost"]) / self.cfg.num_steps}, x.size, out.get("summary")
+        return {"loss": float(out["cost"]) / self.cfg.num_steps}, x.size, out.get("summary"), int(out["step"])
 
     def before_save(self, sess):
         import rnn_model as rm
@@ -227,14 +268,15 @@ class LanguageModelRun:
 
 # --------------------------------------------------------------------------------------------------- classifier
 
-def train_classifier(cfg, run_dir, resuming):
+def train_classifier(cfg, run_dir, resuming, role=None):
     cdata = data_handler.load_classification(cfg.data or None, cfg.encoding, cfg.label_mode, cfg.valid_fraction,
                                              cfg.test_fraction, cfg.seed, CACHE_DIR)
     print(f"data: {cdata.name} ({cdata.encoding}); {len(cdata.label_names)} labels; examples train "
           f"{len(cdata.train.texts):,} valid {len(cdata.valid.texts):,} test {len(cdata.test.texts):,}"
           + (f"; {cdata.skipped_empty} empty lines skipped" if cdata.skipped_empty else ""))
     if not cfg.cv:
-        return train_classifier_fold(cfg, run_dir, resuming, cdata.train, cdata.valid, cdata.test, cdata.label_names)
+        return train_classifier_fold(cfg, run_dir, resuming, cdata.train, cdata.valid, cdata.test, cdata.label_names,
+                                     role)
     return cross_validate(cfg, run_dir, cdata)
 
 
@@ -268,7 +310,7 @@ def cross_validate(cfg, run_dir, cdata):
     return 0
 
 
-def train_classifier_fold(cfg, run_dir, resuming, train, valid, test, label_names):
+def train_classifier_fold(cfg, run_dir, resuming, train, valid, test, label_names, role=None):
     vocab = data_handler.build_vocab(train.texts, cfg.min_count, cfg.vocab_size, data_handler.CLASSIFY_SPECIALS)
     label_index = {label: i for i, label in enumerate(label_names)}
     splits = {}
@@ -280,14 +322,16 @@ def train_classifier_fold(cfg, run_dir, resuming, train, valid, test, label_name
                         np.array([label_index[label] for label in examples.labels], np.int32))
     if not splits["train"][0]:
         raise DataError("the training split is empty")
-    prepare_run_dir(run_dir, cfg, resuming, vocab, {"labels.json": {"labels": list(label_names)}})
+    if role is None or role.is_chief:
+        prepare_run_dir(run_dir, cfg, resuming, vocab, {"labels.json": {"labels": list(label_names)}})
+    splits["train"] = shard(splits["train"], role)
     embeddings = None
     if cfg.embeddings:
         embeddings, found = data_handler.load_embeddings(cfg.embeddings, vocab, cfg.embedding_dim)
         print(f"embeddings: {found:,} of {len(vocab):,} words found in {cfg.embeddings}")
     print(f"run directory: {run_dir}; vocabulary {len(vocab):,}")
-    run = ClassifierRun(cfg, len(vocab), label_names, splits, embeddings)
-    return fit(cfg, run, run_dir, resuming)
+    run = ClassifierRun(cfg, len(vocab), label_names, splits, embeddings, role)
+    return fit_cluster(cfg, run, run_dir, role) if role else fit(cfg, run, run_dir, resuming)
 
 
 class ClassifierRun:
@@ -295,33 +339,27 @@ class ClassifierRun:
     metric, higher_is_better = "accuracy", True
     unit = "ex/s"
 
-    def __init__(self, cfg, vocab_size, label_names, splits, embeddings=None):
+    def __init__(self, cfg, vocab_size, label_names, splits, embeddings=None, role=None):
         import rnn_model as rm
         tf = rm.tf
-        self.cfg, self.label_names, self.splits, self.embeddings = cfg, label_names, splits, embeddings
-        self.widths = batch_generator.default_bucket_widths(cfg.num_steps) if cfg.bucket else [cfg.num_steps]
+        self.cfg, self.label_names, self.splits, self.embeddings, self.role = cfg, label_names, splits, embeddings, role
+        # SyncReplicasOptimizer applies gradients from one training graph only, so a synchronous cluster does
+        # without length buckets.
+        bucketed = cfg.bucket and not (role and role.sync)
+        self.bucket_widths = batch_generator.default_bucket_widths(cfg.num_steps) if bucketed else None
+        widths = self.bucket_widths or [cfg.num_steps]
         self.num_batches = batch_generator.classify_num_batches(splits["train"][0], cfg.batch_size, cfg.num_steps,
                                                                 self.bucket_widths)
-        self.graph = tf.Graph()
-        with self.graph.as_default(), tf.device(rm.device_name(cfg)):
-            tf.set_random_seed(cfg.seed)
-            self.controls = rm.build_controls(cfg)
-            optimizer = rm.make_optimizer(cfg, self.controls.learning_rate)
+        with build_graph(self, cfg, role) as optimizer:
             self.train_models = {w: rm.build_classifier(cfg, vocab_size, len(label_names), w, self.controls,
-                                                        optimizer) for w in self.widths}
+                                                        optimizer) for w in widths}
             self.eval_models = {w: rm.build_classifier(cfg, vocab_size, len(label_names), w, self.controls)
-                                for w in self.widths}
+                                for w in widths}
             self.epoch_summaries = rm.build_epoch_summaries(["loss", "accuracy"])
             with tf.variable_scope("model", reuse=True):
                 embedding = tf.get_variable("embedding")
             self.new_embedding = tf.placeholder(tf.float32, embedding.shape, name="new_embedding")
             self.embedding_update = tf.assign(embedding, self.new_embedding)
-            self.saver, self.best_saver, self.init = build_checkpointing(tf)
-        self.graph.finalize()
-
-    @property
-    def bucket_widths(self):
-        return self.widths if self.cfg.bucket else None
 
     def after_init(self, sess):
         if self.embeddings is not None:
@@ -339,11 +377,12 @@ class ClassifierRun:
     def train_step(self, sess, batch, fetch_summary):
         x, mask, y = batch
         m = self.train_models[x.shape[1]]
-        fetches = {"loss": m.loss, "correct": m.correct, "train": m.train.train_op}
+        fetches = {"loss": m.loss, "correct": m.correct, "train": m.train.train_op, "step": self.controls.global_step}
         if fetch_summary:
             fetches["summary"] = m.summary
         out = sess.run(fetches, {m.inputs: x, m.mask: mask, m.labels: y})
-        return {"loss": float(out["loss"]), "accuracy": int(out["correct"]) / len(y)}, len(y), out.get("summary")
+        return ({"loss": float(out["loss"]), "accuracy": int(out["correct"]) / len(y)}, len(y), out.get("summary"),
+                int(out["step"]))
 
     def before_save(self, sess):
         pass
@@ -401,9 +440,36 @@ def confusion_markdown(report):
 
 # --------------------------------------------------------------------------------------------------- the run loop
 
-def build_checkpointing(tf):
-    """The latest-checkpoint saver (a few kept), the best-on-validation saver, and the initializer."""
-    return tf.train.Saver(max_to_keep=3), tf.train.Saver(max_to_keep=1), tf.global_variables_initializer()
+@contextlib.contextmanager
+def build_graph(run, cfg, role):
+    """`with build_graph(run, cfg, role) as optimizer:` builds a run's graph once. Before the block: the graph, its
+    device placement, the controls and the optimizer; after it: the savers, the initializer and (single process)
+    finalize, after which nothing may add an op. In a cluster, variables go to the parameter servers and the
+    optimizer is wrapped for synchronous replicas; MonitoredTrainingSession finalizes the graph after its hooks
+    have added their ops."""
+    import rnn_model as rm
+    tf = rm.tf
+    run.graph = tf.Graph()
+    device = (tf.train.replica_device_setter(worker_device=role.device, cluster=role.spec(tf)) if role
+              else rm.device_name(cfg))
+    with run.graph.as_default(), tf.device(device):
+        tf.set_random_seed(cfg.seed)
+        run.controls = rm.build_controls(cfg)
+        run.optimizer = rm.make_optimizer(cfg, run.controls.learning_rate)
+        if role and role.sync:
+            run.optimizer = tf.train.SyncReplicasOptimizer(run.optimizer, replicas_to_aggregate=role.num_workers,
+                                                           total_num_replicas=role.num_workers)
+        yield run.optimizer
+        run.saver, run.best_saver = tf.train.Saver(max_to_keep=3), tf.train.Saver(max_to_keep=1)
+        run.init = tf.global_variables_initializer()
+        if role:
+            run.done_signals = [queue.enqueue(1) for queue in cluster.done_queues(tf, role)]
+            if role.sync:
+                # A worker that leaves puts tokens in the queue that synchronous steps wait on: a worker whose
+                # gradient went stale while it waited (the chief during evaluation) is not left waiting forever.
+                run.release_workers = run.optimizer.get_init_tokens_op(role.num_workers)
+    if not role:
+        run.graph.finalize()  # from here on nothing may add an op: the run loop only runs the graph
 
 
 class StopRequest:
@@ -455,14 +521,6 @@ def fit(cfg, run, run_dir, resuming):
             run.before_save(sess)
             saver.save(sess, os.path.join(checkpoint_dir, "model.ckpt"), global_step=global_step)
 
-        def write_epoch_summaries(writer, metrics, step):
-            s = run.epoch_summaries
-            feed = {placeholder: metrics[tag] for tag, placeholder in s.values.items()}
-            writer.add_summary(sess.run(s.scalars, feed), step)
-            if "confusion_matrix" in metrics:
-                writer.add_summary(sess.run(s.text, {s.confusion: confusion_markdown(metrics)}), step)
-            writer.flush()
-
         stopped = None
         with StopRequest() as stop:
             for epoch in range(global_step // run.num_batches, cfg.max_max_epoch):
@@ -477,7 +535,7 @@ def fit(cfg, run, run_dir, resuming):
                     save_latest()
                     break
                 valid = run.evaluate(sess, "valid")
-                write_epoch_summaries(valid_writer, valid, global_step)
+                write_epoch_summaries(sess, run, valid_writer, valid, global_step)
                 is_best = not best or (valid[run.metric] > best[run.metric] if run.higher_is_better
                                        else valid[run.metric] < best[run.metric])
                 save_latest()
@@ -502,9 +560,111 @@ def fit(cfg, run, run_dir, resuming):
                   "(raise --max_max_epoch to continue)")
         results = final_results(cfg, run, sess, best_saver, best_dir, best)
         if results["test"]:
-            write_epoch_summaries(event_writer(tf, run_dir, "test"), results["test"], global_step)
+            write_epoch_summaries(sess, run, event_writer(tf, run_dir, "test"), results["test"], global_step)
         valid_writer.close()
     write_json(os.path.join(run_dir, "results.json"), results)
+    return 0
+
+
+def write_epoch_summaries(sess, run, writer, metrics, step):
+    """Whole-epoch metrics (and a classifier's confusion matrix) through the pre-built placeholders."""
+    s = run.epoch_summaries
+    feed = {placeholder: metrics[tag] for tag, placeholder in s.values.items()}
+    writer.add_summary(sess.run(s.scalars, feed), step)
+    if "confusion_matrix" in metrics:
+        writer.add_summary(sess.run(s.text, {s.confusion: confusion_markdown(metrics)}), step)
+    writer.flush()
+
+
+def fit_cluster(cfg, run, run_dir, role):
+    """The run loop of one worker in a cluster (see cluster.py), on a MonitoredSession: the chief
+    initialises or restores the variables from run_dir/checkpoints (so a restarted cluster resumes), saves
+    checkpoints and summaries and evaluates; every worker trains on its own shard. A restarted worker rejoins where
+    the global step says the run is."""
+    import rnn_model as rm
+    tf = rm.tf
+    if not run.num_batches:
+        raise DataError(f"worker {role.task_index}: its shard of the training data has no full batch "
+                        "(use fewer workers, or a smaller batch_size or num_steps)")
+    server = cluster.start_server(tf, role)
+    # Global steps per epoch: a synchronous step consumes one batch of every worker, an asynchronous one a batch of
+    # one worker.
+    workers_per_step = 1 if role.sync else role.num_workers
+    steps_per_epoch = run.num_batches * workers_per_step
+    last_step = cfg.max_max_epoch * steps_per_epoch
+    if cfg.max_steps:
+        last_step = min(last_step, cfg.max_steps)
+    hooks = [tf.train.StopAtStepHook(last_step=last_step)]
+    if role.sync:
+        hooks.append(run.optimizer.make_session_run_hook(role.is_chief))
+        cluster.quiet_queue_runner_shutdown(tf)
+    train_writer = valid_writer = None
+    if role.is_chief:
+        train_writer, valid_writer = event_writer(tf, run_dir, "train", run.graph), event_writer(tf, run_dir, "valid")
+    print(f"worker {role.task_index}/{role.num_workers} ({'chief, ' if role.is_chief else ''}"
+          f"{'sync' if role.sync else 'async'}): {run.num_batches} batches of its shard per epoch, "
+          f"training to global step {last_step}", flush=True)
+    checkpoint_dir = os.path.join(run_dir, "checkpoints")
+    scaffold = tf.train.Scaffold(init_op=run.init, saver=run.saver)
+    if role.is_chief:
+        hooks.append(tf.train.CheckpointSaverHook(checkpoint_dir, save_steps=cfg.checkpoint_every or steps_per_epoch,
+                                                  scaffold=scaffold))
+    session_config = cluster.session_config(tf, rm.session_config(cfg), role)
+    # The chief trains until the last global step, cycling its shard if the others were faster; another worker
+    # trains its shard's epochs. A worker that leaves releases tokens so that no synchronous step waits for it.
+    with run.graph.as_default(), tf.train.MonitoredSession(
+            cluster.session_creator(tf, role, scaffold, server.target, session_config, checkpoint_dir),
+            hooks=hooks, stop_grace_period_secs=2) as sess:
+        global_step = sess.run(run.controls.global_step)
+        epoch, start = global_step // steps_per_epoch, (global_step % steps_per_epoch) // workers_per_step
+        if global_step:
+            print(f"worker {role.task_index}: joining at global step {global_step} (epoch {epoch + 1}, "
+                  f"batch {start})", flush=True)
+        while not sess.should_stop() and (epoch < cfg.max_max_epoch or role.is_chief):
+            learning_rate = learning_rate_at(cfg, min(epoch, cfg.max_max_epoch - 1))
+            sess.run(run.controls.learning_rate_update, {run.controls.new_learning_rate: learning_rate})
+            run.start_epoch(sess, 0)  # an LM worker's carried state starts from zero at an epoch or a rejoin
+            totals, count, items, began = {}, 0, 0, time.time()
+            for batch in run.batches(epoch, start):
+                fetch_summary = role.is_chief and count % cfg.summary_every == 0
+                step_metrics, batch_items, summary, global_step = run.train_step(sess, batch, fetch_summary)
+                count, items = count + 1, items + batch_items
+                for key, value in step_metrics.items():
+                    totals[key] = totals.get(key, 0.0) + value
+                if summary is not None:
+                    train_writer.add_summary(summary, global_step)
+                if sess.should_stop():
+                    break
+            line = (f"worker {role.task_index} epoch {epoch + 1}/{cfg.max_max_epoch}  step {global_step}  "
+                    f"lr {learning_rate:.4g}  train {run.describe({k: v / max(count, 1) for k, v in totals.items()})}"
+                    f"  {items / max(time.time() - began, 1e-9):,.0f} {run.unit}")
+            if role.is_chief and not sess.should_stop():
+                valid = run.evaluate(sess, "valid")
+                write_epoch_summaries(sess, run, valid_writer, valid, global_step)
+                line += f"  valid {run.describe(valid)}"
+            print(line, flush=True)
+            epoch, start = (global_step // steps_per_epoch if role.is_chief else epoch + 1), 0
+    # After the monitored session: its hooks have stopped it, but the variables live on on the parameter servers.
+    with tf.Session(server.target, graph=run.graph, config=session_config) as sess:
+        if role.sync:
+            try:
+                sess.run(run.release_workers)
+            except (tf.errors.CancelledError, tf.errors.OutOfRangeError):
+                pass  # the chief has left and closed the token queue: a waiting worker's step ends with it
+        if role.is_chief:
+            global_step = int(sess.run(run.controls.global_step))
+            results = {"task": cfg.task, "cluster": {"workers": role.num_workers, "replicas": "sync" if role.sync
+                                                     else "async", "global_step": global_step},
+                       "valid": run.evaluate(sess, "valid"), "test": None}
+            write_epoch_summaries(sess, run, valid_writer, results["valid"], global_step)
+            if run.has_split("test"):
+                results["test"] = run.evaluate(sess, "test")
+            print(f"chief: global step {global_step}; final valid {run.describe(results['valid'])}"
+                  + (f"  test {run.describe(results['test'])}" if results["test"] else ""), flush=True)
+            write_json(os.path.join(run_dir, "results.json"), results)
+            train_writer.close()
+            valid_writer.close()
+        sess.run(run.done_signals)  # tells the parameter servers this worker is finished
     return 0
 
 
@@ -524,7 +684,7 @@ def train_epoch(cfg, run, sess, epoch, start, global_step, writer, stop, save_la
     reason, step_in_epoch = None, start
     for batch in run.batches(epoch, start):
         fetch_summary = (global_step + 1) % cfg.summary_every == 0
-        metrics, batch_items, summary = run.train_step(sess, batch, fetch_summary)
+        metrics, batch_items, summary, _ = run.train_step(sess, batch, fetch_summary)
         global_step += 1
         step_in_epoch += 1
         count += 1
