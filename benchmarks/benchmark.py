@@ -218,7 +218,9 @@ def main(argv=None):
     if args.json:
         with open(args.json, "w") as f:
             json.dump({label: result for label, result in rows}, f, indent=2)
-    if not use_torch:
+    if args.no_torch:
+        print("pytorch: skipped (--no_torch), no ratio")
+    elif not use_torch:
         print("pytorch: not installed (pip install torch==2.13.0), no ratio")
     for label, ratio in ratios:
         print(f"ratio graphlstm / pytorch, {label}: {ratio:.2f}x")

@@ -102,6 +102,21 @@ def test_a_killed_worker_restarts_and_the_run_finishes(tiny_corpus, tmp_path):
     assert "; final valid" in (tmp_path / "chief.log").read_text()
 
 
+@pytest.mark.parametrize("replicas", ["sync", "async"])
+def test_the_classifier_trains_in_cluster_mode(tmp_path, replicas):
+    from test_classify import classify_args, write_labelled
+    data = write_labelled(tmp_path / "train.txt", 240, seed=0)
+    run_dir = tmp_path / replicas
+    result = run_cli("train.py", *classify_args(run_dir, "--data", str(data), "--max_max_epoch", "3"),
+                     "--local_cluster", "2", "--replicas", replicas, timeout=TIMEOUT)
+    assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-3000:]
+    results = json.loads((run_dir / "results.json").read_text())
+    assert results["cluster"]["replicas"] == replicas
+    assert results["test"]["examples"] == 24 and results["test"]["accuracy"] > 0.6
+    labelled = run_cli("sample.py", "--run_dir", str(run_dir), "--text", "goal team match score", timeout=120)
+    assert labelled.returncode == 0 and labelled.stdout.split("\t")[0] in ("sport", "food", "tech")
+
+
 def test_cluster_flags_are_checked(tmp_path):
     base = ["--config", "test", "--run_dir", str(tmp_path / "r")]
     assert "needs all of --ps_hosts" in one_line_error(run_cli("train.py", *base, "--job_name", "worker"))

@@ -294,6 +294,22 @@ def test_download_with_a_wrong_hash_is_refused_and_not_kept(local_server, tmp_pa
         dh.fetch("gone", str(tmp_path / "cache"))
 
 
+def test_a_registry_entry_can_name_its_class_files(tmp_path, monkeypatch):
+    """As SUBJ: a zip whose folder holds quote.tok.gt9.5000 (subjective), plot.tok.gt9.5000 and a README."""
+    archive = tmp_path / "subjectivity.zip"
+    with zipfile.ZipFile(archive, "w") as z:
+        z.writestr("subjectivity/quote.tok.gt9.5000", "".join(f"i loved scene {i}\n" for i in range(30)))
+        z.writestr("subjectivity/plot.tok.gt9.5000", "".join(f"he goes to town {i}\n" for i in range(30)))
+        z.writestr("subjectivity/README", "not a class\n")
+    monkeypatch.setitem(dh.REGISTRY, "toy", dh.Dataset(
+        "classify", (dh.Download(archive.as_uri(), sha256(archive), "subjectivity.zip"),), "toy",
+        path="subjectivity", archive="subjectivity.zip",
+        classes=(("subjective", "quote.tok.gt9.5000"), ("objective", "plot.tok.gt9.5000"))))
+    data = dh.load_classification("toy", cache_dir=str(tmp_path / "cache"))
+    assert data.label_names == ["objective", "subjective"]
+    assert sum(len(split.texts) for split in (data.train, data.valid, data.test)) == 60
+
+
 def test_file_urls_work_too(tmp_path, monkeypatch):
     source = tmp_path / "source.txt"
     source.write_text("first line\nsecond line\n" * 20)

@@ -149,3 +149,16 @@ def test_a_run_dir_whose_checkpoint_does_not_match_is_refused(trained_lm):
     assert "vocab_size" in line
     line = one_line_error(run_cli("sample.py", "--run_dir", str(trained_lm / "nope")))
     assert "no such run directory" in line
+
+
+def test_xla_training_follows_the_same_loss_curve(tmp_path):
+    """XLA auto-clustering (train.py --xla) is a fast path: the same seed gives the same losses within float noise."""
+    losses = {}
+    for xla in ("false", "true"):
+        run_dir = tmp_path / f"xla-{xla}"
+        result = run_cli("train.py", *tiny_lm_args(run_dir, "--max_steps", "40", "--xla", xla), timeout=300)
+        assert result.returncode == 0, result.stderr
+        losses[xla] = event_scalars(run_dir / "train", "loss")
+    assert sorted(losses["true"]) == sorted(losses["false"]) == list(range(1, 41))
+    np.testing.assert_allclose([losses["true"][s] for s in range(1, 41)], [losses["false"][s] for s in range(1, 41)],
+                               rtol=2e-3)
