@@ -127,7 +127,7 @@ def lstm_sequence(inputs, c0, h0, kernel_x, kernel_h, bias, forget_bias):
     an AddN of T [H, 4H] matrices, and pays a dozen elementwise gradient ops per step. The backward pass below keeps
     only what is truly sequential inside the time loop (dh -> dc -> gate gradients -> dh of the previous step,
     ~7 ops per step) and computes every weight gradient afterwards as ONE [.., T*B] x [T*B, 4H] matmul, as cuDNN
-    and PyTorch do. Gate order i, j, f, o as BasicLSTMCell; tests/test_speed_paths.py checks it against autodiff of
+    and PyTorch do. Gate order i, j, f, o as BasicLSTMCell; tests/test_rnn_model.py checks it against autodiff of
     the plain reference cell.
     """
     num_steps, in_size = inputs.shape[0], inputs.shape[-1]

@@ -95,14 +95,17 @@ def main(argv=None):
     try:
         args, cfg, run_dir, resuming = parse_command_line(argv)
         role = cluster.role_from_args(args)
+        if (role or args.local_cluster) and cfg.cv:
+            raise ConfigError("--cv: cross-validation runs in a single process, not in cluster mode")
+        if role and args.local_cluster:
+            raise ConfigError("--local_cluster starts its own cluster: leave out --ps_hosts, --worker_hosts and "
+                              "--job_name")
         if args.local_cluster:
             return cluster.launch_local(os.path.abspath(__file__), without_flag(argv, "--local_cluster"),
                                         args.local_cluster, run_dir, args.replicas)
         config.tensorflow_environment(cfg, args.verbose)
         if role and role.job_name == "ps":
             return cluster.serve_ps(role)
-        if role and cfg.cv:
-            raise ConfigError("--cv: cross-validation runs in a single process, not in cluster mode")
         if cfg.task == "classify":
             return train_classifier(cfg, run_dir, resuming, role)
         return train_language_model(cfg, run_dir, resuming, role)
@@ -176,7 +179,7 @@ def shard(items, role):
     if isinstance(items, np.ndarray):
         n = len(items)
         return items[role.task_index * n // role.num_workers:(role.task_index + 1) * n // role.num_workers]
-    return type(items)(*(part[role.task_index::role.num_workers] for part in items))
+    return tuple(part[role.task_index::role.num_workers] for part in items)  # (sentences, labels)
 
 
 def train_language_model(cfg, run_dir, resuming, role=None):
