@@ -63,15 +63,21 @@ def split_hosts(flag, text):
     hosts = [h.strip() for h in text.split(",") if h.strip()]
     for host in hosts:
         name, _, port = host.rpartition(":")
-        if not name or not port.isdigit():
-            raise ConfigError(f"{flag}: '{host}' is not host:port")
+        if not name or not port.isdigit() or not 0 < int(port) < 65536:
+            raise ConfigError(f"{flag}: '{host}' is not host:port (port 1-65535)")
     if not hosts:
         raise ConfigError(f"{flag}: no hosts given")
     return hosts
 
 
 def start_server(tf, role):
-    return tf.distribute.Server(role.spec(tf), job_name=role.job_name, task_index=role.task_index)
+    address = (role.ps_hosts if role.job_name == "ps" else role.worker_hosts)[role.task_index]
+    try:
+        return tf.distribute.Server(role.spec(tf), job_name=role.job_name, task_index=role.task_index)
+    except (tf.errors.OpError, RuntimeError, ValueError) as e:
+        first_line = (str(e).strip().splitlines() or ["?"])[0]
+        raise ConfigError(f"{role.job_name} {role.task_index}: cannot serve on {address} ({first_line[:160]})") \
+            from None
 
 
 def session_config(tf, base, role):

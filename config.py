@@ -161,6 +161,8 @@ def validate(cfg):
         raise ConfigError(f"--cv: must be 0 (off) or at least 2 folds, got {cfg.cv}")
     if cfg.cv and cfg.task != "classify":
         raise ConfigError("--cv: cross-validation is for --task classify")
+    if cfg.cv and cfg.max_steps:
+        raise ConfigError("--max_steps: not with --cv (every fold trains its whole schedule)")
     if cfg.vocab_size and cfg.vocab_size < 3:
         raise ConfigError(f"--vocab_size: must be 0 (no cap) or at least 3, got {cfg.vocab_size}")
     return cfg

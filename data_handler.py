@@ -363,15 +363,24 @@ def split_by_fraction(text, valid_fraction, test_fraction):
 
 
 def find_split_files(folder):
-    """{split: path} of the entries of a folder named by split, such as ptb.train.txt, TREC.test, dev.tsv."""
-    found = {}
+    """{split: path} of the entries of a folder named by split, such as ptb.train.txt, TREC.test, dev.tsv. Where
+    several entries name one split, the plainest name wins (ptb.train.txt over ptb.char.train.txt in Mikolov's
+    simple-examples); a tie is an error rather than a guess."""
+    candidates = {}
     for entry in sorted(os.listdir(folder)):
         if entry.startswith("."):
             continue
-        parts = set(re.split(r"[._\-]", entry.lower()))
+        parts = re.split(r"[._\-]", entry.lower())
         for word, split in SPLIT_NAMES.items():
-            if word in parts and split not in found:
-                found[split] = os.path.join(folder, entry)
+            if word in parts:
+                candidates.setdefault(split, []).append((len(parts), entry))
+    found = {}
+    for split, entries in candidates.items():
+        entries.sort()
+        if len(entries) > 1 and entries[0][0] == entries[1][0]:
+            raise DataError(f"{folder}: both '{entries[0][1]}' and '{entries[1][1]}' look like the {split} split; "
+                            "keep one, or give the file itself as --data")
+        found[split] = os.path.join(folder, entries[0][1])
     return found if "train" in found else {}
 
 
@@ -525,8 +534,13 @@ class _Reader:
             raise DataError(f"{path}: expected a labelled file, class folders, or one file per class")
         stems = {os.path.splitext(f)[0] for f in files}
         # rt-polarity.pos / rt-polarity.neg: the label is the extension; pos.txt / neg.txt: the label is the stem.
-        by_label = {(os.path.splitext(f)[1].lstrip(".") if len(stems) == 1 else os.path.splitext(f)[0]):
-                    os.path.join(path, f) for f in files}
+        by_label = {}
+        for f in files:
+            label = os.path.splitext(f)[1].lstrip(".") if len(stems) == 1 else os.path.splitext(f)[0]
+            if label in by_label:
+                raise DataError(f"{path}: '{os.path.basename(by_label[label])}' and '{f}' would both be class "
+                                f"'{label}'")
+            by_label[label] = os.path.join(path, f)
         return self.class_files(by_label)
 
 

@@ -31,13 +31,13 @@ class ArgumentParser(argparse.ArgumentParser):
 
 
 def parse_args(argv):
-    parser = ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser = ArgumentParser(description=__doc__.split("\n\n")[0], allow_abbrev=False)
     parser.add_argument("--run_dir", help="the training run to use (default: the newest run under runs/)")
     parser.add_argument("--checkpoint", help="a checkpoint prefix (default: the run's best, else its latest)")
     parser.add_argument("--seed", type=int, default=0, help="random seed: the same seed gives the same output")
     parser.add_argument("--verbose", action="store_true", help="show TensorFlow's own log lines")
     lm = parser.add_argument_group("language model")
-    lm.add_argument("--prime", default=None, help="text to start from (default: a line break)")
+    lm.add_argument("--prime", default=None, help="text to start from (default: a line break, <eos> for words)")
     lm.add_argument("--length", type=int, default=500, help="tokens to generate")
     lm.add_argument("--temperature", type=float, default=1.0, help="below 1 is more conservative, above 1 wilder")
     lm.add_argument("--top_k", type=int, default=0, help="sample only among the k most likely tokens; 0 = all")
@@ -117,17 +117,21 @@ def restore(tf, sess, saver, run_dir, checkpoint):
 # --------------------------------------------------------------------------------------------------- generation
 
 def prime_tokens(prime, cfg, vocab):
-    """The prime as tokens in the vocabulary: unknown words become <unk>; unknown characters are dropped, said once."""
+    """The prime as tokens in the vocabulary: unknown words become <unk>; unknown characters are dropped, said once.
+    No prime starts at a line break (<eos> for words)."""
     if cfg.level == "char":
-        tokens = list(prime if prime is not None else "\n")
-        unknown = sorted(set(t for t in tokens if t not in vocab))
+        if prime is None:  # a line break, or the first real character of a vocabulary without one
+            return ["\n"] if "\n" in vocab else [vocab.tokens[1 if len(vocab) > 1 else 0]]
+        tokens = [t for t in prime if t in vocab]
+        if not tokens:
+            raise SampleError("--prime: none of its characters is in the model's vocabulary")
+        unknown = sorted(set(prime) - set(tokens))
         if unknown:
             print(f"note: prime characters not in the vocabulary were dropped: {''.join(unknown)!r}",
                   file=sys.stderr)
-        tokens = [t for t in tokens if t in vocab] or [vocab.tokens[-1]]
         return tokens
-    tokens = prime.split() if prime else ["<eos>"]
-    return [t if t in vocab else "<unk>" for t in tokens]
+    tokens = prime.split() if prime else []
+    return [t if t in vocab else "<unk>" for t in tokens] or ["<eos>"]
 
 
 def pick(probabilities, rng, top_k, argmax):
@@ -217,13 +221,24 @@ def generate_stepwise(sess, model, prime_ids, args):
 
 def read_sentences(args):
     sentences = list(args.text)
+    # Input text may come in any encoding: "auto" reads UTF-8, then Windows-1252, then Latin-1 (which never fails).
     if args.file:
-        sentences += [line for line in data_handler.read_text(args.file).split("\n") if line.strip()]
+        sentences += [line for line in data_handler.read_text(args.file, "auto").split("\n") if line.strip()]
     if not sentences and not sys.stdin.isatty():
-        sentences = [line for line in sys.stdin.read().split("\n") if line.strip()]
+        data = sys.stdin.buffer.read()
+        text = next((decoded for decoded in (try_decode(data, e) for e in data_handler.AUTO_ENCODINGS) if decoded
+                     is not None))
+        sentences = [line for line in text.split("\n") if line.strip()]
     if not sentences:
         raise SampleError("nothing to classify: give --text, --file or sentences on standard input")
     return sentences
+
+
+def try_decode(data, encoding):
+    try:
+        return data.decode(encoding)
+    except UnicodeDecodeError:
+        return None
 
 
 def classify(args, cfg, vocab, run_dir, out):

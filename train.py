@@ -8,6 +8,7 @@ Running again with the same run directory (or --resume) continues from the lates
 """
 import argparse
 import contextlib
+import glob
 import json
 import math
 import os
@@ -41,13 +42,14 @@ def parse_command_line(argv):
     """Returns (args, cfg, run_dir, resuming)."""
     overrides, rest = config.split_overrides(argv)
     parser = ArgumentParser(description=__doc__.split("\n\n")[0], epilog="config keys:\n" + config.help_text(),
-                            formatter_class=argparse.RawDescriptionHelpFormatter)
+                            formatter_class=argparse.RawDescriptionHelpFormatter, allow_abbrev=False)
     parser.add_argument("--config", default=None,
                         help=f"named config ({', '.join(config.CONFIGS)}; default {config.DEFAULT_CONFIG}) "
                              "or a JSON config file")
     parser.add_argument("--run_dir", help="where checkpoints, events and results go (default runs/CONFIG[-DATA])")
     parser.add_argument("--resume", action="store_true",
-                        help="continue the run in --run_dir with its saved config (command-line keys override)")
+                        help="continue the run in --run_dir with its saved config (schedule and speed keys such "
+                             "as --max_max_epoch may be overridden)")
     parser.add_argument("--verbose", action="store_true", help="show TensorFlow's own log lines and warnings")
     group = parser.add_argument_group("cluster (TensorFlow's distributed runtime; see README)")
     group.add_argument("--ps_hosts", help="comma-separated host:port of the parameter servers")
@@ -67,8 +69,11 @@ def parse_command_line(argv):
     run_dir = args.run_dir or default_run_dir(config_name, overrides.get("data", ""))
     saved_config = os.path.join(run_dir, "config.json")
     resuming = os.path.exists(os.path.join(run_dir, "checkpoints", "checkpoint")) and os.path.exists(saved_config)
+    # A cross-validation run keeps its checkpoints per fold, under the top-level config.json.
+    started = resuming or (os.path.exists(saved_config) and
+                           bool(glob.glob(os.path.join(run_dir, "fold_*", "checkpoints", "checkpoint"))))
     if args.resume:
-        if not resuming:
+        if not started:
             raise RunError(f"{run_dir}: no checkpoint to resume from")
         base = config.load(saved_config)
     elif config_name.endswith(".json"):
@@ -76,7 +81,7 @@ def parse_command_line(argv):
     else:
         base = config.named_config(config_name)
     cfg = config.apply_overrides(base, overrides)
-    if resuming:
+    if started:
         for key, saved, current in config.differences(config.load(saved_config), cfg):
             raise RunError(f"{saved_config}: the checkpoint was trained with {key}={saved!r}, this run has "
                            f"{key}={current!r} (use another --run_dir, or --resume to keep the saved config)")
@@ -113,7 +118,7 @@ def main(argv=None):
         print(f"error: {e}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
-        print("\ninterrupted before training started; nothing to save", file=sys.stderr)
+        print("\ninterrupted; checkpoints saved before now are kept", file=sys.stderr)
         return 130
 
 
@@ -190,9 +195,9 @@ def train_language_model(cfg, run_dir, resuming, role=None):
     splits = {name: vocab.encode(tokens) for name, tokens in
               (("train", corpus.train), ("valid", corpus.valid), ("test", corpus.test))}
     for name, ids in splits.items():
-        if ids.size and ids.size <= cfg.batch_size * cfg.num_steps:
-            raise DataError(f"{corpus.name}: the {name} split has {ids.size} tokens, too few for "
-                            f"batch_size*num_steps = {cfg.batch_size * cfg.num_steps}")
+        if ids.size and not batch_generator.lm_epoch_size(ids.size, cfg.batch_size, cfg.num_steps):
+            raise DataError(f"{corpus.name}: the {name} split has {ids.size} tokens, too few for one batch "
+                            f"(batch_size*(num_steps+1) = {cfg.batch_size * (cfg.num_steps + 1)})")
     if not splits["valid"].size:
         raise DataError(f"{corpus.name}: the validation split is empty")
     if role is None or role.is_chief:
@@ -259,7 +264,7 @@ class LanguageModelRun:
             total_cost += float(cost)
             total_steps += cfg.num_steps
         loss = total_cost / total_steps
-        return {"loss": loss, "perplexity": math.exp(loss)}
+        return {"loss": loss, "perplexity": math.exp(min(loss, 700))}  # a diverged run reports a huge number
 
     def has_split(self, name):
         return self.splits[name].size > 0
@@ -287,6 +292,10 @@ def cross_validate(cfg, run_dir, cdata):
     """K-fold CV over all examples: each fold is the test set once, the rest is split into train and valid."""
     everything = data_handler.LabelledExamples(cdata.train.texts + cdata.valid.texts + cdata.test.texts,
                                                cdata.train.labels + cdata.valid.labels + cdata.test.labels)
+    if len(everything.texts) < 2 * cfg.cv:
+        raise DataError(f"{cdata.name}: {len(everything.texts)} examples are too few for --cv {cfg.cv}")
+    os.makedirs(run_dir, exist_ok=True)
+    config.save(cfg, os.path.join(run_dir, "config.json"))  # what a rerun of the folds is checked against
     folds = data_handler.cv_folds(len(everything.texts), cfg.cv, cfg.seed)
     results = []
     for k, test_index in enumerate(folds):
@@ -503,7 +512,7 @@ def fit(cfg, run, run_dir, resuming):
     saver, best_saver = run.saver, run.best_saver
     if cfg.device == "gpu" and not rm.gpu_available():
         print("warning: --device gpu but no GPU is visible; running on the CPU", file=sys.stderr)
-    best = read_json(os.path.join(best_dir, "best.json"), {})
+    best = read_json(os.path.join(best_dir, "best.json"), {}) if resuming else {}
     with tf.Session(graph=run.graph, config=rm.session_config(cfg)) as sess:
         if resuming:
             restore(sess, saver, checkpoint_dir)
@@ -520,9 +529,9 @@ def fit(cfg, run, run_dir, resuming):
             valid_writer.add_session_log(start, global_step)
             print(f"resuming at step {global_step} (epoch {global_step // run.num_batches + 1})")
 
-        def save_latest():
+        def save_latest(step):
             run.before_save(sess)
-            saver.save(sess, os.path.join(checkpoint_dir, "model.ckpt"), global_step=global_step)
+            saver.save(sess, os.path.join(checkpoint_dir, "model.ckpt"), global_step=step)
 
         stopped = None
         with StopRequest() as stop:
@@ -534,14 +543,15 @@ def fit(cfg, run, run_dir, resuming):
                 stopped = train_epoch(cfg, run, sess, epoch, step_in_epoch, global_step, train_writer, stop,
                                       save_latest, learning_rate)
                 global_step = epoch * run.num_batches + stopped["step_in_epoch"]
-                if stopped["reason"]:
-                    save_latest()
+                if stopped["reason"] and stopped["step_in_epoch"] < run.num_batches:
+                    save_latest(global_step)
                     break
+                # A whole epoch (even if a stop came with its last batch): validate it before anything else.
                 valid = run.evaluate(sess, "valid")
                 write_epoch_summaries(sess, run, valid_writer, valid, global_step)
                 is_best = not best or (valid[run.metric] > best[run.metric] if run.higher_is_better
                                        else valid[run.metric] < best[run.metric])
-                save_latest()
+                save_latest(global_step)
                 if is_best:
                     best_saver.save(sess, os.path.join(best_dir, "model.ckpt"), global_step=global_step,
                                     latest_filename="checkpoint")
@@ -550,12 +560,16 @@ def fit(cfg, run, run_dir, resuming):
                 print(f"epoch {epoch + 1}/{cfg.max_max_epoch}  lr {learning_rate:.4g}  train "
                       f"{run.describe(stopped['train'])}  valid {run.describe(valid)}  "
                       f"{stopped['rate']:,.0f} {run.unit}" + ("  (best)" if is_best else ""))
+                if stopped["reason"]:
+                    break
         train_writer.close()
         if stopped and stopped["reason"]:
             how = "interrupted" if stopped["reason"] == "interrupt" else "stopped (--max_steps)"
-            print(f"{how} at step {global_step} (this epoch: train {run.describe(stopped['train'])}, "
-                  f"{stopped['rate']:,.0f} {run.unit}); checkpoint saved in {checkpoint_dir}. "
-                  "Run the same command again to resume.")
+            again = ("Run the same command again to resume." if stopped["reason"] == "interrupt" else
+                     "Raise --max_steps (or leave it out) and run again to continue.")
+            trained = (f"this epoch: train {run.describe(stopped['train'])}, {stopped['rate']:,.0f} {run.unit}"
+                       if stopped["steps"] else "no step trained")
+            print(f"{how} at step {global_step} ({trained}); checkpoint saved in {checkpoint_dir}. {again}")
             valid_writer.close()
             return 130 if stopped["reason"] == "interrupt" else 0
         if stopped is None:
@@ -688,6 +702,9 @@ def train_epoch(cfg, run, sess, epoch, start, global_step, writer, stop, save_la
                unit="batch", disable=None, leave=False, dynamic_ncols=True)
     reason, step_in_epoch = None, start
     for batch in run.batches(epoch, start):
+        if cfg.max_steps and global_step >= cfg.max_steps:  # before the step: a rerun at max_steps trains none
+            reason = "max_steps"
+            break
         fetch_summary = (global_step + 1) % cfg.summary_every == 0
         metrics, batch_items, summary, _ = run.train_step(sess, batch, fetch_summary)
         global_step += 1
@@ -699,7 +716,7 @@ def train_epoch(cfg, run, sess, epoch, start, global_step, writer, stop, save_la
         if summary is not None:
             writer.add_summary(summary, global_step)
         if cfg.checkpoint_every and global_step % cfg.checkpoint_every == 0:
-            save_latest()
+            save_latest(global_step)
         rate = items / max(time.time() - began, 1e-9)
         if count % 10 == 0 or step_in_epoch == run.num_batches:
             bar.set_postfix_str(f"{run.describe(metrics)}  {rate:,.0f} {run.unit}  lr {learning_rate:.3g}")
@@ -707,9 +724,9 @@ def train_epoch(cfg, run, sess, epoch, start, global_step, writer, stop, save_la
         if stop.requested:
             reason = "interrupt"
             break
+    else:
         if cfg.max_steps and global_step >= cfg.max_steps:
-            reason = "max_steps"
-            break
+            reason = "max_steps"  # reached with the epoch's last batch: the epoch is validated, then the run stops
     bar.close()
     averages = {k: v / max(count, 1) for k, v in totals.items()}
     return {"reason": reason, "step_in_epoch": step_in_epoch, "train": averages,

@@ -1,6 +1,7 @@
 """Training and generation throughput of graphlstm, against PyTorch in the same run when torch is importable.
 
-    python benchmarks/benchmark.py [--configs small,medium] [--repeats 5] [--steps 20] [--smoke] [--no_torch]
+    python benchmarks/benchmark.py [--configs small,medium] [--repeats 5] [--steps 20] [--warmup 5] [--length 2000]
+                                   [--xla on|off|both] [--no_torch] [--smoke] [--json FILE]
 
 Training: the PTB configs on random token ids (vocabulary 10,000), through train.py's own LanguageModelRun (the graph,
 feeds and state carrying of a real run); warm-up steps are not timed; each repeat times `--steps` steps. Every
@@ -176,6 +177,15 @@ def main(argv=None):
     args = parser.parse_args(argv)
     if args.child:
         return child(json.loads(args.child))
+    for name in ("repeats", "steps", "length"):
+        if getattr(args, name) < 1:
+            parser.error(f"--{name}: must be at least 1")
+    if args.warmup < 0:
+        parser.error("--warmup: must not be negative")
+    import config
+    unknown = [name for name in args.configs.split(",") if name not in config.CONFIGS]
+    if unknown:
+        parser.error(f"--configs: unknown config '{unknown[0]}' (known: {', '.join(config.CONFIGS)})")
 
     overrides = {}
     if args.smoke:

@@ -84,6 +84,10 @@ def test_cross_validation_reports_every_fold(topic_data, tmp_path):
     assert results["folds"] == 3 and len(results["accuracy_per_fold"]) == 3
     assert results["mean_accuracy"] == pytest.approx(np.mean(results["accuracy_per_fold"]))
     assert sum(fold["test"]["examples"] for fold in results["per_fold"]) == 300  # the folds cover the data once
+    # Running the folds again with another model is refused (the top-level config.json guards them).
+    line = one_line_error(run_cli("train.py", *classify_args(run_dir, "--data", str(topic_data / "train.txt"), "--cv",
+                                                             "3", "--max_max_epoch", "2", "--keep_prob", "0.3")))
+    assert "keep_prob=0.5" in line and "keep_prob=0.3" in line
 
 
 @pytest.mark.parametrize("pooling,extra", [("last", []), ("max", ["--bidirectional"])])

@@ -109,6 +109,15 @@ def test_lm_corpus_from_a_split_folder_and_from_a_single_file(tmp_path):
     corpus = dh.load_lm_corpus(str(single), "word", valid_fraction=0.1, test_fraction=0.1)
     assert corpus.train[:3] == ["line", "0", "<eos>"] and corpus.test[-3:] == ["line", "99", "<eos>"]
     assert corpus.valid[0] == "line"  # cut at a line end
+    simple = tmp_path / "simple-examples"
+    simple.mkdir()
+    for name in ("ptb.train.txt", "ptb.char.train.txt", "ptb.valid.txt", "ptb.char.valid.txt"):
+        (simple / name).write_text(f"{name} text\n")
+    assert dh.load_lm_corpus(str(simple), "word").train[0] == "ptb.train.txt"  # not the character files
+    (simple / "ptb.test.txt").write_text("a\n")
+    (simple / "lm-test.txt").write_text("b\n")
+    with pytest.raises(DataError, match="both 'lm-test.txt' and 'ptb.test.txt' look like the test split"):
+        dh.load_lm_corpus(str(simple), "word")
     with pytest.raises(DataError, match="nowhere: no such file or folder, and not a dataset name"):
         dh.load_lm_corpus(str(tmp_path / "nowhere"))
 

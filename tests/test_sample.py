@@ -61,3 +61,19 @@ def test_sample_reports_bad_arguments_in_one_line(trained_lm):
         run_cli("sample.py", "--run_dir", str(trained_lm), "--top_k", "-2"))
     assert "nope.ckpt: no such checkpoint" in one_line_error(run_cli("sample.py", "--run_dir", str(trained_lm),
                                                      "--checkpoint", str(trained_lm / "nope.ckpt")))
+
+
+def test_blank_and_unknown_primes(trained_lm, tmp_path):
+    assert sample(trained_lm, "--prime", "   ", "--length", "5", "--argmax") == \
+        sample(trained_lm, "--length", "5", "--argmax")  # a blank word prime starts at <eos>, as no prime
+    import json
+    char_run = tmp_path / "char"
+    char_run.mkdir()
+    for name in ("config.json", "vocab.json"):
+        (char_run / name).write_text((trained_lm / name).read_text())
+    cfg = json.loads((char_run / "config.json").read_text())
+    cfg["level"] = "char"
+    (char_run / "config.json").write_text(json.dumps(cfg))
+    (char_run / "vocab.json").write_text(json.dumps({"tokens": ["<unk>", "a", "b"]}))
+    line = one_line_error(run_cli("sample.py", "--run_dir", str(char_run), "--prime", "xyz"))
+    assert "--prime: none of its characters is in the model's vocabulary" in line

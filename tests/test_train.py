@@ -162,3 +162,24 @@ def test_xla_training_follows_the_same_loss_curve(tmp_path):
     assert sorted(losses["true"]) == sorted(losses["false"]) == list(range(1, 41))
     np.testing.assert_allclose([losses["true"][s] for s in range(1, 41)], [losses["false"][s] for s in range(1, 41)],
                                rtol=2e-3)
+
+
+def test_a_stop_on_an_epochs_last_batch_still_validates_that_epoch(tmp_path, capsys):
+    run_dir = tmp_path / "run"
+    assert train.main(tiny_lm_args(run_dir, "--max_max_epoch", "2")) == 0
+    steps_per_epoch = min(event_scalars(run_dir / "valid", "perplexity"))
+    other = tmp_path / "stopped"
+    assert train.main(tiny_lm_args(other, "--max_max_epoch", "2", "--max_steps", str(steps_per_epoch))) == 0
+    assert list(event_scalars(other / "valid", "perplexity")) == [steps_per_epoch]
+    assert (other / "best" / "best.json").exists()
+    # The same command again trains nothing more: the limit is checked before each step.
+    assert train.main(tiny_lm_args(other, "--max_max_epoch", "2", "--max_steps", str(steps_per_epoch))) == 0
+    assert max(event_scalars(other / "train", "loss")) == steps_per_epoch
+    assert "Raise --max_steps" in capsys.readouterr().out
+
+
+def test_a_split_too_small_for_one_batch_is_refused(tmp_path, capsys):
+    small = tmp_path / "small.txt"
+    small.write_text("one two three four five six seven eight nine ten\n" * 10)
+    assert train.main(["--config", "test", "--data", str(small), "--run_dir", str(tmp_path / "r")]) == 1
+    assert "too few for one batch" in capsys.readouterr().err
