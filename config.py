@@ -221,13 +221,18 @@ def to_dict(cfg):
     return dataclasses.asdict(cfg)
 
 
-def save(cfg, path):
-    """Writes the config as JSON atomically, so an interrupted write never leaves half a file."""
+def write_json(path, value, indent=2):
+    """Writes JSON to a temporary name and renames it: an interrupted write never leaves half a file. Every JSON file
+    of a run (config, vocabulary, labels, results) is written this way."""
     tmp = f"{path}.tmp"
     with open(tmp, "w", encoding="utf-8") as f:
-        json.dump(to_dict(cfg), f, indent=2, sort_keys=True)
+        json.dump(value, f, indent=indent, ensure_ascii=False)
         f.write("\n")
     os.replace(tmp, path)
+
+
+def save(cfg, path):
+    write_json(path, dict(sorted(to_dict(cfg).items())))
 
 
 def load(path):

@@ -22,6 +22,8 @@ from typing import NamedTuple
 
 import numpy as np
 
+import config
+
 LM_SPECIALS = {"word": ("<unk>", "<eos>"), "char": ("<unk>",)}
 CLASSIFY_SPECIALS = ("<pad>", "<unk>")  # <pad> = 0, which the classifier's mask treats as no token
 # "auto" tries these in order; cp1252 before latin-1 because corpora such as MR were written on Windows: its 0x85 is
@@ -139,11 +141,7 @@ class Vocab:
         return [self.tokens[int(i)] for i in ids]
 
     def save(self, path):
-        tmp = f"{path}.tmp"
-        with open(tmp, "w", encoding="utf-8") as f:
-            json.dump({"tokens": self.tokens}, f, ensure_ascii=False, indent=0)
-            f.write("\n")
-        os.replace(tmp, path)
+        config.write_json(path, {"tokens": self.tokens}, indent=0)
 
     @classmethod
     def load(cls, path):

@@ -149,17 +149,9 @@ def prepare_run_dir(run_dir, cfg, resuming, vocab, extra=None):
         config.save(cfg, os.path.join(run_dir, "config.json"))
         vocab.save(vocab_path)
         for name, value in (extra or {}).items():
-            write_json(os.path.join(run_dir, name), value)
+            config.write_json(os.path.join(run_dir, name), value)
     except OSError as e:
         raise RunError(f"{run_dir}: cannot write the run directory ({e.strerror})") from None
-
-
-def write_json(path, value):
-    tmp = f"{path}.tmp"
-    with open(tmp, "w", encoding="utf-8") as f:
-        json.dump(value, f, indent=2)
-        f.write("\n")
-    os.replace(tmp, path)
 
 
 def read_json(path, default=None):
@@ -316,7 +308,7 @@ def cross_validate(cfg, run_dir, cdata):
     accuracies = [r["test"]["accuracy"] for r in results]
     summary = {"folds": cfg.cv, "accuracy_per_fold": accuracies, "mean_accuracy": float(np.mean(accuracies)),
                "std_accuracy": float(np.std(accuracies)), "per_fold": results}
-    write_json(os.path.join(run_dir, "cv_results.json"), summary)
+    config.write_json(os.path.join(run_dir, "cv_results.json"), summary)
     print(f"{cfg.cv}-fold CV test accuracy: {100 * summary['mean_accuracy']:.2f} +- "
           f"{100 * summary['std_accuracy']:.2f} % (per fold: {', '.join(f'{100 * a:.1f}' for a in accuracies)})")
     return 0
@@ -556,7 +548,7 @@ def fit(cfg, run, run_dir, resuming):
                     best_saver.save(sess, os.path.join(best_dir, "model.ckpt"), global_step=global_step,
                                     latest_filename="checkpoint")
                     best = {"step": global_step, "epoch": epoch + 1, run.metric: valid[run.metric]}
-                    write_json(os.path.join(best_dir, "best.json"), best)
+                    config.write_json(os.path.join(best_dir, "best.json"), best)
                 print(f"epoch {epoch + 1}/{cfg.max_max_epoch}  lr {learning_rate:.4g}  train "
                       f"{run.describe(stopped['train'])}  valid {run.describe(valid)}  "
                       f"{stopped['rate']:,.0f} {run.unit}" + ("  (best)" if is_best else ""))
@@ -579,7 +571,7 @@ def fit(cfg, run, run_dir, resuming):
         if results["test"]:
             write_epoch_summaries(sess, run, event_writer(tf, run_dir, "test"), results["test"], global_step)
         valid_writer.close()
-    write_json(os.path.join(run_dir, "results.json"), results)
+    config.write_json(os.path.join(run_dir, "results.json"), results)
     return 0
 
 
@@ -680,7 +672,7 @@ def fit_cluster(cfg, run, run_dir, role):
                 results["test"] = run.evaluate(sess, "test")
             print(f"chief: global step {global_step}; final valid {run.describe(results['valid'])}"
                   + (f"  test {run.describe(results['test'])}" if results["test"] else ""), flush=True)
-            write_json(os.path.join(run_dir, "results.json"), results)
+            config.write_json(os.path.join(run_dir, "results.json"), results)
             train_writer.close()
             valid_writer.close()
         sess.run(run.done_signals)  # tells the parameter servers this worker is finished
