@@ -8,6 +8,7 @@ Running again with the same run directory (or --resume) continues from the lates
 """
 import argparse
 import contextlib
+import dataclasses
 import glob
 import json
 import math
@@ -532,8 +533,8 @@ def fit(cfg, run, run_dir, resuming):
                 sess.run(run.controls.learning_rate_update, {run.controls.new_learning_rate: learning_rate})
                 step_in_epoch = global_step - epoch * run.num_batches
                 run.start_epoch(sess, step_in_epoch)
-                stopped = train_epoch(cfg, run, sess, epoch, step_in_epoch, global_step, train_writer, stop,
-                                      save_latest, learning_rate)
+                stopped = train_epoch(cfg, run, sess, epoch, step_in_epoch, global_step, train_writer,
+                                      lambda: stop.requested, save_latest, learning_rate)
                 global_step = epoch * run.num_batches + stopped["step_in_epoch"]
                 if stopped["reason"] and stopped["step_in_epoch"] < run.num_batches:
                     save_latest(global_step)
@@ -635,20 +636,13 @@ def fit_cluster(cfg, run, run_dir, role):
             learning_rate = learning_rate_at(cfg, min(epoch, cfg.max_max_epoch - 1))
             sess.run(run.controls.learning_rate_update, {run.controls.new_learning_rate: learning_rate})
             run.start_epoch(sess, 0)  # an LM worker's carried state starts from zero at an epoch or a rejoin
-            totals, count, items, began = {}, 0, 0, time.time()
-            for batch in run.batches(epoch, start):
-                fetch_summary = role.is_chief and count % cfg.summary_every == 0
-                step_metrics, batch_items, summary, global_step = run.train_step(sess, batch, fetch_summary)
-                count, items = count + 1, items + batch_items
-                for key, value in step_metrics.items():
-                    totals[key] = totals.get(key, 0.0) + value
-                if summary is not None:
-                    train_writer.add_summary(summary, global_step)
-                if sess.should_stop():
-                    break
+            # The hooks checkpoint and stop at the last step, so no save and no --max_steps check of its own.
+            stopped = train_epoch(dataclasses.replace(cfg, max_steps=0), run, sess, epoch, start, global_step,
+                                  train_writer, sess.should_stop, None, learning_rate)
+            global_step = stopped["global_step"]
             line = (f"worker {role.task_index} epoch {epoch + 1}/{cfg.max_max_epoch}  step {global_step}  "
-                    f"lr {learning_rate:.4g}  train {run.describe({k: v / max(count, 1) for k, v in totals.items()})}"
-                    f"  {items / max(time.time() - began, 1e-9):,.0f} {run.unit}")
+                    f"lr {learning_rate:.4g}  train {run.describe(stopped['train']) if stopped['steps'] else '-'}  "
+                    f"{stopped['rate']:,.0f} {run.unit}")
             if role.is_chief and not sess.should_stop():
                 valid = run.evaluate(sess, "valid")
                 write_epoch_summaries(sess, run, valid_writer, valid, global_step)
@@ -685,10 +679,12 @@ def event_writer(tf, run_dir, name, graph=None):
     return tf.summary.FileWriter(os.path.join(run_dir, name), graph, filename_suffix="." + uuid.uuid4().hex[:8])
 
 
-def train_epoch(cfg, run, sess, epoch, start, global_step, writer, stop, save_latest, learning_rate):
-    """Runs the training batches of one epoch from `start`; returns where and why it stopped and its averages."""
+def train_epoch(cfg, run, sess, epoch, start, global_step, writer, should_stop, save_latest, learning_rate):
+    """Runs the training batches of one epoch from batch `start`, for a single process and for a cluster worker
+    alike: summaries when a writer is given, checkpoints every --checkpoint_every steps when save_latest is given,
+    and a stop when should_stop() says so (Ctrl-C, or the cluster's hooks) or at --max_steps. Returns where and why
+    it stopped, the global step, and the epoch's averages and rate."""
     from tqdm import tqdm
-    first_step = global_step
     totals, count, items, began = {}, 0, 0, time.time()
     bar = tqdm(total=run.num_batches, initial=start, desc=f"epoch {epoch + 1}/{cfg.max_max_epoch}",
                unit="batch", disable=None, leave=False, dynamic_ncols=True)
@@ -697,9 +693,8 @@ def train_epoch(cfg, run, sess, epoch, start, global_step, writer, stop, save_la
         if cfg.max_steps and global_step >= cfg.max_steps:  # before the step: a rerun at max_steps trains none
             reason = "max_steps"
             break
-        fetch_summary = (global_step + 1) % cfg.summary_every == 0
-        metrics, batch_items, summary, _ = run.train_step(sess, batch, fetch_summary)
-        global_step += 1
+        fetch_summary = writer is not None and (global_step + 1) % cfg.summary_every == 0
+        metrics, batch_items, summary, global_step = run.train_step(sess, batch, fetch_summary)
         step_in_epoch += 1
         count += 1
         items += batch_items
@@ -707,13 +702,13 @@ def train_epoch(cfg, run, sess, epoch, start, global_step, writer, stop, save_la
             totals[key] = totals.get(key, 0.0) + value
         if summary is not None:
             writer.add_summary(summary, global_step)
-        if cfg.checkpoint_every and global_step % cfg.checkpoint_every == 0:
+        if save_latest and cfg.checkpoint_every and global_step % cfg.checkpoint_every == 0:
             save_latest(global_step)
         rate = items / max(time.time() - began, 1e-9)
         if count % 10 == 0 or step_in_epoch == run.num_batches:
             bar.set_postfix_str(f"{run.describe(metrics)}  {rate:,.0f} {run.unit}  lr {learning_rate:.3g}")
         bar.update(1)
-        if stop.requested:
+        if should_stop():
             reason = "interrupt"
             break
     else:
@@ -721,8 +716,8 @@ def train_epoch(cfg, run, sess, epoch, start, global_step, writer, stop, save_la
             reason = "max_steps"  # reached with the epoch's last batch: the epoch is validated, then the run stops
     bar.close()
     averages = {k: v / max(count, 1) for k, v in totals.items()}
-    return {"reason": reason, "step_in_epoch": step_in_epoch, "train": averages,
-            "rate": items / max(time.time() - began, 1e-9), "steps": global_step - first_step}
+    return {"reason": reason, "step_in_epoch": step_in_epoch, "global_step": global_step, "train": averages,
+            "rate": items / max(time.time() - began, 1e-9), "steps": count}
 
 
 def restore(sess, saver, checkpoint_dir):
