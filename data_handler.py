@@ -49,11 +49,17 @@ def read_text_with_encoding(path, encoding="utf-8"):
         raise DataError(f"{path}: is a folder, expected a text file") from None
     except OSError as e:
         raise DataError(f"{path}: cannot read ({e.strerror})") from None
+    return decode_text(data, encoding, path)
+
+
+def decode_text(data, encoding="utf-8", source="<stdin>"):
+    """(text, encoding used) of raw bytes with "\n" line ends; "auto" tries AUTO_ENCODINGS in order. Errors name
+    the source and the byte and line at fault."""
     if not data:
-        raise DataError(f"{path}: the file is empty")
+        raise DataError(f"{source}: the file is empty")
     nul = data.find(b"\x00", 0, 1 << 20)
     if nul >= 0:
-        raise DataError(f"{path}: looks like a binary file (NUL byte at offset {nul}), not text")
+        raise DataError(f"{source}: looks like a binary file (NUL byte at offset {nul}), not text")
     for name in AUTO_ENCODINGS if encoding == "auto" else (encoding,):
         try:
             text = data.decode(name)
@@ -63,7 +69,7 @@ def read_text_with_encoding(path, encoding="utf-8"):
             if encoding == "auto":
                 continue
             line = data.count(b"\n", 0, e.start) + 1
-            raise DataError(f"{path}: not valid {name} at byte {e.start} (line {line}); "
+            raise DataError(f"{source}: not valid {name} at byte {e.start} (line {line}); "
                             "try --encoding latin-1 or --encoding auto") from None
         return text.replace("\r\n", "\n").replace("\r", "\n").lstrip("\ufeff"), name
     raise AssertionError("latin-1 decodes every byte")

@@ -225,20 +225,11 @@ def read_sentences(args):
     if args.file:
         sentences += [line for line in data_handler.read_text(args.file, "auto").split("\n") if line.strip()]
     if not sentences and not sys.stdin.isatty():
-        data = sys.stdin.buffer.read()
-        text = next((decoded for decoded in (try_decode(data, e) for e in data_handler.AUTO_ENCODINGS) if decoded
-                     is not None))
+        text, _ = data_handler.decode_text(sys.stdin.buffer.read(), "auto", "standard input")
         sentences = [line for line in text.split("\n") if line.strip()]
     if not sentences:
         raise SampleError("nothing to classify: give --text, --file or sentences on standard input")
     return sentences
-
-
-def try_decode(data, encoding):
-    try:
-        return data.decode(encoding)
-    except UnicodeDecodeError:
-        return None
 
 
 def classify(args, cfg, vocab, run_dir, out):

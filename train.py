@@ -8,7 +8,6 @@ Running again with the same run directory (or --resume) continues from the lates
 """
 import argparse
 import contextlib
-import dataclasses
 import glob
 import json
 import math
@@ -210,7 +209,7 @@ class LanguageModelRun:
 
     def __init__(self, cfg, vocab_size, splits, role=None):
         import rnn_model as rm
-        self.cfg, self.splits, self.role = cfg, splits, role
+        self.cfg, self.splits = cfg, splits
         self.num_batches = batch_generator.lm_epoch_size(splits["train"].size, cfg.batch_size, cfg.num_steps)
         with build_graph(self, cfg, role) as optimizer:
             self.train_model = rm.build_lm(cfg, vocab_size, cfg.num_steps, self.controls, optimizer)
@@ -347,7 +346,7 @@ class ClassifierRun:
     def __init__(self, cfg, vocab_size, label_names, splits, embeddings=None, role=None):
         import rnn_model as rm
         tf = rm.tf
-        self.cfg, self.label_names, self.splits, self.embeddings, self.role = cfg, label_names, splits, embeddings, role
+        self.cfg, self.label_names, self.splits, self.embeddings = cfg, label_names, splits, embeddings
         # SyncReplicasOptimizer applies gradients from one training graph only, so a synchronous cluster does
         # without length buckets.
         bucketed = cfg.bucket and not (role and role.sync)
@@ -450,8 +449,8 @@ def build_graph(run, cfg, role):
     """`with build_graph(run, cfg, role) as optimizer:` builds a run's graph once. Before the block: the graph, its
     device placement, the controls and the optimizer; after it: the savers, the initializer and (single process)
     finalize, after which nothing may add an op. In a cluster, variables go to the parameter servers and the
-    optimizer is wrapped for synchronous replicas; MonitoredTrainingSession finalizes the graph after its hooks
-    have added their ops."""
+    optimizer is wrapped for synchronous replicas; the MonitoredSession finalizes the graph after its hooks have
+    added their ops."""
     import rnn_model as rm
     tf = rm.tf
     run.graph = tf.Graph()
@@ -636,9 +635,9 @@ def fit_cluster(cfg, run, run_dir, role):
             learning_rate = learning_rate_at(cfg, min(epoch, cfg.max_max_epoch - 1))
             sess.run(run.controls.learning_rate_update, {run.controls.new_learning_rate: learning_rate})
             run.start_epoch(sess, 0)  # an LM worker's carried state starts from zero at an epoch or a rejoin
-            # The hooks checkpoint and stop at the last step, so no save and no --max_steps check of its own.
-            stopped = train_epoch(dataclasses.replace(cfg, max_steps=0), run, sess, epoch, start, global_step,
-                                  train_writer, sess.should_stop, None, learning_rate)
+            # The chief's CheckpointSaverHook saves, so no save_latest; the StopAtStepHook stops at the last step.
+            stopped = train_epoch(cfg, run, sess, epoch, start, global_step, train_writer, sess.should_stop, None,
+                                  learning_rate)
             global_step = stopped["global_step"]
             line = (f"worker {role.task_index} epoch {epoch + 1}/{cfg.max_max_epoch}  step {global_step}  "
                     f"lr {learning_rate:.4g}  train {run.describe(stopped['train']) if stopped['steps'] else '-'}  "
