@@ -88,16 +88,32 @@ def make_dropout(keep_prob, seed, global_step):
     return dropout
 
 
-def lstm_layer(inputs, initial_state, hidden_size, forget_bias, scope):
+def compute_dtype(cfg):
+    """The dtype matmul operands are rounded to: float32, or bfloat16 for mixed precision (--precision)."""
+    return tf.bfloat16 if cfg.precision == "bfloat16" else tf.float32
+
+
+def matmul(a, b, dtype=tf.float32, **kwargs):
+    """a x b with both operands in dtype, the product back in float32.
+
+    In bfloat16 (8 bits of mantissa) oneDNN runs the matmul on the AMX / AVX512-BF16 units, 3-5x the float32 rate
+    for the large products here; it accumulates in float32 and rounds the result to bfloat16. Weights, the LSTM
+    state and every elementwise op stay float32: this is mixed precision, as PyTorch's CPU autocast does it.
+    Casting an operand that already has dtype adds no op.
+    """
+    return tf.cast(tf.matmul(tf.cast(a, dtype), tf.cast(b, dtype), **kwargs), tf.float32)
+
+
+def lstm_layer(inputs, initial_state, hidden_size, forget_bias, scope, dtype=tf.float32):
     """One LSTM layer statically unrolled over time, with a hand-written backward pass (see lstm_sequence).
 
-    inputs: [T, B, in] time-major with a static T; initial_state: (c, h), each [B, H].
+    inputs: [T, B, in] time-major with a static T; initial_state: (c, h), each [B, H]; dtype: of the matmuls.
     Returns outputs [T, B, H] and the final (c, h).
     """
     with tf.variable_scope(scope):
         kernel_x, kernel_h, bias = layer_weights(inputs.shape[-1], hidden_size)
         c, h = initial_state
-        outputs, c, h = lstm_sequence(inputs, c, h, kernel_x, kernel_h, bias, forget_bias)
+        outputs, c, h = lstm_sequence(inputs, c, h, kernel_x, kernel_h, bias, forget_bias, dtype)
     return outputs, (c, h)
 
 
@@ -112,15 +128,16 @@ def layer_weights(in_size, hidden_size):
 
 def cell_step(projected_x, c, h, kernel_h, forget_bias):
     """One LSTM step given the input projection x W_x + b [B, 4H]: returns the gates i, j, f, o after their
-    nonlinearities, the new cell c, tanh(c) and the new output h, each [B, H]."""
-    i, j, f, o = tf.split(projected_x + tf.matmul(h, kernel_h), 4, axis=1)
+    nonlinearities, the new cell c, tanh(c) and the new output h, each [B, H]. The recurrent matmul runs in
+    kernel_h's dtype (cast once by the caller, outside the time loop)."""
+    i, j, f, o = tf.split(projected_x + matmul(h, kernel_h, kernel_h.dtype), 4, axis=1)
     i, j, f, o = tf.sigmoid(i), tf.tanh(j), tf.sigmoid(f + forget_bias), tf.sigmoid(o)
     c = f * c + i * j
     tanh_c = tf.tanh(c)
     return i, j, f, o, c, tanh_c, o * tanh_c
 
 
-def lstm_sequence(inputs, c0, h0, kernel_x, kernel_h, bias, forget_bias):
+def lstm_sequence(inputs, c0, h0, kernel_x, kernel_h, bias, forget_bias, dtype=tf.float32):
     """The LSTM recurrence over all T steps as one differentiable unit: (outputs [T, B, H], c_T, h_T).
 
     Autodiff of the unrolled cell computes the kernel_h gradient as T small matmuls (inner dimension B) summed by
@@ -128,7 +145,7 @@ def lstm_sequence(inputs, c0, h0, kernel_x, kernel_h, bias, forget_bias):
     only what is truly sequential inside the time loop (dh -> dc -> gate gradients -> dh of the previous step,
     ~7 ops per step) and computes every weight gradient afterwards as ONE [.., T*B] x [T*B, 4H] matmul, as cuDNN
     and PyTorch do. Gate order i, j, f, o as BasicLSTMCell; tests/test_rnn_model.py checks it against autodiff of
-    the plain reference cell.
+    the plain reference cell. dtype: of every matmul operand, forward and backward (see matmul).
     """
     num_steps, in_size = inputs.shape[0], inputs.shape[-1]
     hidden_size = kernel_h.shape[0]
@@ -136,29 +153,31 @@ def lstm_sequence(inputs, c0, h0, kernel_x, kernel_h, bias, forget_bias):
     @tf.custom_gradient
     def sequence(inputs, c0, h0, kernel_x, kernel_h, bias):
         # The input projection does not depend on the recurrence: one big matmul for all steps, not T small ones.
-        projected = tf.matmul(tf.reshape(inputs, [-1, in_size]), kernel_x) + bias  # [T*B, 4H]
+        projected = matmul(tf.reshape(inputs, [-1, in_size]), kernel_x, dtype) + bias  # [T*B, 4H]
         projected = tf.reshape(projected, [num_steps, -1, 4 * hidden_size])  # [T, B, 4H]
+        kernel_h_in_dtype = tf.cast(kernel_h, dtype)  # once, not once per step
         c, h = c0, h0
         saved = {name: [] for name in ("i", "j", "f", "o", "c", "tanh_c", "h")}
         for t, projected_t in enumerate(tf.unstack(projected, num=num_steps)):
             with tf.name_scope(f"step_{t}"):
-                step = cell_step(projected_t, c, h, kernel_h, forget_bias)
+                step = cell_step(projected_t, c, h, kernel_h_in_dtype, forget_bias)
             c, h = step[4], step[6]
             for name, value in zip(saved, step):
                 saved[name].append(value)
         outputs = tf.stack(saved["h"])  # [T, B, H]
 
         def gradient(d_outputs, d_c_final, d_h_final):
-            return lstm_sequence_gradient(inputs, c0, h0, kernel_x, kernel_h, saved, d_outputs, d_c_final,
-                                          d_h_final)
+            return lstm_sequence_gradient(inputs, c0, h0, kernel_x, kernel_h_in_dtype, saved, d_outputs,
+                                          d_c_final, d_h_final)
         return (outputs, c, h), gradient
 
     return sequence(inputs, c0, h0, kernel_x, kernel_h, bias)
 
 
 def lstm_sequence_gradient(inputs, c0, h0, kernel_x, kernel_h, saved, d_outputs, d_c_final, d_h_final):
-    """Backward pass of lstm_sequence; saved holds the forward's per-step [B, H] tensors. Returns the gradients of
-    (inputs, c0, h0, kernel_x, kernel_h, bias)."""
+    """Backward pass of lstm_sequence; saved holds the forward's per-step [B, H] tensors and kernel_h is in the
+    matmul dtype. Returns the float32 gradients of (inputs, c0, h0, kernel_x, kernel_h, bias)."""
+    dtype = kernel_h.dtype
     num_steps, in_size = inputs.shape[0], inputs.shape[-1]
     hidden_size = kernel_h.shape[0]
     with tf.name_scope("lstm_backward"):
@@ -180,14 +199,14 @@ def lstm_sequence_gradient(inputs, c0, h0, kernel_x, kernel_h, saved, d_outputs,
                 d_c = d_c + d_h * h_factor[t]
                 d_gates[t] = tf.concat([d_c, d_c, d_c, d_h], axis=1) * gate_factor[t]  # [B, 4H]
                 d_c = d_c * f[t]  # -> the previous step's cell
-                d_h = tf.matmul(d_gates[t], kernel_h, transpose_b=True)  # -> the previous step's output
+                d_h = matmul(d_gates[t], kernel_h, dtype, transpose_b=True)  # -> the previous step's output
         d_gates = tf.reshape(tf.stack(d_gates), [-1, 4 * hidden_size])  # [T*B, 4H]
         h_prev = tf.reshape(tf.concat([h0[None], tf.stack(saved["h"][:-1])], 0), [-1, hidden_size])  # [T*B, H]
         flat_inputs = tf.reshape(inputs, [-1, in_size])  # [T*B, in]
-        d_kernel_h = tf.matmul(h_prev, d_gates, transpose_a=True)  # [H, 4H], one matmul over all steps
-        d_kernel_x = tf.matmul(flat_inputs, d_gates, transpose_a=True)  # [in, 4H]
+        d_kernel_h = matmul(h_prev, d_gates, dtype, transpose_a=True)  # [H, 4H], one matmul over all steps
+        d_kernel_x = matmul(flat_inputs, d_gates, dtype, transpose_a=True)  # [in, 4H]
         d_bias = tf.reduce_sum(d_gates, 0)
-        d_inputs = tf.reshape(tf.matmul(d_gates, kernel_x, transpose_b=True), tf.shape(inputs))
+        d_inputs = tf.reshape(matmul(d_gates, kernel_x, dtype, transpose_b=True), tf.shape(inputs))
     return d_inputs, d_c, d_h, d_kernel_x, d_kernel_h, d_bias
 
 
@@ -199,7 +218,7 @@ def lstm_stack(inputs, initial_state, cfg, dropout):
     layer_inputs, final_state = inputs, []
     for layer in range(cfg.num_layers):
         outputs, state = lstm_layer(layer_inputs, initial_state[layer], cfg.hidden_size, cfg.forget_bias,
-                                    f"layer_{layer}")
+                                    f"layer_{layer}", compute_dtype(cfg))
         layer_inputs = dropout(outputs, site=layer + 1)
         final_state.append(state)
     return layer_inputs, final_state
@@ -218,9 +237,9 @@ def dense_weights(in_size, units, scope):
     return weights, bias
 
 
-def dense(inputs, units, scope):
+def dense(inputs, units, scope, dtype=tf.float32):
     weights, bias = dense_weights(inputs.shape[-1], units, scope)
-    return tf.matmul(inputs, weights) + bias
+    return matmul(inputs, weights, dtype) + bias
 
 
 def make_optimizer(cfg, learning_rate):
@@ -285,7 +304,8 @@ def build_lm(cfg, vocab_size, num_steps, controls, optimizer=None):
         dropout = make_dropout(cfg.keep_prob if training else 1.0, cfg.seed, controls.global_step)
         embedded = dropout(embed(inputs, vocab_size, cfg), site=0)  # [T, B, E]
         outputs, final_state = lstm_stack(embedded, initial_state, cfg, dropout)  # [T, B, H]
-        logits = dense(tf.reshape(outputs, [-1, cfg.hidden_size]), vocab_size, "softmax")  # [T*B, V]
+        logits = dense(tf.reshape(outputs, [-1, cfg.hidden_size]), vocab_size, "softmax",
+                       compute_dtype(cfg))  # [T*B, V]
     labels = tf.reshape(tf.transpose(targets), [-1])  # time-major like the logits
     token_losses = tf.nn.sparse_softmax_cross_entropy_with_logits(labels=labels, logits=logits)
     batch = tf.cast(tf.shape(inputs)[0], tf.float32)
@@ -432,13 +452,13 @@ def build_classifier(cfg, vocab_size, num_classes, num_steps, controls, optimize
             # pass starts at each sentence's last real token and padding stays at the end.
             reversed_input = tf.reverse_sequence(embedded, lengths, seq_axis=0, batch_axis=1)
             backward, _ = lstm_layer(reversed_input, initial_state[0], cfg.hidden_size, cfg.forget_bias,
-                                     "layer_backward")
+                                     "layer_backward", compute_dtype(cfg))
             backward = dropout(tf.reverse_sequence(backward, lengths, seq_axis=0, batch_axis=1), site=99)
             # The backward summary of a whole sentence sits at its first step.
             pooled_backward = pool(backward, mask_tm, tf.zeros_like(last_step), cfg.pooling)
             pooled = tf.concat([pooled, pooled_backward], axis=1)  # [B, 2H]
         pooled = dropout(pooled, site=100)
-        logits = dense(pooled, num_classes, "classifier")  # [B, C]
+        logits = dense(pooled, num_classes, "classifier", compute_dtype(cfg))  # [B, C]
     loss = tf.reduce_mean(tf.nn.sparse_softmax_cross_entropy_with_logits(labels=labels, logits=logits))
     predictions = tf.argmax(logits, axis=1, output_type=tf.int32)
     correct = tf.reduce_sum(tf.cast(tf.equal(predictions, labels), tf.int32))
