@@ -29,15 +29,16 @@ def reference_lstm(inputs, c, h, kernel, bias, forget_bias):
     return tf.stack(outputs), (c, h)
 
 
-def test_hoisted_lstm_matches_reference_cell_outputs_and_gradients():
-    rng = np.random.RandomState(0)
-    steps, batch, in_size, hidden = 6, 4, 5, 7
+def lstm_and_reference(dtype, seed=0, steps=6, batch=4, in_size=5, hidden=7):
+    """Outputs and gradients (wrt inputs and the three weights) of rm.lstm_layer with matmuls in dtype and of the
+    float32 reference cell, on the same random inputs and weights."""
+    rng = np.random.RandomState(seed)
     x = rng.randn(steps, batch, in_size).astype(np.float32)
     c0, h0 = (rng.randn(batch, hidden).astype(np.float32) for _ in range(2))
     with tf.Graph().as_default():
         inputs = tf.constant(x)
         with tf.variable_scope("m", initializer=tf.random_uniform_initializer(-0.5, 0.5, seed=1)):
-            outputs, (c, h) = rm.lstm_layer(inputs, (tf.constant(c0), tf.constant(h0)), hidden, 1.0, "layer")
+            outputs, (c, h) = rm.lstm_layer(inputs, (tf.constant(c0), tf.constant(h0)), hidden, 1.0, "layer", dtype)
             tf.get_variable_scope().reuse_variables()
             kernel_x = tf.get_variable("layer/kernel_x")
             kernel_h = tf.get_variable("layer/kernel_h")
@@ -54,13 +55,29 @@ def test_hoisted_lstm_matches_reference_cell_outputs_and_gradients():
         with tf.Session() as sess:
             sess.run(tf.global_variables_initializer())
             sess.run(set_bias)
-            got, want = sess.run([[outputs, c, h], [ref_outputs, ref_c, ref_h]])
-            got_grads, want_grads = sess.run([grads, ref_grads])
-    for a, b in zip(got, want):
+            got, want = sess.run([[outputs, c, h] + grads, [ref_outputs, ref_c, ref_h] + ref_grads])
+    return got, want
+
+
+def test_hoisted_lstm_matches_reference_cell_outputs_and_gradients():
+    got, want = lstm_and_reference(tf.float32)
+    for a, b in zip(got[:3], want[:3]):
         np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)
-    for a, b in zip(got_grads, want_grads):
+    for a, b in zip(got[3:], want[3:]):
         np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-5)
-    assert np.abs(got_grads[1]).max() > 0
+    assert np.abs(got[4]).max() > 0
+
+
+def test_bfloat16_lstm_matches_reference_cell_within_bfloat16_rounding():
+    """--precision bfloat16 rounds every matmul operand to 8 bits of mantissa (relative step 2^-8 = 0.4%): outputs
+    and gradients must stay within a few of those steps of the float32 reference, over every element."""
+    for seed in range(3):
+        got, want = lstm_and_reference(tf.bfloat16, seed=seed, steps=12, batch=8, in_size=16, hidden=32)
+        for name, a, b in zip(["outputs", "c", "h", "d_inputs", "d_kernel_x", "d_kernel_h", "d_bias"], got, want):
+            relative = np.linalg.norm(a - b) / np.linalg.norm(b)
+            assert relative < 1.5e-2, (seed, name, relative)
+        # ...and it really ran in bfloat16: float32 would agree to ~1e-7.
+        assert np.linalg.norm(got[0] - want[0]) / np.linalg.norm(want[0]) > 1e-4
 
 
 def build_lm_graphs(cfg, vocab_size=11):
@@ -169,3 +186,40 @@ def test_classifier_logits_do_not_change_with_extra_padding(pooling, bidirection
     np.testing.assert_allclose(b, c, rtol=1e-5, atol=1e-6)
     np.testing.assert_allclose(b[1:2], d, rtol=1e-5, atol=1e-6)
     assert np.abs(a[0] - a[1]).max() > 1e-6  # different sentences do give different logits
+
+
+def greedy_stepwise(sess, lm, prime, length):
+    """Greedy tokens from the one-step language-model graph, one Session.run per token: the reference."""
+    state = [(np.zeros((1, c.shape[-1]), np.float32),) * 2 for c, _ in lm.final_state]
+    tokens = []
+    for position in range(len(prime) - 1 + length):
+        token = prime[position] if position < len(prime) else tokens[-1]
+        feed = rm.feed_state({lm.inputs: [[token]]}, lm.initial_state, state)
+        probabilities, state = sess.run([lm.probabilities, lm.final_state], feed)
+        if position >= len(prime) - 1:
+            tokens.append(int(np.argmax(probabilities[0])))
+    return tokens
+
+
+@pytest.mark.parametrize("vocab_size,jit", [(5, True), (5, False), (40, True), (40, False)])
+def test_generation_loop_equals_the_one_step_graph(vocab_size, jit):
+    """Every generation fast path (input table when vocab <= embedding width, doubled rows under XLA, the plain
+    loop) picks the same greedy tokens as the one-step graph, on random weights."""
+    cfg = tiny(embedding_size=8, hidden_size=12)
+    graph = tf.Graph()
+    with graph.as_default():
+        lm = rm.build_lm(cfg, vocab_size, 1, rm.build_controls(cfg))
+        generator = rm.build_generator(cfg, vocab_size, jit=jit)
+        rng = np.random.RandomState(vocab_size)
+        # Random values in every weight, biases included (they start at zero).
+        randomize = [tf.assign(v, rng.uniform(-1, 1, v.shape.as_list()).astype(np.float32))
+                     for v in tf.trainable_variables()]
+        with tf.Session() as sess:
+            sess.run(randomize)
+            got, want = [], []
+            for prime in rng.randint(0, vocab_size, (6, 5)).tolist():  # greedy runs settle; many primes vary
+                got.append(sess.run(generator.tokens, {generator.prime: prime, generator.length: 4,
+                                                       generator.argmax: True}).tolist())
+                want.append(greedy_stepwise(sess, lm, prime, 4))
+    assert got == want
+    assert len({token for tokens in want for token in tokens}) > 1
