@@ -104,16 +104,17 @@ def matmul(a, b, dtype=tf.float32, **kwargs):
     return tf.cast(tf.matmul(tf.cast(a, dtype), tf.cast(b, dtype), **kwargs), tf.float32)
 
 
-def lstm_layer(inputs, initial_state, hidden_size, forget_bias, scope, dtype=tf.float32):
+def lstm_layer(inputs, initial_state, hidden_size, forget_bias, scope, dtype=tf.float32, jit=False):
     """One LSTM layer statically unrolled over time, with a hand-written backward pass (see lstm_sequence).
 
-    inputs: [T, B, in] time-major with a static T; initial_state: (c, h), each [B, H]; dtype: of the matmuls.
+    inputs: [T, B, in] time-major with a static T; initial_state: (c, h), each [B, H]; dtype, jit: see
+    lstm_sequence.
     Returns outputs [T, B, H] and the final (c, h).
     """
     with tf.variable_scope(scope):
         kernel_x, kernel_h, bias = layer_weights(inputs.shape[-1], hidden_size)
         c, h = initial_state
-        outputs, c, h = lstm_sequence(inputs, c, h, kernel_x, kernel_h, bias, forget_bias, dtype)
+        outputs, c, h = lstm_sequence(inputs, c, h, kernel_x, kernel_h, bias, forget_bias, dtype, jit)
     return outputs, (c, h)
 
 
@@ -142,7 +143,7 @@ def lstm_gates(pre_activation, c, forget_bias):
     return i, j, f, o, c, tanh_c, o * tanh_c
 
 
-def lstm_sequence(inputs, c0, h0, kernel_x, kernel_h, bias, forget_bias, dtype=tf.float32):
+def lstm_sequence(inputs, c0, h0, kernel_x, kernel_h, bias, forget_bias, dtype=tf.float32, jit=False):
     """The LSTM recurrence over all T steps as one differentiable unit: (outputs [T, B, H], c_T, h_T).
 
     Autodiff of the unrolled cell computes the kernel_h gradient as T small matmuls (inner dimension B) summed by
@@ -150,63 +151,92 @@ def lstm_sequence(inputs, c0, h0, kernel_x, kernel_h, bias, forget_bias, dtype=t
     only what is truly sequential inside the time loop (dh -> dc -> gate gradients -> dh of the previous step,
     ~7 ops per step) and computes every weight gradient afterwards as ONE [.., T*B] x [T*B, 4H] matmul, as cuDNN
     and PyTorch do. Gate order i, j, f, o as BasicLSTMCell; tests/test_rnn_model.py checks it against autodiff of
-    the plain reference cell. dtype: of every matmul operand, forward and backward (see matmul).
+    the plain reference cell.
+
+    dtype: of the large matmul operands (input projection and weight gradients; see matmul). jit: compile the two
+    time loops (forward and backward) with XLA, each into one kernel launch: the executor then runs a handful of
+    ops per layer instead of ~20 per step, and the loops' small recurrent matmuls stay float32.
     """
     num_steps, in_size = inputs.shape[0], inputs.shape[-1]
     hidden_size = kernel_h.shape[0]
 
+    def forward_loop(projected, c0, h0, kernel_h):
+        return recurrence(projected, c0, h0, kernel_h, forget_bias)
+    backward_loop = recurrence_gradient
+    if jit:
+        forward_loop = tf.function(forward_loop, jit_compile=True, autograph=False)
+        backward_loop = tf.function(backward_loop, jit_compile=True, autograph=False)
+
     @tf.custom_gradient
     def sequence(inputs, c0, h0, kernel_x, kernel_h, bias):
+        inputs, kernel_x = tf.cast(inputs, dtype), tf.cast(kernel_x, dtype)  # once for both passes
+        # Outside XLA the recurrent matmul follows dtype too (oneDNN runs small bfloat16 products well; XLA not).
+        kernel_h = kernel_h if jit else tf.cast(kernel_h, dtype)
         # The input projection does not depend on the recurrence: one big matmul for all steps, not T small ones.
         projected = matmul(tf.reshape(inputs, [-1, in_size]), kernel_x, dtype) + bias  # [T*B, 4H]
         projected = tf.reshape(projected, [num_steps, -1, 4 * hidden_size])  # [T, B, 4H]
-        kernel_h_in_dtype = tf.cast(kernel_h, dtype)  # once, not once per step
-        c, h = c0, h0
-        saved = {name: [] for name in ("i", "j", "f", "o", "c", "tanh_c", "h")}
-        for t, projected_t in enumerate(tf.unstack(projected, num=num_steps)):
-            with tf.name_scope(f"step_{t}"):
-                step = cell_step(projected_t, c, h, kernel_h_in_dtype, forget_bias)
-            c, h = step[4], step[6]
-            for name, value in zip(saved, step):
-                saved[name].append(value)
-        outputs = tf.stack(saved["h"])  # [T, B, H]
+        saved = forward_loop(projected, c0, h0, kernel_h)  # i, j, f, o, c, tanh_c, h; each [T, B, H]
+        outputs, c, h = saved[-1], saved[-3][-1], saved[-1][-1]
 
         def gradient(d_outputs, d_c_final, d_h_final):
-            return lstm_sequence_gradient(inputs, c0, h0, kernel_x, kernel_h_in_dtype, saved, d_outputs,
-                                          d_c_final, d_h_final)
+            return lstm_sequence_gradient(inputs, c0, h0, kernel_x, kernel_h, saved, d_outputs, d_c_final,
+                                          d_h_final, dtype, backward_loop)
         return (outputs, c, h), gradient
 
     return sequence(inputs, c0, h0, kernel_x, kernel_h, bias)
 
 
-def lstm_sequence_gradient(inputs, c0, h0, kernel_x, kernel_h, saved, d_outputs, d_c_final, d_h_final):
-    """Backward pass of lstm_sequence; saved holds the forward's per-step [B, H] tensors and kernel_h is in the
-    matmul dtype. Returns the float32 gradients of (inputs, c0, h0, kernel_x, kernel_h, bias)."""
-    dtype = kernel_h.dtype
+def recurrence(projected, c0, h0, kernel_h, forget_bias):
+    """The forward time loop, statically unrolled: projected [T, B, 4H] (x W_x + b of every step) and the initial
+    state -> the gates i, j, f, o, the cell c, tanh(c) and the output h of every step, each [T, B, H]."""
+    c, h = c0, h0
+    saved = [[] for _ in range(7)]
+    for t, projected_t in enumerate(tf.unstack(projected, num=projected.shape[0])):
+        with tf.name_scope(f"step_{t}"):
+            step = cell_step(projected_t, c, h, kernel_h, forget_bias)
+        c, h = step[4], step[6]
+        for values, value in zip(saved, step):
+            values.append(value)
+    return tuple(tf.stack(values) for values in saved)
+
+
+def recurrence_gradient(d_outputs, d_c, d_h, c0, i, j, f, o, c, tanh_c, kernel_h):
+    """The backward time loop: the incoming gradients (d_outputs [T, B, H], and of the final c and h) and the
+    forward's saved gates and cells ([T, B, H] each) -> d gate pre-activations [T, B, 4H] and the gradients of
+    c0 and h0."""
+    num_steps = d_outputs.shape[0]
+    c_prev = tf.concat([c0[None], c[:-1]], 0)  # [T, B, H]
+    # Everything that does not depend on the incoming gradient, for all steps at once:
+    # d gate_pre-activation = (dc, dc, dc, dh) * gate_factor; dc picks up dh * h_factor.
+    gate_factor = tf.concat([j * i * (1 - i), i * (1 - j * j), c_prev * f * (1 - f), tanh_c * o * (1 - o)],
+                            axis=2)  # [T, B, 4H]
+    h_factor = o * (1 - tanh_c * tanh_c)  # [T, B, H]
+    d_outputs, gate_factor, h_factor, f = (tf.unstack(x, num=num_steps) for x in (d_outputs, gate_factor, h_factor, f))
+    d_gates = [None] * num_steps
+    for t in reversed(range(num_steps)):
+        with tf.name_scope(f"step_{t}"):
+            d_h = d_h + d_outputs[t]  # [B, H]
+            d_c = d_c + d_h * h_factor[t]
+            d_gates[t] = tf.concat([d_c, d_c, d_c, d_h], axis=1) * gate_factor[t]  # [B, 4H]
+            d_c = d_c * f[t]  # -> the previous step's cell
+            d_h = matmul(d_gates[t], kernel_h, kernel_h.dtype, transpose_b=True)  # -> the previous step's output
+    return tf.stack(d_gates), d_c, d_h
+
+
+def lstm_sequence_gradient(inputs, c0, h0, kernel_x, kernel_h, saved, d_outputs, d_c_final, d_h_final, dtype,
+                           backward_loop):
+    """Backward pass of lstm_sequence; saved holds the forward loop's [T, B, H] tensors. Returns the float32
+    gradients of (inputs, c0, h0, kernel_x, kernel_h, bias)."""
     num_steps, in_size = inputs.shape[0], inputs.shape[-1]
     hidden_size = kernel_h.shape[0]
     with tf.name_scope("lstm_backward"):
-        i, j, f, o, c, tanh_c = (tf.stack(saved[name]) for name in ("i", "j", "f", "o", "c", "tanh_c"))  # [T, B, H]
-        c_prev = tf.concat([c0[None], c[:-1]], 0)  # [T, B, H]
-        # Everything that does not depend on the incoming gradient, for all steps at once:
-        # d gate_pre-activation = (dc, dc, dc, dh) * gate_factor; dc picks up dh * h_factor.
-        gate_factor = tf.concat([j * i * (1 - i), i * (1 - j * j), c_prev * f * (1 - f), tanh_c * o * (1 - o)],
-                                axis=2)  # [T, B, 4H]
-        h_factor = o * (1 - tanh_c * tanh_c)  # [T, B, H]
+        h = saved[-1]
         d_h = tf.zeros_like(h0) if d_h_final is None else d_h_final
         d_c = tf.zeros_like(c0) if d_c_final is None else d_c_final
-        d_outputs = tf.unstack(d_outputs if d_outputs is not None else tf.zeros_like(c), num=num_steps)
-        gate_factor, h_factor, f = (tf.unstack(x, num=num_steps) for x in (gate_factor, h_factor, f))
-        d_gates = [None] * num_steps
-        for t in reversed(range(num_steps)):
-            with tf.name_scope(f"step_{t}"):
-                d_h = d_h + d_outputs[t]  # [B, H]
-                d_c = d_c + d_h * h_factor[t]
-                d_gates[t] = tf.concat([d_c, d_c, d_c, d_h], axis=1) * gate_factor[t]  # [B, 4H]
-                d_c = d_c * f[t]  # -> the previous step's cell
-                d_h = matmul(d_gates[t], kernel_h, dtype, transpose_b=True)  # -> the previous step's output
-        d_gates = tf.reshape(tf.stack(d_gates), [-1, 4 * hidden_size])  # [T*B, 4H]
-        h_prev = tf.reshape(tf.concat([h0[None], tf.stack(saved["h"][:-1])], 0), [-1, hidden_size])  # [T*B, H]
+        d_outputs = tf.zeros_like(h) if d_outputs is None else d_outputs
+        d_gates, d_c, d_h = backward_loop(d_outputs, d_c, d_h, c0, *saved[:6], kernel_h)
+        d_gates = tf.reshape(d_gates, [-1, 4 * hidden_size])  # [T*B, 4H]
+        h_prev = tf.reshape(tf.concat([h0[None], h[:-1]], 0), [-1, hidden_size])  # [T*B, H]
         flat_inputs = tf.reshape(inputs, [-1, in_size])  # [T*B, in]
         d_kernel_h = matmul(h_prev, d_gates, dtype, transpose_a=True)  # [H, 4H], one matmul over all steps
         d_kernel_x = matmul(flat_inputs, d_gates, dtype, transpose_a=True)  # [in, 4H]
@@ -223,7 +253,7 @@ def lstm_stack(inputs, initial_state, cfg, dropout):
     layer_inputs, final_state = inputs, []
     for layer in range(cfg.num_layers):
         outputs, state = lstm_layer(layer_inputs, initial_state[layer], cfg.hidden_size, cfg.forget_bias,
-                                    f"layer_{layer}", compute_dtype(cfg))
+                                    f"layer_{layer}", compute_dtype(cfg), cfg.xla_kernels)
         layer_inputs = dropout(outputs, site=layer + 1)
         final_state.append(state)
     return layer_inputs, final_state
@@ -240,6 +270,55 @@ def dense_weights(in_size, units, scope):
         weights = tf.get_variable("weights", [in_size, units])
         bias = tf.get_variable("bias", [units], initializer=tf.zeros_initializer())
     return weights, bias
+
+
+def softmax_loss(inputs, units, labels, scope, dtype=tf.float32, jit=False):
+    """A dense layer and the sparse softmax cross-entropy of its logits: inputs [N, in], labels [N] ->
+    (per-row losses [N], logits [N, units]), float32.
+
+    For a word model the [N, V] logits are the largest tensors of the step (700 x 10,000 for PTB small), and
+    TensorFlow's fused loss kernel plus the bias add, bias gradient and casts around it take longer than the
+    matmuls. With jit the forward pass is one XLA fusion that reads the matmul's output once and keeps only each
+    row's log-sum-exp; the backward pass is another that turns it into the logits' gradient
+    (softmax - one_hot, scaled per row) and the bias gradient, writing the former once, in the matmul dtype.
+    """
+    weights, bias = dense_weights(inputs.shape[-1], units, scope)
+    if not jit:
+        logits = matmul(inputs, weights, dtype) + bias
+        return tf.nn.sparse_softmax_cross_entropy_with_logits(labels=labels, logits=logits), logits
+    forward = tf.function(softmax_loss_forward, jit_compile=True, autograph=False)
+    backward = tf.function(softmax_loss_backward, jit_compile=True, autograph=False)
+
+    @tf.custom_gradient
+    def losses(inputs, weights, bias):
+        inputs, weights_in_dtype = tf.cast(inputs, dtype), tf.cast(weights, dtype)  # cast once for both passes
+        unbiased = tf.matmul(inputs, weights_in_dtype)  # [N, V] in dtype, bias not added
+        row_losses, log_sum_exp = forward(unbiased, bias, labels)
+
+        def gradient(d_losses, _):
+            d_logits, d_bias = backward(unbiased, bias, labels, log_sum_exp, d_losses)  # d_logits in dtype
+            d_inputs = matmul(d_logits, weights_in_dtype, dtype, transpose_b=True)
+            d_weights = matmul(inputs, d_logits, dtype, transpose_a=True)
+            return d_inputs, d_weights, d_bias
+        return (row_losses, log_sum_exp), gradient
+
+    logits = matmul(inputs, weights, dtype) + bias  # computed only when fetched (probabilities)
+    return losses(inputs, weights, bias)[0], logits
+
+
+def softmax_loss_forward(unbiased, bias, labels):
+    """-log softmax(logits)[label] of each row, and each row's log-sum-exp."""
+    logits = tf.cast(unbiased, tf.float32) + bias
+    log_sum_exp = tf.reduce_logsumexp(logits, 1)
+    return log_sum_exp - tf.gather(logits, labels[:, None], batch_dims=1)[:, 0], log_sum_exp
+
+
+def softmax_loss_backward(unbiased, bias, labels, log_sum_exp, d_losses):
+    """The gradient of the losses with respect to the logits, (softmax - one_hot) * d_losses per row, in the
+    matmul dtype, and with respect to the bias."""
+    logits = tf.cast(unbiased, tf.float32) + bias
+    d_logits = (tf.exp(logits - log_sum_exp[:, None]) - tf.one_hot(labels, tf.shape(bias)[0])) * d_losses[:, None]
+    return tf.cast(d_logits, unbiased.dtype), tf.reduce_sum(d_logits, 0)
 
 
 def dense(inputs, units, scope, dtype=tf.float32):
@@ -309,10 +388,9 @@ def build_lm(cfg, vocab_size, num_steps, controls, optimizer=None):
         dropout = make_dropout(cfg.keep_prob if training else 1.0, cfg.seed, controls.global_step)
         embedded = dropout(embed(inputs, vocab_size, cfg), site=0)  # [T, B, E]
         outputs, final_state = lstm_stack(embedded, initial_state, cfg, dropout)  # [T, B, H]
-        logits = dense(tf.reshape(outputs, [-1, cfg.hidden_size]), vocab_size, "softmax",
-                       compute_dtype(cfg))  # [T*B, V]
-    labels = tf.reshape(tf.transpose(targets), [-1])  # time-major like the logits
-    token_losses = tf.nn.sparse_softmax_cross_entropy_with_logits(labels=labels, logits=logits)
+        labels = tf.reshape(tf.transpose(targets), [-1])  # time-major like the outputs
+        token_losses, logits = softmax_loss(tf.reshape(outputs, [-1, cfg.hidden_size]), vocab_size, labels,
+                                            "softmax", compute_dtype(cfg), cfg.xla_kernels)  # [T*B], [T*B, V]
     batch = tf.cast(tf.shape(inputs)[0], tf.float32)
     cost = tf.reduce_sum(token_losses) / batch  # as the PTB tutorial: per-token loss is cost / num_steps
     probabilities = tf.nn.softmax(logits / temperature)
@@ -480,7 +558,7 @@ def build_classifier(cfg, vocab_size, num_classes, num_steps, controls, optimize
             # pass starts at each sentence's last real token and padding stays at the end.
             reversed_input = tf.reverse_sequence(embedded, lengths, seq_axis=0, batch_axis=1)
             backward, _ = lstm_layer(reversed_input, initial_state[0], cfg.hidden_size, cfg.forget_bias,
-                                     "layer_backward", compute_dtype(cfg))
+                                     "layer_backward", compute_dtype(cfg), cfg.xla_kernels)
             backward = dropout(tf.reverse_sequence(backward, lengths, seq_axis=0, batch_axis=1), site=99)
             # The backward summary of a whole sentence sits at its first step.
             pooled_backward = pool(backward, mask_tm, tf.zeros_like(last_step), cfg.pooling)
