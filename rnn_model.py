@@ -104,17 +104,16 @@ def matmul(a, b, dtype=tf.float32, **kwargs):
     return tf.cast(tf.matmul(tf.cast(a, dtype), tf.cast(b, dtype), **kwargs), tf.float32)
 
 
-def lstm_layer(inputs, initial_state, hidden_size, forget_bias, scope, dtype=tf.float32, jit=False):
+def lstm_layer(inputs, initial_state, hidden_size, forget_bias, scope, dtype=tf.float32):
     """One LSTM layer statically unrolled over time, with a hand-written backward pass (see lstm_sequence).
 
-    inputs: [T, B, in] time-major with a static T; initial_state: (c, h), each [B, H]; dtype, jit: see
-    lstm_sequence.
+    inputs: [T, B, in] time-major with a static T; initial_state: (c, h), each [B, H]; dtype: of the matmuls.
     Returns outputs [T, B, H] and the final (c, h).
     """
     with tf.variable_scope(scope):
         kernel_x, kernel_h, bias = layer_weights(inputs.shape[-1], hidden_size)
         c, h = initial_state
-        outputs, c, h = lstm_sequence(inputs, c, h, kernel_x, kernel_h, bias, forget_bias, dtype, jit)
+        outputs, c, h = lstm_sequence(inputs, c, h, kernel_x, kernel_h, bias, forget_bias, dtype)
     return outputs, (c, h)
 
 
@@ -143,7 +142,7 @@ def lstm_gates(pre_activation, c, forget_bias):
     return i, j, f, o, c, tanh_c, o * tanh_c
 
 
-def lstm_sequence(inputs, c0, h0, kernel_x, kernel_h, bias, forget_bias, dtype=tf.float32, jit=False):
+def lstm_sequence(inputs, c0, h0, kernel_x, kernel_h, bias, forget_bias, dtype=tf.float32):
     """The LSTM recurrence over all T steps as one differentiable unit: (outputs [T, B, H], c_T, h_T).
 
     Autodiff of the unrolled cell computes the kernel_h gradient as T small matmuls (inner dimension B) summed by
@@ -153,34 +152,26 @@ def lstm_sequence(inputs, c0, h0, kernel_x, kernel_h, bias, forget_bias, dtype=t
     and PyTorch do. Gate order i, j, f, o as BasicLSTMCell; tests/test_rnn_model.py checks it against autodiff of
     the plain reference cell.
 
-    dtype: of the large matmul operands (input projection and weight gradients; see matmul). jit: compile the two
-    time loops (forward and backward) with XLA, each into one kernel launch: the executor then runs a handful of
-    ops per layer instead of ~20 per step, and the loops' small recurrent matmuls stay float32.
+    dtype: of every matmul operand (see matmul). The time loops stay plain ops: compiled with XLA (each loop one
+    function) they measured slower here, as XLA runs these small [B, H] x [H, 4H] products no faster and bfloat16
+    ones slower than oneDNN.
     """
     num_steps, in_size = inputs.shape[0], inputs.shape[-1]
     hidden_size = kernel_h.shape[0]
 
-    def forward_loop(projected, c0, h0, kernel_h):
-        return recurrence(projected, c0, h0, kernel_h, forget_bias)
-    backward_loop = recurrence_gradient
-    if jit:
-        forward_loop = tf.function(forward_loop, jit_compile=True, autograph=False)
-        backward_loop = tf.function(backward_loop, jit_compile=True, autograph=False)
-
     @tf.custom_gradient
     def sequence(inputs, c0, h0, kernel_x, kernel_h, bias):
-        inputs, kernel_x = tf.cast(inputs, dtype), tf.cast(kernel_x, dtype)  # once for both passes
-        # Outside XLA the recurrent matmul follows dtype too (oneDNN runs small bfloat16 products well; XLA not).
-        kernel_h = kernel_h if jit else tf.cast(kernel_h, dtype)
+        # Each weight is cast once, for the forward and the backward pass.
+        inputs, kernel_x, kernel_h = tf.cast(inputs, dtype), tf.cast(kernel_x, dtype), tf.cast(kernel_h, dtype)
         # The input projection does not depend on the recurrence: one big matmul for all steps, not T small ones.
         projected = matmul(tf.reshape(inputs, [-1, in_size]), kernel_x, dtype) + bias  # [T*B, 4H]
         projected = tf.reshape(projected, [num_steps, -1, 4 * hidden_size])  # [T, B, 4H]
-        saved = forward_loop(projected, c0, h0, kernel_h)  # i, j, f, o, c, tanh_c, h; each [T, B, H]
+        saved = recurrence(projected, c0, h0, kernel_h, forget_bias)  # i, j, f, o, c, tanh_c, h; each [T, B, H]
         outputs, c, h = saved[-1], saved[-3][-1], saved[-1][-1]
 
         def gradient(d_outputs, d_c_final, d_h_final):
             return lstm_sequence_gradient(inputs, c0, h0, kernel_x, kernel_h, saved, d_outputs, d_c_final,
-                                          d_h_final, dtype, backward_loop)
+                                          d_h_final, dtype)
         return (outputs, c, h), gradient
 
     return sequence(inputs, c0, h0, kernel_x, kernel_h, bias)
@@ -223,8 +214,7 @@ def recurrence_gradient(d_outputs, d_c, d_h, c0, i, j, f, o, c, tanh_c, kernel_h
     return tf.stack(d_gates), d_c, d_h
 
 
-def lstm_sequence_gradient(inputs, c0, h0, kernel_x, kernel_h, saved, d_outputs, d_c_final, d_h_final, dtype,
-                           backward_loop):
+def lstm_sequence_gradient(inputs, c0, h0, kernel_x, kernel_h, saved, d_outputs, d_c_final, d_h_final, dtype):
     """Backward pass of lstm_sequence; saved holds the forward loop's [T, B, H] tensors. Returns the float32
     gradients of (inputs, c0, h0, kernel_x, kernel_h, bias)."""
     num_steps, in_size = inputs.shape[0], inputs.shape[-1]
@@ -234,7 +224,7 @@ def lstm_sequence_gradient(inputs, c0, h0, kernel_x, kernel_h, saved, d_outputs,
         d_h = tf.zeros_like(h0) if d_h_final is None else d_h_final
         d_c = tf.zeros_like(c0) if d_c_final is None else d_c_final
         d_outputs = tf.zeros_like(h) if d_outputs is None else d_outputs
-        d_gates, d_c, d_h = backward_loop(d_outputs, d_c, d_h, c0, *saved[:6], kernel_h)
+        d_gates, d_c, d_h = recurrence_gradient(d_outputs, d_c, d_h, c0, *saved[:6], kernel_h)
         d_gates = tf.reshape(d_gates, [-1, 4 * hidden_size])  # [T*B, 4H]
         h_prev = tf.reshape(tf.concat([h0[None], h[:-1]], 0), [-1, hidden_size])  # [T*B, H]
         flat_inputs = tf.reshape(inputs, [-1, in_size])  # [T*B, in]
@@ -253,7 +243,7 @@ def lstm_stack(inputs, initial_state, cfg, dropout):
     layer_inputs, final_state = inputs, []
     for layer in range(cfg.num_layers):
         outputs, state = lstm_layer(layer_inputs, initial_state[layer], cfg.hidden_size, cfg.forget_bias,
-                                    f"layer_{layer}", compute_dtype(cfg), cfg.xla_kernels)
+                                    f"layer_{layer}", compute_dtype(cfg))
         layer_inputs = dropout(outputs, site=layer + 1)
         final_state.append(state)
     return layer_inputs, final_state
@@ -390,7 +380,7 @@ def build_lm(cfg, vocab_size, num_steps, controls, optimizer=None):
         outputs, final_state = lstm_stack(embedded, initial_state, cfg, dropout)  # [T, B, H]
         labels = tf.reshape(tf.transpose(targets), [-1])  # time-major like the outputs
         token_losses, logits = softmax_loss(tf.reshape(outputs, [-1, cfg.hidden_size]), vocab_size, labels,
-                                            "softmax", compute_dtype(cfg), cfg.xla_kernels)  # [T*B], [T*B, V]
+                                            "softmax", compute_dtype(cfg), cfg.xla_loss)  # [T*B], [T*B, V]
     batch = tf.cast(tf.shape(inputs)[0], tf.float32)
     cost = tf.reduce_sum(token_losses) / batch  # as the PTB tutorial: per-token loss is cost / num_steps
     probabilities = tf.nn.softmax(logits / temperature)
@@ -558,7 +548,7 @@ def build_classifier(cfg, vocab_size, num_classes, num_steps, controls, optimize
             # pass starts at each sentence's last real token and padding stays at the end.
             reversed_input = tf.reverse_sequence(embedded, lengths, seq_axis=0, batch_axis=1)
             backward, _ = lstm_layer(reversed_input, initial_state[0], cfg.hidden_size, cfg.forget_bias,
-                                     "layer_backward", compute_dtype(cfg), cfg.xla_kernels)
+                                     "layer_backward", compute_dtype(cfg))
             backward = dropout(tf.reverse_sequence(backward, lengths, seq_axis=0, batch_axis=1), site=99)
             # The backward summary of a whole sentence sits at its first step.
             pooled_backward = pool(backward, mask_tm, tf.zeros_like(last_step), cfg.pooling)

@@ -29,17 +29,16 @@ def reference_lstm(inputs, c, h, kernel, bias, forget_bias):
     return tf.stack(outputs), (c, h)
 
 
-def lstm_and_reference(dtype, jit, seed=0, steps=6, batch=4, in_size=5, hidden=7):
-    """Outputs and gradients (wrt inputs and the three weights) of rm.lstm_layer with matmuls in dtype (its time
-    loops XLA-compiled with jit) and of the float32 reference cell, on the same random inputs and weights."""
+def lstm_and_reference(dtype, seed=0, steps=6, batch=4, in_size=5, hidden=7):
+    """Outputs and gradients (wrt inputs and the three weights) of rm.lstm_layer with matmuls in dtype and of the
+    float32 reference cell, on the same random inputs and weights."""
     rng = np.random.RandomState(seed)
     x = rng.randn(steps, batch, in_size).astype(np.float32)
     c0, h0 = (rng.randn(batch, hidden).astype(np.float32) for _ in range(2))
     with tf.Graph().as_default():
         inputs = tf.constant(x)
         with tf.variable_scope("m", initializer=tf.random_uniform_initializer(-0.5, 0.5, seed=1)):
-            outputs, (c, h) = rm.lstm_layer(inputs, (tf.constant(c0), tf.constant(h0)), hidden, 1.0, "layer", dtype,
-                                            jit)
+            outputs, (c, h) = rm.lstm_layer(inputs, (tf.constant(c0), tf.constant(h0)), hidden, 1.0, "layer", dtype)
             tf.get_variable_scope().reuse_variables()
             kernel_x = tf.get_variable("layer/kernel_x")
             kernel_h = tf.get_variable("layer/kernel_h")
@@ -60,9 +59,8 @@ def lstm_and_reference(dtype, jit, seed=0, steps=6, batch=4, in_size=5, hidden=7
     return got, want
 
 
-@pytest.mark.parametrize("jit", [False, True])
-def test_hoisted_lstm_matches_reference_cell_outputs_and_gradients(jit):
-    got, want = lstm_and_reference(tf.float32, jit)
+def test_hoisted_lstm_matches_reference_cell_outputs_and_gradients():
+    got, want = lstm_and_reference(tf.float32)
     for a, b in zip(got[:3], want[:3]):
         np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)
     for a, b in zip(got[3:], want[3:]):
@@ -70,12 +68,11 @@ def test_hoisted_lstm_matches_reference_cell_outputs_and_gradients(jit):
     assert np.abs(got[4]).max() > 0
 
 
-@pytest.mark.parametrize("jit", [False, True])
-def test_bfloat16_lstm_matches_reference_cell_within_bfloat16_rounding(jit):
+def test_bfloat16_lstm_matches_reference_cell_within_bfloat16_rounding():
     """--precision bfloat16 rounds every matmul operand to 8 bits of mantissa (relative step 2^-8 = 0.4%): outputs
     and gradients must stay within a few of those steps of the float32 reference, over every element."""
     for seed in range(3):
-        got, want = lstm_and_reference(tf.bfloat16, jit, seed=seed, steps=12, batch=8, in_size=16, hidden=32)
+        got, want = lstm_and_reference(tf.bfloat16, seed=seed, steps=12, batch=8, in_size=16, hidden=32)
         for name, a, b in zip(["outputs", "c", "h", "d_inputs", "d_kernel_x", "d_kernel_h", "d_bias"], got, want):
             relative = np.linalg.norm(a - b) / np.linalg.norm(b)
             assert relative < 1.5e-2, (seed, name, relative)
@@ -85,7 +82,7 @@ def test_bfloat16_lstm_matches_reference_cell_within_bfloat16_rounding(jit):
 
 @pytest.mark.parametrize("dtype,tolerance", [(tf.float32, 1e-5), (tf.bfloat16, 1.5e-2)])
 def test_fused_softmax_loss_matches_the_plain_loss_and_gradients(dtype, tolerance):
-    """The XLA-compiled loss (xla_kernels) against TensorFlow's own op and autodiff, all in float32."""
+    """The XLA-compiled loss (xla_loss) against TensorFlow's own op and autodiff, all in float32."""
     rng = np.random.RandomState(4)
     rows, in_size, vocab = 30, 16, 50
     with tf.Graph().as_default():
@@ -135,22 +132,13 @@ def test_layers_have_their_own_weights_and_graphs_share_them():
     assert "model/embedding" in names and "model/softmax/weights" in names
 
 
-@pytest.mark.parametrize("xla_kernels", [False, True])
-def test_static_unroll_has_exactly_num_steps_cell_steps(xla_kernels):
-    cfg = tiny(num_steps=7, num_layers=2, xla_kernels=xla_kernels)
+def test_static_unroll_has_exactly_num_steps_cell_steps():
+    cfg = tiny(num_steps=7, num_layers=2)
     graph, *_ = build_lm_graphs(cfg)
-    if not xla_kernels:
-        for layer in range(2):
-            pattern = re.compile(rf"^model/layer_{layer}/step_(\d+)/MatMul$")
-            steps = sorted(int(m.group(1)) for op in graph.get_operations() if (m := pattern.match(op.name)))
-            assert steps == list(range(7))
-        return
-    # Compiled loops live in the graph's function library, one per layer and graph (train, evaluation: 7 steps;
-    # generation: 1 step).
-    loops = [f for f in graph.as_graph_def().library.function if "forward_loop" in f.signature.name]
-    steps = sorted([sorted(int(m.group(1)) for node in loop.node_def
-                           if (m := re.match(r"^step_(\d+)/MatMul$", node.name))) for loop in loops])
-    assert steps == [[0]] * 2 + [list(range(7))] * 4
+    for layer in range(2):
+        pattern = re.compile(rf"^model/layer_{layer}/step_(\d+)/MatMul$")
+        steps = sorted(int(m.group(1)) for op in graph.get_operations() if (m := pattern.match(op.name)))
+        assert steps == list(range(7))
 
 
 def test_lm_cost_is_summed_over_steps_and_averaged_over_batch():
