@@ -136,7 +136,7 @@ def cell_step(projected_x, c, h, kernel_h, forget_bias):
 def lstm_gates(pre_activation, c, forget_bias):
     """The cell's update from the whole gate pre-activation x W_x + h W_h + b [B, 4H]; returns as cell_step."""
     i, j, f, o = tf.split(pre_activation, 4, axis=1)
-    i, j, f, o = tf.sigmoid(i), tf.tanh(j), tf.sigmoid(f + forget_bias), tf.sigmoid(o)
+    i, j, f, o = tf.sigmoid(i), tf.tanh(j), tf.sigmoid(f + forget_bias if forget_bias else f), tf.sigmoid(o)
     c = f * c + i * j
     tanh_c = tf.tanh(c)
     return i, j, f, o, c, tanh_c, o * tanh_c
@@ -164,9 +164,11 @@ def lstm_sequence(inputs, c0, h0, kernel_x, kernel_h, bias, forget_bias, dtype=t
         # Each weight is cast once, for the forward and the backward pass.
         inputs, kernel_x, kernel_h = tf.cast(inputs, dtype), tf.cast(kernel_x, dtype), tf.cast(kernel_h, dtype)
         # The input projection does not depend on the recurrence: one big matmul for all steps, not T small ones.
-        projected = matmul(tf.reshape(inputs, [-1, in_size]), kernel_x, dtype) + bias  # [T*B, 4H]
+        # The forget bias joins the bias here, once for all steps, so the loop has one op less per step.
+        gate_bias = bias + forget_bias * np.repeat(np.float32([0, 0, 1, 0]), hidden_size) if forget_bias else bias
+        projected = matmul(tf.reshape(inputs, [-1, in_size]), kernel_x, dtype) + gate_bias  # [T*B, 4H]
         projected = tf.reshape(projected, [num_steps, -1, 4 * hidden_size])  # [T, B, 4H]
-        saved = recurrence(projected, c0, h0, kernel_h, forget_bias)  # i, j, f, o, c, tanh_c, h; each [T, B, H]
+        saved = recurrence(projected, c0, h0, kernel_h)  # i, j, f, o, c, tanh_c, h; each [T, B, H]
         outputs, c, h = saved[-1], saved[-3][-1], saved[-1][-1]
 
         def gradient(d_outputs, d_c_final, d_h_final):
@@ -177,14 +179,14 @@ def lstm_sequence(inputs, c0, h0, kernel_x, kernel_h, bias, forget_bias, dtype=t
     return sequence(inputs, c0, h0, kernel_x, kernel_h, bias)
 
 
-def recurrence(projected, c0, h0, kernel_h, forget_bias):
-    """The forward time loop, statically unrolled: projected [T, B, 4H] (x W_x + b of every step) and the initial
-    state -> the gates i, j, f, o, the cell c, tanh(c) and the output h of every step, each [T, B, H]."""
+def recurrence(projected, c0, h0, kernel_h):
+    """The forward time loop, statically unrolled: projected [T, B, 4H] (x W_x + b + forget bias, every step) and the
+    initial state -> the gates i, j, f, o, the cell c, tanh(c) and the output h of every step, each [T, B, H]."""
     c, h = c0, h0
     saved = [[] for _ in range(7)]
     for t, projected_t in enumerate(tf.unstack(projected, num=projected.shape[0])):
         with tf.name_scope(f"step_{t}"):
-            step = cell_step(projected_t, c, h, kernel_h, forget_bias)
+            step = cell_step(projected_t, c, h, kernel_h, 0.0)
         c, h = step[4], step[6]
         for values, value in zip(saved, step):
             values.append(value)

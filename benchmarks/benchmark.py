@@ -95,11 +95,15 @@ def bench_train_torch(cfg, warmup, steps, repeats):
     rng = np.random.RandomState(0)
     state = [torch.zeros(cfg.num_layers, cfg.batch_size, cfg.hidden_size) for _ in range(2)]
 
+    # --precision bfloat16 is CPU autocast: matmuls (and nn.LSTM) in bfloat16, weights and the loss in float32.
+    autocast = torch.autocast("cpu", dtype=torch.bfloat16, enabled=cfg.precision == "bfloat16")
+
     def step():
         nonlocal state
         ids = torch.from_numpy(rng.randint(0, VOCAB, (cfg.num_steps + 1, cfg.batch_size)))
-        logits, new_state = model(ids[:-1], tuple(s.detach() for s in state))
-        loss = loss_fn(logits.reshape(-1, VOCAB), ids[1:].reshape(-1)) / cfg.batch_size
+        with autocast:
+            logits, new_state = model(ids[:-1], tuple(s.detach() for s in state))
+        loss = loss_fn(logits.float().reshape(-1, VOCAB), ids[1:].reshape(-1)) / cfg.batch_size
         optimizer.zero_grad()
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.max_grad_norm)
