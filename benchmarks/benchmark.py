@@ -1,13 +1,16 @@
 """Training and generation throughput of graphlstm, against PyTorch in the same run when torch is importable.
 
-    python benchmarks/benchmark.py [--configs small,medium] [--repeats 5] [--steps 20] [--warmup 5] [--length 2000]
-                                   [--xla on|off|both] [--no_torch] [--smoke] [--json FILE]
+    python benchmarks/benchmark.py [--configs small,medium] [--precisions float32,bfloat16] [--repeats 5]
+                                   [--steps 20] [--warmup 5] [--length 2000] [--xla off|on|both] [--set KEY=VALUE]
+                                   [--no_torch] [--smoke] [--json FILE]
 
 Training: the PTB configs on random token ids (vocabulary 10,000), through train.py's own LanguageModelRun (the graph,
 feeds and state carrying of a real run); warm-up steps are not timed; each repeat times `--steps` steps. Every
-measurement runs in a fresh child process so that its peak resident memory is its own. Generation: tokens per second
-of sample.py's code path for a 2-layer 512-unit character model at batch 1 (the in-graph loop with and without XLA,
-and one Session.run per token), with random weights (speed does not depend on their values).
+measurement runs in a fresh child process so that its peak resident memory is its own. Each precision is measured for
+both frameworks: float32, and bfloat16 mixed precision (graphlstm's --precision bfloat16; PyTorch's CPU autocast).
+Generation: tokens per second of sample.py's code path for a 2-layer 512-unit character model at batch 1 (the
+in-graph loop with and without XLA, and one Session.run per token), with random weights (speed does not depend on
+their values).
 
 FLOP model (multiply-adds count 2): a token costs 2*(in + H)*4H per LSTM layer and 2*H*V for the softmax forward;
 training costs 3x the forward (the backward pass computes two products per forward product). Elementwise work is
@@ -113,13 +116,13 @@ def bench_train_torch(cfg, warmup, steps, repeats):
     return timed(step, warmup, steps, repeats)
 
 
-def bench_generate(mode, length, repeats):
+def bench_generate(mode, length, repeats, overrides):
     import numpy as np
     import config
     import sample
     import rnn_model as rm
-    cfg = config.apply_overrides(config.named_config("char"), {
-        "num_layers": GENERATION["num_layers"], "hidden_size": GENERATION["hidden_size"]})
+    cfg = config.apply_overrides(config.named_config("char"), dict(
+        overrides, num_layers=GENERATION["num_layers"], hidden_size=GENERATION["hidden_size"]))
     graph, model, _, initializer = sample.generation_graph(cfg, GENERATION["vocab"], stepwise=mode == "stepwise",
                                               jit=mode == "loop-xla")
     args = argparse.Namespace(length=length, temperature=1.0, top_k=0, argmax=False, seed=0)
@@ -142,7 +145,7 @@ def child(spec):
         result = {"rates": [items / t for t in times], "ms_per_step": [1000 * t / spec["steps"] for t in times],
                   "gflops": flops_per_token(cfg, VOCAB) / 1e9}
     else:
-        times = bench_generate(framework, spec["length"], spec["repeats"])
+        times = bench_generate(framework, spec["length"], spec["repeats"], spec.get("overrides", {}))
         result = {"rates": [spec["length"] / t for t in times], "ms_per_step": [1000 * t / spec["length"]
                                                                                for t in times]}
     result["peak_rss_mb"] = peak_rss_mb()
@@ -173,7 +176,12 @@ def main(argv=None):
     parser.add_argument("--steps", type=int, default=20, help="training steps per timed repeat")
     parser.add_argument("--warmup", type=int, default=5, help="untimed training steps first")
     parser.add_argument("--length", type=int, default=2000, help="tokens generated per timed repeat (in-graph)")
-    parser.add_argument("--xla", default="both", choices=("on", "off", "both"), help="training with XLA auto-clustering")
+    parser.add_argument("--precisions", default="float32,bfloat16",
+                        help="matmul precisions to measure, comma-separated: float32, bfloat16")
+    parser.add_argument("--xla", default="off", choices=("on", "off", "both"),
+                        help="graphlstm training with XLA auto-clustering (--xla of train.py)")
+    parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                        help="a config override for every graphlstm measurement, e.g. xla_loss=false")
     parser.add_argument("--no_torch", action="store_true", help="skip PyTorch even when it is installed")
     parser.add_argument("--smoke", action="store_true", help="tiny shapes and few steps: checks that it runs")
     parser.add_argument("--json", help="also write the results here")
@@ -190,6 +198,17 @@ def main(argv=None):
     unknown = [name for name in args.configs.split(",") if name not in config.CONFIGS]
     if unknown:
         parser.error(f"--configs: unknown config '{unknown[0]}' (known: {', '.join(config.CONFIGS)})")
+    precisions = args.precisions.split(",")
+    if not precisions or any(p not in config.CHOICES["precision"] for p in precisions):
+        parser.error(f"--precisions: expected float32 and/or bfloat16, got '{args.precisions}'")
+    settings = {}
+    for item in args.set:
+        key, _, value = item.partition("=")
+        try:
+            config.apply_overrides(config.Config(), {key: value})
+        except config.ConfigError as error:
+            parser.error(f"--set {item}: {error}")
+        settings[key] = value
 
     overrides = {}
     if args.smoke:
@@ -204,31 +223,42 @@ def main(argv=None):
         result = measure(spec, run_env)
         rows.append((label, result))
         rates = result["rates"]
-        print(f"{label:<34} {min(rates):>10,.0f} {statistics.median(rates):>10,.0f} {max(rates):>10,.0f} "
+        print(f"{label:<46} {min(rates):>10,.0f} {statistics.median(rates):>10,.0f} {max(rates):>10,.0f} "
               f"{statistics.median(result['ms_per_step']):>9.2f} {result['peak_rss_mb']:>8,.0f}"
               + (f" {result['gflops'] * statistics.median(rates):>8.1f}" if "gflops" in result else ""), flush=True)
         return statistics.median(rates)
 
-    print(f"{'measurement':<34} {'min/s':>10} {'median/s':>10} {'max/s':>10} {'ms/step':>9} {'peak MB':>8} "
+    print(f"{'measurement':<46} {'min/s':>10} {'median/s':>10} {'max/s':>10} {'ms/step':>9} {'peak MB':>8} "
           f"{'GFLOP/s':>8}")
     ratios = []
     for name in args.configs.split(","):
         base = {"kind": "train", "name": name, "warmup": args.warmup, "steps": args.steps, "repeats": args.repeats}
-        modes = {"on": [True], "off": [False], "both": [False, True]}[args.xla]
-        best = 0.0
-        for xla in modes:
-            spec = dict(base, framework="tf", overrides=dict(overrides, xla=str(xla).lower()))
-            best = max(best, record(f"train {name} graphlstm{' +xla' if xla else ''} (words)", spec,
-                                    xla_env if xla else env))
-        if use_torch:
-            torch_rate = record(f"train {name} pytorch (words)", dict(base, framework="torch", overrides=overrides))
-            ratios.append((f"train {name}", best / torch_rate))
+        ours, theirs = {}, {}
+        for precision in precisions:
+            for xla in {"on": [True], "off": [False], "both": [False, True]}[args.xla]:
+                spec = dict(base, framework="tf",
+                            overrides=dict(overrides, **settings, precision=precision, xla=str(xla).lower()))
+                rate = record(f"train {name} graphlstm {precision}{' +xla' if xla else ''} (words)", spec,
+                              xla_env if xla else env)
+                ours[precision] = max(ours.get(precision, 0.0), rate)
+            if use_torch:
+                spec = dict(base, framework="torch", overrides=dict(overrides, precision=precision))
+                theirs[precision] = record(f"train {name} pytorch {precision} (words)", spec)
+        for precision in theirs:
+            ratios.append((f"graphlstm / pytorch, train {name} {precision}", ours[precision] / theirs[precision]))
+        if "bfloat16" in ours and "float32" in theirs:
+            ratios.append((f"graphlstm bfloat16 / pytorch float32, train {name}", ours["bfloat16"] / theirs["float32"]))
     generation = {"kind": "generate", "name": "char-2x512", "repeats": args.repeats}
-    loop = record("generate 2x512 loop+xla (chars)", dict(generation, framework="loop-xla", length=args.length))
-    record("generate 2x512 loop (chars)", dict(generation, framework="loop", length=args.length))
-    stepwise = record("generate 2x512 run/token (chars)", dict(generation, framework="stepwise",
-                                                                 length=max(args.length // 10, 10)))
-    print(f"generation: in-graph loop with XLA / one Session.run per token = {loop / stepwise:.2f}x")
+    loop = {}
+    for precision in precisions:
+        loop[precision] = record(f"generate 2x512 loop+xla {precision} (chars)",
+                                 dict(generation, framework="loop-xla", length=args.length,
+                                      overrides={"precision": precision}))
+    record("generate 2x512 loop float32 (chars)", dict(generation, framework="loop", length=args.length))
+    stepwise = record("generate 2x512 run/token float32 (chars)", dict(generation, framework="stepwise",
+                                                                        length=max(args.length // 10, 10)))
+    best = max(loop, key=loop.get)
+    print(f"generation: in-graph loop with XLA ({best}) / one Session.run per token = {loop[best] / stepwise:.2f}x")
     if args.json:
         with open(args.json, "w") as f:
             json.dump({label: result for label, result in rows}, f, indent=2)
@@ -237,7 +267,7 @@ def main(argv=None):
     elif not use_torch:
         print("pytorch: not installed (pip install torch==2.13.0), no ratio")
     for label, ratio in ratios:
-        print(f"ratio graphlstm / pytorch, {label}: {ratio:.2f}x")
+        print(f"ratio {label}: {ratio:.2f}x")
     return 0
 
 

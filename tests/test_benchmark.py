@@ -3,6 +3,8 @@ import re
 import subprocess
 import sys
 
+import pytest
+
 from conftest import ROOT
 
 
@@ -12,10 +14,24 @@ def test_benchmark_smoke_mode_prints_every_measurement():
     assert done.returncode == 0, done.stderr[-3000:]
     lines = done.stdout.splitlines()
     assert lines[0].split() == ["measurement", "min/s", "median/s", "max/s", "ms/step", "peak", "MB", "GFLOP/s"]
-    labels = ["train small graphlstm (words)", "train small graphlstm +xla (words)",
-              "generate 2x512 loop+xla (chars)", "generate 2x512 loop (chars)", "generate 2x512 run/token (chars)"]
+    labels = ["train small graphlstm float32 (words)", "train small graphlstm bfloat16 (words)",
+              "generate 2x512 loop+xla float32 (chars)", "generate 2x512 loop+xla bfloat16 (chars)",
+              "generate 2x512 loop float32 (chars)", "generate 2x512 run/token float32 (chars)"]
     for label in labels:
         row = next(line for line in lines if line.startswith(label))
         numbers = [float(n.replace(",", "")) for n in re.findall(r"[\d,]+\.?\d*", row[len(label):])]
         assert len(numbers) >= 5 and numbers[0] <= numbers[1] <= numbers[2] and numbers[0] > 0, row
     assert lines[-1] == "pytorch: skipped (--no_torch), no ratio"
+
+
+def test_benchmark_smoke_mode_with_pytorch_prints_the_ratios_last():
+    pytest.importorskip("torch")
+    done = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "benchmark.py"), "--smoke"],
+                          capture_output=True, text=True, timeout=300, cwd=ROOT)
+    assert done.returncode == 0, done.stderr[-3000:]
+    lines = done.stdout.splitlines()
+    assert lines[-3:] == [line for line in lines if line.startswith("ratio ")]
+    assert [line.split(":")[0] for line in lines[-3:]] == [
+        "ratio graphlstm / pytorch, train small float32", "ratio graphlstm / pytorch, train small bfloat16",
+        "ratio graphlstm bfloat16 / pytorch float32, train small"]
+    assert all(float(line.split(": ")[1].rstrip("x")) > 0 for line in lines[-3:])
