@@ -164,6 +164,25 @@ def test_xla_training_follows_the_same_loss_curve(tmp_path):
                                rtol=2e-3)
 
 
+def test_fast_paths_follow_the_same_loss_curve(tmp_path):
+    """The compiled loss (--xla_loss, on by default) is exact: the same seed gives the same losses within float
+    noise. --precision bfloat16 rounds matmul operands: its losses stay within bfloat16 noise of float32's, step by
+    step, and it learns as much."""
+    steps = 60
+    losses = {}
+    for name, extra in {"plain": ["--no_xla_loss"], "xla_loss": [], "bfloat16": ["--precision", "bfloat16"]}.items():
+        run_dir = tmp_path / name
+        assert train.main(tiny_lm_args(run_dir, "--max_steps", str(steps), *extra)) == 0
+        curve = event_scalars(run_dir / "train", "loss")
+        assert sorted(curve) == list(range(1, steps + 1))
+        losses[name] = np.array([curve[step] for step in range(1, steps + 1)])
+    np.testing.assert_allclose(losses["xla_loss"], losses["plain"], rtol=1e-4)
+    np.testing.assert_allclose(losses["bfloat16"], losses["plain"], rtol=2e-2)
+    learned = losses["plain"][:10].mean() - losses["plain"][-10:].mean()
+    assert learned > 0.3  # the curve goes somewhere, so agreeing on it means something
+    assert abs(losses["bfloat16"][-10:].mean() - losses["plain"][-10:].mean()) < 0.05 * learned
+
+
 def test_a_stop_on_an_epochs_last_batch_still_validates_that_epoch(tmp_path, capsys):
     run_dir = tmp_path / "run"
     assert train.main(tiny_lm_args(run_dir, "--max_max_epoch", "2")) == 0
