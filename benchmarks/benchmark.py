@@ -169,8 +169,13 @@ def torch_available():
         return False
 
 
+class ArgumentParser(argparse.ArgumentParser):
+    def error(self, message):  # one line, without argparse's usage dump
+        self.exit(2, f"{self.prog}: {message}\n")
+
+
 def main(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser = ArgumentParser(description=__doc__.split("\n\n")[0], allow_abbrev=False)
     parser.add_argument("--configs", default="small,medium", help="PTB configs to train (comma-separated)")
     parser.add_argument("--repeats", type=int, default=5, help="timed repeats of each measurement")
     parser.add_argument("--steps", type=int, default=20, help="training steps per timed repeat")

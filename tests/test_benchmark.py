@@ -35,3 +35,14 @@ def test_benchmark_smoke_mode_with_pytorch_prints_the_ratios_last():
         "ratio graphlstm / pytorch, train small float32", "ratio graphlstm / pytorch, train small bfloat16",
         "ratio graphlstm bfloat16 / pytorch float32, train small"]
     assert all(float(line.split(": ")[1].rstrip("x")) > 0 for line in lines[-3:])
+
+
+@pytest.mark.parametrize("args,message", [(["--configs", "tiny"], "--configs: unknown config 'tiny'"),
+                                          (["--precisions", "float16"], "--precisions: expected float32"),
+                                          (["--set", "hidden_size=big"], "--set hidden_size=big: --hidden_size"),
+                                          (["--repeats", "0"], "--repeats: must be at least 1")])
+def test_benchmark_reports_bad_arguments_in_one_line(args, message):
+    done = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "benchmark.py"), *args],
+                          capture_output=True, text=True, timeout=60, cwd=ROOT)
+    assert done.returncode == 2 and done.stdout == ""
+    assert len(done.stderr.splitlines()) == 1 and message in done.stderr, done.stderr

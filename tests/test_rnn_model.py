@@ -227,11 +227,13 @@ def greedy_stepwise(sess, lm, prime, length):
     return tokens
 
 
-@pytest.mark.parametrize("vocab_size,jit", [(5, True), (5, False), (40, True), (40, False)])
-def test_generation_loop_equals_the_one_step_graph(vocab_size, jit):
+@pytest.mark.parametrize("vocab_size,jit,precision", [(5, True, "float32"), (5, False, "float32"),
+                                                      (40, True, "float32"), (40, False, "float32"),
+                                                      (5, True, "bfloat16"), (40, True, "bfloat16")])
+def test_generation_loop_equals_the_one_step_graph(vocab_size, jit, precision):
     """Every generation fast path (input table when vocab <= embedding width, doubled rows under XLA, the plain
     loop) picks the same greedy tokens as the one-step graph, on random weights."""
-    cfg = tiny(embedding_size=8, hidden_size=12)
+    cfg = tiny(embedding_size=8, hidden_size=12, precision=precision)
     graph = tf.Graph()
     with graph.as_default():
         lm = rm.build_lm(cfg, vocab_size, 1, rm.build_controls(cfg))
