@@ -219,7 +219,7 @@ def recurrence_gradient(d_outputs, d_c, d_h, c0, i, j, f, o, c, tanh_c, kernel_h
 def lstm_sequence_gradient(inputs, c0, h0, kernel_x, kernel_h, saved, d_outputs, d_c_final, d_h_final, dtype):
     """Backward pass of lstm_sequence; saved holds the forward loop's [T, B, H] tensors. Returns the float32
     gradients of (inputs, c0, h0, kernel_x, kernel_h, bias)."""
-    num_steps, in_size = inputs.shape[0], inputs.shape[-1]
+    in_size = inputs.shape[-1]
     hidden_size = kernel_h.shape[0]
     with tf.name_scope("lstm_backward"):
         h = saved[-1]
