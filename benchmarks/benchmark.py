@@ -58,13 +58,18 @@ def timed(step, warmup, steps, repeats):
     return times
 
 
-def bench_train_tf(cfg, warmup, steps, repeats):
+def random_lm_run(cfg, vocab_size, num_batches):
+    """train.py's LanguageModelRun over random token ids, enough for num_batches training batches."""
     import numpy as np
     import train
     rng = np.random.RandomState(0)
-    tokens = cfg.batch_size * (cfg.num_steps * (warmup + steps * repeats + 2) + 1)
-    splits = {name: rng.randint(0, VOCAB, tokens).astype(np.int32) for name in ("train", "valid", "test")}
-    run = train.LanguageModelRun(cfg, VOCAB, splits)
+    tokens = cfg.batch_size * (cfg.num_steps * (num_batches + 2) + 1)
+    splits = {name: rng.randint(0, vocab_size, tokens).astype(np.int32) for name in ("train", "valid", "test")}
+    return train.LanguageModelRun(cfg, vocab_size, splits)
+
+
+def bench_train_tf(cfg, warmup, steps, repeats):
+    run = random_lm_run(cfg, VOCAB, warmup + steps * repeats)
     import rnn_model as rm
     with rm.tf.Session(graph=run.graph, config=rm.session_config(cfg)) as sess:
         sess.run(run.init)

@@ -46,3 +46,16 @@ def test_benchmark_reports_bad_arguments_in_one_line(args, message):
                           capture_output=True, text=True, timeout=60, cwd=ROOT)
     assert done.returncode == 2 and done.stdout == ""
     assert len(done.stderr.splitlines()) == 1 and message in done.stderr, done.stderr
+
+
+def test_profile_step_attributes_op_time_to_the_model_parts():
+    done = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "profile_step.py"), "--config", "test",
+                           "--vocab", "50", "--warmup", "1", "--set", "num_layers=2"],
+                          capture_output=True, text=True, timeout=300, cwd=ROOT)
+    assert done.returncode == 0, done.stderr[-3000:]
+    parts = done.stdout.split("\npart")[1]
+    for part in ("layer_0 forward: time loop", "layer_1 backward: time loop", "softmax and loss forward",
+                 "softmax and loss backward", "clipping and optimizer"):
+        assert part in parts, done.stdout
+    shares = [float(line.rsplit(None, 1)[1].rstrip("%")) for line in parts.splitlines()[1:] if line.strip()]
+    assert 99 < sum(shares) < 101
