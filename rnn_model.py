@@ -363,7 +363,8 @@ class LMGraph(NamedTuple):
     initial_state: list  # [(c, h)] per layer, [batch, hidden] each; feed to carry state
     final_state: list
     cost: tf.Tensor  # summed over steps, averaged over the batch (nats)
-    probabilities: tf.Tensor  # [batch * num_steps, vocab] softmax(logits / temperature), time-major rows
+    logits: tf.Tensor  # [batch * num_steps, vocab], time-major rows
+    probabilities: tf.Tensor  # softmax(logits / temperature)
     temperature: tf.Tensor  # placeholder with default 1.0
     train: TrainOp  # None unless built for training
     summary: tf.Tensor  # merged step summaries, None unless built for training
@@ -393,7 +394,8 @@ def build_lm(cfg, vocab_size, num_steps, controls, optimizer=None):
         summary = tf.summary.merge([scalar_summary("loss", loss), scalar_summary("perplexity", tf.exp(loss)),
                                     scalar_summary("learning_rate", controls.learning_rate),
                                     scalar_summary("gradient_norm", train.gradient_norm)] + train.summaries)
-    return LMGraph(inputs, targets, initial_state, final_state, cost, probabilities, temperature, train, summary)
+    return LMGraph(inputs, targets, initial_state, final_state, cost, logits, probabilities, temperature, train,
+                   summary)
 
 
 class Generator(NamedTuple):
@@ -494,9 +496,48 @@ def sample_logits(logits, top_k, argmax, seed):
     kept = tf.where(logits >= kth_largest, logits, tf.fill(tf.shape(logits), -np.inf))
     # Gumbel-max: argmax(logits + Gumbel noise) is a draw from softmax(logits), and compiles under XLA where
     # stateless_categorical does not.
-    uniform = tf.random.stateless_uniform(tf.shape(logits), seed=seed, minval=1e-20, maxval=1.0)
+    uniform = hashed_uniform(vocab_size, seed)
     drawn = tf.argmax(kept - tf.math.log(-tf.math.log(uniform)), output_type=tf.int32)
     return tf.where(argmax, tf.argmax(logits, output_type=tf.int32), drawn)
+
+
+def hashed_uniform(size, seed):
+    """size floats in (0, 1), a pure function of the int32 pair seed: an integer hash of (seed, index).
+
+    Integer arithmetic is exact everywhere, so the XLA-compiled generation loop, the plain loop and the one-step
+    sampler draw the same numbers; tf.random.stateless_uniform does not (inside the compiled loop it gave other
+    values than the same op outside). The hash is the well-known 32-bit xor-shift-multiply mixer
+    (x ^ x >> 16) * 0x45d9f3b, applied twice, then x ^ x >> 16; in int64 its products cannot overflow.
+    """
+    def mix(x):  # int64 in [0, 2**32) -> int64 in [0, 2**32)
+        for _ in range(2):
+            x = tf.bitwise.bitwise_and((tf.bitwise.bitwise_xor(x, tf.bitwise.right_shift(x, 16))) * 0x45D9F3B,
+                                       0xFFFFFFFF)
+        return tf.bitwise.bitwise_xor(x, tf.bitwise.right_shift(x, 16))
+
+    seed = tf.bitwise.bitwise_and(tf.cast(seed, tf.int64), 0xFFFFFFFF)
+    key = mix(tf.bitwise.bitwise_xor(mix(seed[0]), seed[1]))
+    bits = mix(tf.bitwise.bitwise_xor(key, tf.range(tf.cast(size, tf.int64))))
+    return (tf.cast(tf.bitwise.right_shift(bits, 8), tf.float32) + 0.5) / 2.0 ** 24  # 24 bits: exact in float32
+
+
+class StepSampler(NamedTuple):
+    """A one-step language model whose next token is drawn in the graph exactly as the generation loop draws it
+    (sample_logits with the stateless seed (seed, t)): one Session.run per token gives the loop's text."""
+    lm: LMGraph  # built with num_steps = 1; its temperature divides the logits
+    top_k: tf.Tensor  # [] int32, default 0
+    argmax: tf.Tensor  # [] bool, default False
+    seed: tf.Tensor  # [2] int32: (seed, t), t counting the steps from the first prime token as the loop does
+    token: tf.Tensor  # [] int32: the token drawn from the first row's logits
+
+
+def build_step_sampler(cfg, vocab_size):
+    lm = build_lm(cfg, vocab_size, 1, build_controls(cfg))
+    top_k = tf.placeholder_with_default(0, [], name="top_k")
+    argmax = tf.placeholder_with_default(False, [], name="argmax")
+    seed = tf.placeholder(tf.int32, [2], name="seed")
+    token = sample_logits(lm.logits[0] / lm.temperature, top_k, argmax, seed)
+    return StepSampler(lm, top_k, argmax, seed, token)
 
 
 def masked_mean(outputs, mask):

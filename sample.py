@@ -134,17 +134,6 @@ def prime_tokens(prime, cfg, vocab):
     return [t if t in vocab else "<unk>" for t in tokens] or ["<eos>"]
 
 
-def pick(probabilities, rng, top_k, argmax):
-    """One token id from a probability vector: greedy, top-k or full sampling, reproducible through rng."""
-    if argmax:
-        return int(np.argmax(probabilities))
-    p = probabilities.astype(np.float64)
-    if top_k and top_k < p.size:
-        cutoff = np.partition(p, -top_k)[-top_k]
-        p = np.where(p >= cutoff, p, 0.0)
-    return int(rng.choice(p.size, p=p / p.sum()))
-
-
 def detokenize(tokens, level):
     """Characters join as they are; words join with spaces, and <eos> ends a line (PTB convention)."""
     if level == "char":
@@ -179,7 +168,7 @@ def generation_graph(cfg, vocab_size, stepwise=False, jit=True):
     graph = tf.Graph()
     with graph.as_default():
         if stepwise:
-            model = rm.build_lm(cfg, vocab_size, 1, rm.build_controls(cfg))
+            model = rm.build_step_sampler(cfg, vocab_size)
         else:
             model = rm.build_generator(cfg, vocab_size, jit=jit)
         saver, initializer = tf.train.Saver(), tf.global_variables_initializer()
@@ -190,7 +179,7 @@ def generation_graph(cfg, vocab_size, stepwise=False, jit=True):
 def generate_ids(sess, model, prime_ids, args):
     """Generated token ids after the prime: one Session.run of the in-graph loop, or one per token (stepwise)."""
     import rnn_model as rm
-    if isinstance(model, rm.LMGraph):
+    if isinstance(model, rm.StepSampler):
         return generate_stepwise(sess, model, prime_ids, args)
     return sess.run(model.tokens, {model.prime: prime_ids, model.length: args.length,
                                    model.temperature: args.temperature, model.top_k: args.top_k,
@@ -198,22 +187,21 @@ def generate_ids(sess, model, prime_ids, args):
 
 
 def generate_stepwise(sess, model, prime_ids, args):
-    """The classic way: one Session.run per token on the one-step graph, the state carried in NumPy."""
+    """The classic way: one Session.run per token on the one-step graph, the state carried in NumPy. Step t feeds
+    the same token and draws with the same seed (args.seed, t) as the in-graph loop, so both write the same text."""
     import rnn_model as rm
-    rng = np.random.RandomState(args.seed)
-    state = [(np.zeros((1, c.shape[-1]), np.float32),) * 2 for c, _ in model.final_state]
-
-    def step(token_id, state):
-        feed = {model.inputs: [[token_id]], model.temperature: args.temperature}
-        return sess.run([model.probabilities, model.final_state], rm.feed_state(feed, model.initial_state, state))
-
-    for token_id in prime_ids[:-1]:  # each prime token goes through the cell once; only the state is kept
-        _, state = step(token_id, state)
-    generated, next_id = [], prime_ids[-1]
-    for _ in range(args.length):
-        probabilities, state = step(next_id, state)
-        next_id = pick(probabilities[0], rng, args.top_k, args.argmax)
-        generated.append(next_id)
+    lm = model.lm
+    state = [(np.zeros((1, c.shape[-1]), np.float32),) * 2 for c, _ in lm.final_state]
+    generated, token = [], prime_ids[0]
+    for t in range(len(prime_ids) - 1 + args.length):
+        feed = {lm.inputs: [[token]], lm.temperature: args.temperature, model.top_k: args.top_k,
+                model.argmax: args.argmax, model.seed: [args.seed, t]}
+        drawn, state = sess.run([model.token, lm.final_state], rm.feed_state(feed, lm.initial_state, state))
+        if t + 1 < len(prime_ids):  # a prime token only moves the state
+            token = prime_ids[t + 1]
+        else:
+            token = int(drawn)
+            generated.append(token)
     return generated
 
 

@@ -251,3 +251,22 @@ def test_generation_loop_equals_the_one_step_graph(vocab_size, jit, precision):
                 want.append(greedy_stepwise(sess, lm, prime, 4))
     assert got == want
     assert len({token for tokens in want for token in tokens}) > 1
+
+
+def test_sampling_draws_tokens_with_their_softmax_probabilities():
+    """Gumbel-max over the hashed uniforms: token frequencies over many seeds match softmax(logits), and the
+    uniforms themselves are flat."""
+    probabilities = np.array([0.5, 0.25, 0.15, 0.1])
+    with tf.Graph().as_default():
+        seed = tf.placeholder(tf.int32, [2])
+        token = rm.sample_logits(tf.constant(np.log(probabilities), tf.float32), tf.constant(0), tf.constant(False),
+                                 seed)
+        uniform = rm.hashed_uniform(20000, tf.constant([7, 3]))
+        with tf.Session() as sess:
+            draws = [sess.run(token, {seed: [s, t]}) for s in range(100) for t in range(40)]
+            values = sess.run(uniform)
+    frequencies = np.bincount(draws, minlength=4) / len(draws)
+    np.testing.assert_allclose(frequencies, probabilities, atol=0.025)  # 3 standard deviations for 4,000 draws
+    assert 0 < values.min() and values.max() < 1
+    histogram = np.histogram(values, bins=10, range=(0, 1))[0] / len(values)
+    np.testing.assert_allclose(histogram, 0.1, atol=0.007)

@@ -30,12 +30,13 @@ def test_sample_survives_an_out_of_vocabulary_prime(trained_lm):
 
 
 def test_in_graph_loop_with_and_without_xla_equals_one_run_per_token(trained_lm):
-    """The fast path generates exactly what the classic one-Session.run-per-token path does (greedy, so that the
-    two random number generators do not enter), with a prime that is longer than one token."""
-    args = ["--argmax", "--length", "30", "--prime", "the value of"]
-    stepwise = sample(trained_lm, *args, "--stepwise")
-    assert sample(trained_lm, *args) == stepwise
-    assert sample(trained_lm, *args, "--no_jit") == stepwise
+    """The fast path generates exactly what the classic one-Session.run-per-token path does, greedy and sampled
+    (both draw with the stateless seed (seed, t)), with a prime that is longer than one token."""
+    for args in (["--argmax"], ["--seed", "3"], ["--seed", "4", "--top_k", "20", "--temperature", "1.5"]):
+        args = [*args, "--length", "30", "--prime", "the value of"]
+        stepwise = sample(trained_lm, *args, "--stepwise")
+        assert sample(trained_lm, *args) == stepwise, args
+        assert sample(trained_lm, *args, "--no_jit") == stepwise, args
 
 
 def test_top_k_only_draws_among_the_k_most_likely_tokens():
