@@ -174,6 +174,20 @@ def torch_available():
         return False
 
 
+def parse_settings(parser, items):
+    """--set KEY=VALUE items -> {key: value}, each checked against the config (one-line parser error if bad)."""
+    import config
+    settings = {}
+    for item in items:
+        key, _, value = item.partition("=")
+        try:
+            config.apply_overrides(config.Config(), {key: value})
+        except config.ConfigError as error:
+            parser.error(f"--set {item}: {error}")
+        settings[key] = value
+    return settings
+
+
 class ArgumentParser(argparse.ArgumentParser):
     def error(self, message):  # one line, without argparse's usage dump
         self.exit(2, f"{self.prog}: {message}\n")
@@ -211,14 +225,7 @@ def main(argv=None):
     precisions = args.precisions.split(",")
     if not precisions or any(p not in config.CHOICES["precision"] for p in precisions):
         parser.error(f"--precisions: expected float32 and/or bfloat16, got '{args.precisions}'")
-    settings = {}
-    for item in args.set:
-        key, _, value = item.partition("=")
-        try:
-            config.apply_overrides(config.Config(), {key: value})
-        except config.ConfigError as error:
-            parser.error(f"--set {item}: {error}")
-        settings[key] = value
+    settings = parse_settings(parser, args.set)
 
     overrides = {}
     if args.smoke:

@@ -16,7 +16,7 @@ import sys
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-from benchmark import ArgumentParser, random_lm_run  # noqa: E402  (after the path is set)
+from benchmark import ArgumentParser, parse_settings, random_lm_run  # noqa: E402  (after the path is set)
 
 
 def part_of(name):
@@ -48,11 +48,7 @@ def main(argv=None):
         parser.error(f"--config: unknown config '{args.config}' (known: {', '.join(config.CONFIGS)})")
     if args.vocab < 2 or args.warmup < 0 or args.top < 1:
         parser.error("--vocab must be at least 2, --warmup not negative, --top at least 1")
-    try:
-        cfg = config.apply_overrides(config.named_config(args.config),
-                                     dict(item.partition("=")[::2] for item in args.set))
-    except config.ConfigError as error:
-        parser.error(f"--set: {error}")
+    cfg = config.apply_overrides(config.named_config(args.config), parse_settings(parser, args.set))
     run = random_lm_run(cfg, args.vocab, args.warmup + 7)
     import rnn_model as rm
     tf = rm.tf
