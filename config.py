@@ -7,16 +7,24 @@ into the run directory, and a resumed run is checked against it.
 
 No TensorFlow here: parsing and validation must be instant so that bad input fails fast.
 """
+import argparse
 import dataclasses
 import difflib
-import json
 import math
 import os
 from dataclasses import dataclass
 
 
-class ConfigError(Exception):
-    """A bad command line or config file; the message is one line meant for the user."""
+class UserError(Exception):
+    """Anything the user can fix (a flag, a config, a data file, a run directory): the message is one line naming
+    what is wrong, printed as `error: ...` with exit code 1, never a traceback."""
+
+
+class ArgumentParser(argparse.ArgumentParser):
+    """argparse, but a bad flag raises UserError (one line) instead of printing the usage and exiting."""
+
+    def error(self, message):
+        raise UserError(message)
 
 
 @dataclass
@@ -46,6 +54,7 @@ class Config:
     max_max_epoch: int = 13  # total epochs
     max_grad_norm: float = 5.0  # gradients are clipped to this global norm
     batch_size: int = 20  # sequences per batch
+    eval_batch_size: int = 0  # sequences per validation/test batch; 0 = batch_size
     seed: int = 1234  # seeds initialisation, dropout masks and shuffling: same seed, same run
     # --- classification
     pooling: str = "mean"  # classify: "mean" (masked mean over real steps), "last" (last real step) or "max"
@@ -69,6 +78,10 @@ class Config:
     @property
     def embedding_dim(self):
         return self.embedding_size or self.hidden_size
+
+    @property
+    def evaluation_batch_size(self):
+        return self.eval_batch_size or self.batch_size
 
 
 def _named(**overrides):
@@ -109,10 +122,10 @@ CHOICES = {
     "precision": ("float32", "bfloat16"),
 }
 POSITIVE = ("num_layers", "hidden_size", "num_steps", "batch_size", "max_max_epoch", "summary_every")
-NON_NEGATIVE = ("vocab_size", "embedding_size", "max_epoch", "max_steps", "checkpoint_every", "intra_op_threads",
-                "inter_op_threads", "min_count", "seed")
+NON_NEGATIVE = ("vocab_size", "embedding_size", "eval_batch_size", "max_epoch", "max_steps", "checkpoint_every",
+                "intra_op_threads", "inter_op_threads", "min_count", "seed")
 # Keys that may change when a run is resumed; every other key shapes the model or its data and must match.
-RESUMABLE_KEYS = ("max_max_epoch", "max_steps", "checkpoint_every", "summary_every", "device", "xla",
+RESUMABLE_KEYS = ("max_max_epoch", "eval_batch_size", "max_steps", "checkpoint_every", "summary_every", "device", "xla",
                   "xla_loss", "precision", "intra_op_threads", "inter_op_threads")
 
 FIELDS = {f.name: f for f in dataclasses.fields(Config)}
@@ -123,7 +136,7 @@ def _field_type(name):
 
 
 def parse_value(key, text):
-    """Turns the command-line text of `key` into the field's type, or raises ConfigError."""
+    """Turns the command-line text of `key` into the field's type, or raises UserError."""
     kind = _field_type(key)
     if kind is bool:
         lowered = text.strip().lower()
@@ -131,43 +144,43 @@ def parse_value(key, text):
             return True
         if lowered in ("0", "false", "no", "off"):
             return False
-        raise ConfigError(f"--{key}: expected true or false, got '{text}'")
+        raise UserError(f"--{key}: expected true or false, got '{text}'")
     try:
         return kind(text)
     except ValueError:
-        raise ConfigError(f"--{key}: expected {kind.__name__}, got '{text}'") from None
+        raise UserError(f"--{key}: expected {kind.__name__}, got '{text}'") from None
 
 
 def validate(cfg):
-    """Raises ConfigError naming the first impossible value."""
+    """Raises UserError naming the first impossible value."""
     for key, allowed in CHOICES.items():
         if getattr(cfg, key) not in allowed:
-            raise ConfigError(f"--{key}: must be one of {', '.join(allowed)}, got '{getattr(cfg, key)}'")
+            raise UserError(f"--{key}: must be one of {', '.join(allowed)}, got '{getattr(cfg, key)}'")
     for key in POSITIVE:
         if getattr(cfg, key) <= 0:
-            raise ConfigError(f"--{key}: must be positive, got {getattr(cfg, key)}")
+            raise UserError(f"--{key}: must be positive, got {getattr(cfg, key)}")
     for key in NON_NEGATIVE:
         if getattr(cfg, key) < 0:
-            raise ConfigError(f"--{key}: must not be negative, got {getattr(cfg, key)}")
+            raise UserError(f"--{key}: must not be negative, got {getattr(cfg, key)}")
     for key in ("learning_rate", "max_grad_norm", "init_scale", "lr_decay"):
         value = getattr(cfg, key)
         if not (math.isfinite(value) and value > 0):
-            raise ConfigError(f"--{key}: must be a positive number, got {value}")
+            raise UserError(f"--{key}: must be a positive number, got {value}")
     if not 0.0 < cfg.keep_prob <= 1.0:
-        raise ConfigError(f"--keep_prob: must be in (0, 1], got {cfg.keep_prob}")
+        raise UserError(f"--keep_prob: must be in (0, 1], got {cfg.keep_prob}")
     for key in ("valid_fraction", "test_fraction"):
         if not 0.0 <= getattr(cfg, key) < 1.0:
-            raise ConfigError(f"--{key}: must be in [0, 1), got {getattr(cfg, key)}")
+            raise UserError(f"--{key}: must be in [0, 1), got {getattr(cfg, key)}")
     if cfg.valid_fraction + cfg.test_fraction >= 1.0:
-        raise ConfigError("--valid_fraction plus --test_fraction must leave some data for training")
+        raise UserError("--valid_fraction plus --test_fraction must leave some data for training")
     if cfg.cv == 1 or cfg.cv < 0:
-        raise ConfigError(f"--cv: must be 0 (off) or at least 2 folds, got {cfg.cv}")
+        raise UserError(f"--cv: must be 0 (off) or at least 2 folds, got {cfg.cv}")
     if cfg.cv and cfg.task != "classify":
-        raise ConfigError("--cv: cross-validation is for --task classify")
+        raise UserError("--cv: cross-validation is for --task classify")
     if cfg.cv and cfg.max_steps:
-        raise ConfigError("--max_steps: not with --cv (every fold trains its whole schedule)")
+        raise UserError("--max_steps: not with --cv (every fold trains its whole schedule)")
     if cfg.vocab_size and cfg.vocab_size < 3:
-        raise ConfigError(f"--vocab_size: must be 0 (no cap) or at least 3, got {cfg.vocab_size}")
+        raise UserError(f"--vocab_size: must be 0 (no cap) or at least 3, got {cfg.vocab_size}")
     return cfg
 
 
@@ -185,7 +198,7 @@ def apply_overrides(cfg, overrides):
     values = {}
     for key, text in overrides.items():
         if key not in FIELDS:
-            raise ConfigError(unknown_argument(f"--{key}"))
+            raise UserError(unknown_argument(f"--{key}"))
         values[key] = text if not isinstance(text, str) else parse_value(key, text)
     return validate(dataclasses.replace(cfg, **values))
 
@@ -207,7 +220,7 @@ def split_overrides(argv):
                 overrides[name] = argv[i + 1]
                 i += 1
             else:
-                raise ConfigError(f"--{name}: missing value")
+                raise UserError(f"--{name}: missing value")
         else:
             rest.append(arg)
         i += 1
@@ -216,7 +229,7 @@ def split_overrides(argv):
 
 def named_config(name):
     if name not in CONFIGS:
-        raise ConfigError(f"unknown config '{name}' (known: {', '.join(CONFIGS)})")
+        raise UserError(f"unknown config '{name}' (known: {', '.join(CONFIGS)})")
     return CONFIGS[name]
 
 
@@ -224,45 +237,25 @@ def to_dict(cfg):
     return dataclasses.asdict(cfg)
 
 
-def write_json(path, value, indent=2):
-    """Writes JSON to a temporary name and renames it: an interrupted write never leaves half a file. Every JSON file
-    of a run (config, vocabulary, labels, results) is written this way."""
-    tmp = f"{path}.tmp"
-    with open(tmp, "w", encoding="utf-8") as f:
-        json.dump(value, f, indent=indent, ensure_ascii=False)
-        f.write("\n")
-    os.replace(tmp, path)
-
-
-def save(cfg, path):
-    write_json(path, dict(sorted(to_dict(cfg).items())))
-
-
-def load(path):
-    """Reads a config JSON written by `save`; unknown or mistyped keys are named in the error."""
-    try:
-        with open(path, encoding="utf-8") as f:
-            values = json.load(f)
-    except FileNotFoundError:
-        raise ConfigError(f"{path}: no such config file") from None
-    except (json.JSONDecodeError, UnicodeDecodeError) as e:
-        raise ConfigError(f"{path}: not a valid JSON config ({e})") from None
+def from_values(values, source):
+    """A validated Config from a JSON object (a run's config.json or a user's config file); `source` names the
+    file in errors. Keys left out take their defaults, so a config written before a key existed still loads."""
     if not isinstance(values, dict):
-        raise ConfigError(f"{path}: expected a JSON object of config keys")
+        raise UserError(f"{source}: expected a JSON object of config keys")
     cfg = Config()
     for key, value in values.items():
         if key not in FIELDS:
-            raise ConfigError(f"{path}: unknown config key '{key}'")
+            raise UserError(f"{source}: unknown config key '{key}'")
         kind = _field_type(key)
         if kind is float and isinstance(value, int) and not isinstance(value, bool):
             value = float(value)
         if not isinstance(value, kind) or (kind is int and isinstance(value, bool)):
-            raise ConfigError(f"{path}: key '{key}' should be {kind.__name__}, got {value!r}")
+            raise UserError(f"{source}: key '{key}' should be {kind.__name__}, got {value!r}")
         cfg = dataclasses.replace(cfg, **{key: value})
     try:
         return validate(cfg)
-    except ConfigError as e:
-        raise ConfigError(f"{path}: {e}") from None
+    except UserError as e:
+        raise UserError(f"{source}: {e}") from None
 
 
 def differences(saved, current):

@@ -4,12 +4,11 @@ Language models read one text (a file, a folder with train/valid/test files, a r
 default) and see it as words (whitespace-separated, `<eos>` at each line end, as the PTB files) or characters.
 Classifiers read labelled sentences in the common layouts (see `load_classification`) and see them through
 `tokenize`, a lower-casing word tokenizer. Vocabularies are frequency ordered, built from the training split only and
-saved as JSON. Nothing here imports TensorFlow, and nothing is pickled.
+saved as JSON (by run_dir.py). Nothing here imports TensorFlow, and nothing is pickled.
 """
 import ast
 import collections
 import hashlib
-import json
 import os
 import re
 import sysconfig
@@ -22,18 +21,17 @@ from typing import NamedTuple
 
 import numpy as np
 
+import batch_generator
 import config
+from config import UserError
 
 LM_SPECIALS = {"word": ("<unk>", "<eos>"), "char": ("<unk>",)}
 CLASSIFY_SPECIALS = ("<pad>", "<unk>")  # <pad> = 0, which the classifier's mask treats as no token
 # "auto" tries these in order; cp1252 before latin-1 because corpora such as MR were written on Windows: its 0x85 is
 # an ellipsis and 0x91-0x97 are quotes and dashes, which latin-1 would turn into invisible control characters.
 AUTO_ENCODINGS = ("utf-8", "cp1252", "latin-1")
+CACHE_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "data", "cache")  # downloaded datasets
 SPLIT_NAMES = {"train": "train", "valid": "valid", "dev": "valid", "test": "test"}
-
-
-class DataError(Exception):
-    """Bad or missing data; the message is one line naming the file (and line or byte) at fault."""
 
 
 # --------------------------------------------------------------------------------------------------- reading text
@@ -44,11 +42,11 @@ def read_text_with_encoding(path, encoding="utf-8"):
         with open(path, "rb") as f:
             data = f.read()
     except FileNotFoundError:
-        raise DataError(f"{path}: no such file") from None
+        raise UserError(f"{path}: no such file") from None
     except IsADirectoryError:
-        raise DataError(f"{path}: is a folder, expected a text file") from None
+        raise UserError(f"{path}: is a folder, expected a text file") from None
     except OSError as e:
-        raise DataError(f"{path}: cannot read ({e.strerror})") from None
+        raise UserError(f"{path}: cannot read ({e.strerror})") from None
     return decode_text(data, encoding, path)
 
 
@@ -56,20 +54,20 @@ def decode_text(data, encoding="utf-8", source="<stdin>"):
     """(text, encoding used) of raw bytes with "\n" line ends; "auto" tries AUTO_ENCODINGS in order. Errors name
     the source and the byte and line at fault."""
     if not data:
-        raise DataError(f"{source}: the file is empty")
+        raise UserError(f"{source}: the file is empty")
     nul = data.find(b"\x00", 0, 1 << 20)
     if nul >= 0:
-        raise DataError(f"{source}: looks like a binary file (NUL byte at offset {nul}), not text")
+        raise UserError(f"{source}: looks like a binary file (NUL byte at offset {nul}), not text")
     for name in AUTO_ENCODINGS if encoding == "auto" else (encoding,):
         try:
             text = data.decode(name)
         except LookupError:
-            raise DataError(f"--encoding: unknown encoding '{encoding}'") from None
+            raise UserError(f"--encoding: unknown encoding '{encoding}'") from None
         except UnicodeDecodeError as e:
             if encoding == "auto":
                 continue
             line = data.count(b"\n", 0, e.start) + 1
-            raise DataError(f"{source}: not valid {name} at byte {e.start} (line {line}); "
+            raise UserError(f"{source}: not valid {name} at byte {e.start} (line {line}); "
                             "try --encoding latin-1 or --encoding auto") from None
         return text.replace("\r\n", "\n").replace("\r", "\n").lstrip("\ufeff"), name
     raise AssertionError("latin-1 decodes every byte")
@@ -146,20 +144,15 @@ class Vocab:
     def decode(self, ids):
         return [self.tokens[int(i)] for i in ids]
 
-    def save(self, path):
-        config.write_json(path, {"tokens": self.tokens}, indent=0)
+    def to_json(self):
+        return {"tokens": self.tokens}
 
     @classmethod
-    def load(cls, path):
-        try:
-            with open(path, encoding="utf-8") as f:
-                tokens = json.load(f)["tokens"]
-        except FileNotFoundError:
-            raise DataError(f"{path}: no such vocabulary file") from None
-        except (ValueError, KeyError, TypeError):
-            raise DataError(f"{path}: not a vocabulary JSON (expected {{\"tokens\": [...]}})") from None
+    def from_json(cls, values, source):
+        """A Vocab from the JSON object written by to_json; `source` names the file in errors."""
+        tokens = values.get("tokens") if isinstance(values, dict) else None
         if not isinstance(tokens, list) or not all(isinstance(t, str) for t in tokens):
-            raise DataError(f"{path}: the vocabulary's tokens must be a list of strings")
+            raise UserError(f"{source}: not a vocabulary (expected {{\"tokens\": [strings]}})")
         return cls(tokens)
 
 
@@ -264,7 +257,7 @@ def resolve_data(data, cache_dir, progress=True):
         return fetch(data, cache_dir, progress), data
     if os.path.exists(data):
         return data, os.path.basename(os.path.normpath(data))
-    raise DataError(f"{data}: no such file or folder, and not a dataset name (known: {', '.join(REGISTRY)})")
+    raise UserError(f"{data}: no such file or folder, and not a dataset name (known: {', '.join(REGISTRY)})")
 
 
 def fetch(name, cache_dir, progress=True):
@@ -302,10 +295,10 @@ def download_verified(download, target, progress=True):
         if os.path.exists(partial):
             os.remove(partial)
         reason = getattr(e, "reason", None) or getattr(e, "strerror", None) or e
-        raise DataError(f"{download.url}: download failed ({reason})") from None
+        raise UserError(f"{download.url}: download failed ({reason})") from None
     if digest.hexdigest() != download.sha256:
         os.remove(partial)
-        raise DataError(f"{download.url}: SHA-256 is {digest.hexdigest()}, expected {download.sha256}; "
+        raise UserError(f"{download.url}: SHA-256 is {digest.hexdigest()}, expected {download.sha256}; "
                         "the file was not kept")
     os.replace(partial, target)
 
@@ -318,7 +311,7 @@ def extract_safely(archive, destination):
     def check(member_name):
         where = os.path.realpath(os.path.join(root, member_name))
         if os.path.isabs(member_name) or os.path.commonpath([root, where]) != root:
-            raise DataError(f"{archive}: member '{member_name}' would be written outside {destination}; "
+            raise UserError(f"{archive}: member '{member_name}' would be written outside {destination}; "
                             "not extracted")
 
     try:
@@ -333,10 +326,10 @@ def extract_safely(archive, destination):
             for member in members:
                 check(member.name)
                 if not (member.isfile() or member.isdir()):
-                    raise DataError(f"{archive}: member '{member.name}' is a link or device; not extracted")
+                    raise UserError(f"{archive}: member '{member.name}' is a link or device; not extracted")
             t.extractall(root, members=members, filter="data")
     except (tarfile.TarError, zipfile.BadZipFile, EOFError) as e:
-        raise DataError(f"{archive}: not a readable archive ({e})") from None
+        raise UserError(f"{archive}: not a readable archive ({e})") from None
 
 
 # --------------------------------------------------------------------------------------------------- language models
@@ -382,7 +375,7 @@ def find_split_files(folder):
     for split, entries in candidates.items():
         entries.sort()
         if len(entries) > 1 and entries[0][0] == entries[1][0]:
-            raise DataError(f"{folder}: both '{entries[0][1]}' and '{entries[1][1]}' look like the {split} split; "
+            raise UserError(f"{folder}: both '{entries[0][1]}' and '{entries[1][1]}' look like the {split} split; "
                             "keep one, or give the file itself as --data")
         found[split] = os.path.join(folder, entries[0][1])
     return found if "train" in found else {}
@@ -411,12 +404,12 @@ def load_lm_corpus(data=None, level="word", encoding="utf-8", valid_fraction=0.0
             elif len(files) == 1:
                 parts = split_by_fraction(read_text(files[0], encoding), valid_fraction, test_fraction)
             else:
-                raise DataError(f"{path}: expected one text file or train/valid/test files in the folder")
+                raise UserError(f"{path}: expected one text file or train/valid/test files in the folder")
         else:
             parts = split_by_fraction(read_text(path, encoding), valid_fraction, test_fraction)
     tokens = [lm_words(part) if level == "word" else part for part in parts]
     if not len(tokens[0]):
-        raise DataError(f"{data}: no {level}s in the training split")
+        raise UserError(f"{data}: no {level}s in the training split")
     return LMCorpus(name, source, *tokens)
 
 
@@ -488,13 +481,13 @@ class _Reader:
             elif "\t" in line:
                 cells = line.split("\t")
                 if len(cells) <= max(columns):
-                    raise DataError(f"{path}:{number}: expected {max(columns) + 1} tab-separated columns")
+                    raise UserError(f"{path}:{number}: expected {max(columns) + 1} tab-separated columns")
                 label, text = cells[columns[0]].strip(), cells[columns[1]]
             elif trec:
                 coarse, fine, text = trec.groups()
                 label = coarse if self.label_mode == "coarse" else f"{coarse}:{fine}"
             else:
-                raise DataError(f"{path}:{number}: no label (expected LABEL<TAB>text or COARSE:fine text lines)")
+                raise UserError(f"{path}:{number}: no label (expected LABEL<TAB>text or COARSE:fine text lines)")
             tokens = tokenize(text)
             if not label or not tokens:
                 self.skipped_empty += 1
@@ -509,7 +502,7 @@ class _Reader:
         for label, path in paths_by_label.items():
             sentences = [tokens for tokens in map(tokenize, self.sentences(path)) if tokens]
             if not sentences:
-                raise DataError(f"{path}: class '{label}' has no examples")
+                raise UserError(f"{path}: class '{label}' has no examples")
             texts += sentences
             labels += [label] * len(sentences)
         return LabelledExamples(texts, labels)
@@ -535,14 +528,14 @@ class _Reader:
             return self.class_folders(path)
         files = sorted(e for e in os.listdir(path) if not e.startswith(".") and os.path.isfile(os.path.join(path, e)))
         if len(files) < 2:
-            raise DataError(f"{path}: expected a labelled file, class folders, or one file per class")
+            raise UserError(f"{path}: expected a labelled file, class folders, or one file per class")
         stems = {os.path.splitext(f)[0] for f in files}
         # rt-polarity.pos / rt-polarity.neg: the label is the extension; pos.txt / neg.txt: the label is the stem.
         by_label = {}
         for f in files:
             label = os.path.splitext(f)[1].lstrip(".") if len(stems) == 1 else os.path.splitext(f)[0]
             if label in by_label:
-                raise DataError(f"{path}: '{os.path.basename(by_label[label])}' and '{f}' would both be class "
+                raise UserError(f"{path}: '{os.path.basename(by_label[label])}' and '{f}' would both be class "
                                 f"'{label}'")
             by_label[label] = os.path.join(path, f)
         return self.class_files(by_label)
@@ -623,9 +616,9 @@ def load_classification(data=None, encoding="auto", label_mode="coarse", valid_f
     valid = given.get("valid") or next(cut)
     test = given["test"] if "test" in given else next(cut)
     if not train.texts:
-        raise DataError(f"{name}: the training split is empty")
+        raise UserError(f"{name}: the training split is empty")
     if not valid.texts:
-        raise DataError(f"{name}: the validation split is empty (raise --valid_fraction)")
+        raise UserError(f"{name}: the validation split is empty (raise --valid_fraction)")
     return ClassificationData(name, "+".join(sorted(reader.encodings)), sorted(set(train.labels)), train, valid,
                               test, reader.skipped_empty)
 
@@ -666,26 +659,84 @@ def load_embeddings(path, vocab, dim, seed=0):
                 if len(fields) < 2:
                     continue
                 if len(fields) - 1 != dim:
-                    raise DataError(f"{path}:{number}: vectors have {len(fields) - 1} dimensions, the model's "
+                    raise UserError(f"{path}:{number}: vectors have {len(fields) - 1} dimensions, the model's "
                                     f"embedding_size is {dim}")
                 word = fields[0].lower()  # the classifier's vocabulary is lower-cased; the first spelling wins
                 if word in vocab and word not in found:
                     try:
                         matrix[vocab.id(word)] = np.asarray(fields[1:], np.float32)
                     except ValueError:
-                        raise DataError(f"{path}:{number}: not a number in the vector of '{fields[0]}'") from None
+                        raise UserError(f"{path}:{number}: not a number in the vector of '{fields[0]}'") from None
                     found.add(word)
     except FileNotFoundError:
-        raise DataError(f"{path}: no such embeddings file") from None
+        raise UserError(f"{path}: no such embeddings file") from None
     except OSError as e:
-        raise DataError(f"{path}: cannot read ({e.strerror})") from None
+        raise UserError(f"{path}: cannot read ({e.strerror})") from None
     return matrix, len(found)
+
+
+# --------------------------------------------------------------------------------------------------- a task's data
+
+class TaskData(NamedTuple):
+    """A task's data, encoded: what a run directory records (vocabulary, labels) and what batches are cut from."""
+    vocab: Vocab
+    label_names: list  # classify: class names in id order; lm: None
+    splits: dict  # "train"/"valid"/"test" -> lm: id array; classify: (list of id arrays, label id array)
+    embeddings: np.ndarray  # classify --embeddings: [vocab, embedding_dim] initial vectors; else None
+
+
+def language_model_data(cfg):
+    """The corpus of the config as ids: a vocabulary from the training split, every split big enough to batch."""
+    corpus = load_lm_corpus(cfg.data or None, cfg.level, cfg.encoding, cfg.valid_fraction, cfg.test_fraction,
+                            CACHE_DIR)
+    vocab = build_vocab([corpus.train], cfg.min_count, cfg.vocab_size, LM_SPECIALS[cfg.level])
+    splits = {name: vocab.encode(tokens) for name, tokens in
+              (("train", corpus.train), ("valid", corpus.valid), ("test", corpus.test))}
+    for name, ids in splits.items():
+        batch_size = cfg.batch_size if name == "train" else cfg.evaluation_batch_size
+        if ids.size and not batch_generator.lm_epoch_size(ids.size, batch_size, cfg.num_steps):
+            raise UserError(f"{corpus.name}: the {name} split has {ids.size} tokens, too few for one batch "
+                            f"(batch size * (num_steps + 1) = {batch_size * (cfg.num_steps + 1)})")
+    if not splits["valid"].size:
+        raise UserError(f"{corpus.name}: the validation split is empty")
+    print(f"data: {corpus.source}; {cfg.level} vocabulary {len(vocab)}; tokens train {splits['train'].size:,} "
+          f"valid {splits['valid'].size:,} test {splits['test'].size:,}")
+    return TaskData(vocab, None, splits, None)
+
+
+def classification_data(cfg):
+    """The labelled examples as read, before encoding (cross-validation cuts folds from them)."""
+    cdata = load_classification(cfg.data or None, cfg.encoding, cfg.label_mode, cfg.valid_fraction,
+                                cfg.test_fraction, cfg.seed, CACHE_DIR)
+    print(f"data: {cdata.name} ({cdata.encoding}); {len(cdata.label_names)} labels; examples train "
+          f"{len(cdata.train.texts):,} valid {len(cdata.valid.texts):,} test {len(cdata.test.texts):,}"
+          + (f"; {cdata.skipped_empty} empty lines skipped" if cdata.skipped_empty else ""))
+    return cdata
+
+
+def encode_classification(cfg, train, valid, test, label_names):
+    """TaskData of three LabelledExamples: the vocabulary from the training split, labels as ids."""
+    vocab = build_vocab(train.texts, cfg.min_count, cfg.vocab_size, CLASSIFY_SPECIALS)
+    label_index = {label: i for i, label in enumerate(label_names)}
+    splits = {}
+    for name, examples in (("train", train), ("valid", valid), ("test", test)):
+        unknown = sorted(set(examples.labels) - set(label_index))
+        if unknown:
+            raise UserError(f"{name} split: label '{unknown[0]}' does not occur in the training data")
+        splits[name] = ([vocab.encode(tokens).astype(np.int32) for tokens in examples.texts],
+                        np.array([label_index[label] for label in examples.labels], np.int32))
+    if not splits["train"][0]:
+        raise UserError("the training split is empty")
+    embeddings = None
+    if cfg.embeddings:
+        embeddings, found = load_embeddings(cfg.embeddings, vocab, cfg.embedding_dim)
+        print(f"embeddings: {found:,} of {len(vocab):,} words found in {cfg.embeddings}")
+    return TaskData(vocab, list(label_names), splits, embeddings)
 
 
 def main(argv):
     """python data_handler.py: lists the registry; python data_handler.py NAME...: downloads into data/cache."""
     import sys
-    cache_dir = os.path.join(os.path.dirname(os.path.abspath(__file__)), "data", "cache")
     if not argv:
         for name, dataset in REGISTRY.items():
             print(f"{name:<16} {dataset.task:<9} {dataset.description}")
@@ -693,9 +744,9 @@ def main(argv):
     try:
         for name in argv:
             if name not in REGISTRY:
-                raise DataError(f"{name}: not a dataset name (known: {', '.join(REGISTRY)})")
-            print(f"{name}: {fetch(name, cache_dir)}")
-    except DataError as e:
+                raise UserError(f"{name}: not a dataset name (known: {', '.join(REGISTRY)})")
+            print(f"{name}: {fetch(name, CACHE_DIR)}")
+    except UserError as e:
         print(f"error: {e}", file=sys.stderr)
         return 1
     return 0

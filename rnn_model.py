@@ -2,13 +2,15 @@
 pooled sentence classifier, plus the training op and the TensorBoard summaries.
 
 TF1 graph mode on current TensorFlow: everything is built once by the functions below, the graph is finalized, and
-train.py / sample.py only ever call Session.run. Training, evaluation and generation graphs are built from the same
-functions inside one `model` variable scope, so they share every variable.
+train.py / sample.py only ever call Session.run. A model's variables are declared once, by declare_weights; the
+training, evaluation, one-step and generation graphs are functions of that Weights tuple and declare none.
 
-The LSTM cell is written on core ops (the tf.contrib / rnn_cell classes are gone from TF 2.x): gates in the order
-i, j, f, o of TensorFlow's BasicLSTMCell, c' = sigmoid(f + forget_bias) * c + sigmoid(i) * tanh(j),
-h' = sigmoid(o) * tanh(c'). The input half of the gate matmul does not depend on the recurrence, so it is hoisted out
-of the time loop: one [T*B, in] x [in, 4H] matmul per layer, and only h x W_h inside each of the T unrolled steps.
+The LSTM cell (lstm_cell) is written on core ops (the tf.contrib / rnn_cell classes are gone from TF 2.x): gates in
+the order i, j, f, o of TensorFlow's BasicLSTMCell, c' = sigmoid(f + forget_bias) * c + sigmoid(i) * tanh(j), h' =
+sigmoid(o) * tanh(c'); the forget bias joins the input projection's bias (gate_bias). One precision rule holds in
+every graph: each matmul's operands are rounded to compute_dtype(cfg), everything else is float32. The input half of
+the gate matmul does not depend on the recurrence, so it is hoisted out of the time loop: one [T*B, in] x [in, 4H]
+matmul per layer, and only h x W_h inside each of the T unrolled steps.
 """
 import os
 from typing import NamedTuple
@@ -39,35 +41,59 @@ tf.disable_v2_behavior()
 
 
 class Controls(NamedTuple):
-    """Training-loop state that lives in the graph (and so in checkpoints), each with its one pre-built assign op."""
+    """Training-loop state that lives in the graph, each with its one pre-built assign op."""
     global_step: tf.Variable
-    learning_rate: tf.Variable
+    learning_rate: tf.Variable  # saved: a resumed run continues with the rate it had
     new_learning_rate: tf.Tensor  # placeholder fed to learning_rate_update
     learning_rate_update: tf.Operation
-    batch_size: tf.Variable  # rows of the language model's zero state
+    batch_size: tf.Variable  # rows of the zero state; a local variable (per process, not saved)
     new_batch_size: tf.Tensor
     batch_size_update: tf.Operation
-    carried_state: tf.Variable  # lm: the LSTM state between two batches, saved so a resumed run continues exactly
-    new_carried_state: tf.Tensor
-    carried_state_update: tf.Operation
+    carried_state: tf.Variable  # lm: [layer, (c, h), batch, hidden], the state after the last trained batch
 
 
-def build_controls(cfg):
+def build_controls(cfg, worker_device):
+    """worker_device: where this process's own variables live (in a cluster, on the worker, not the parameter
+    servers)."""
     with tf.variable_scope("controls"):
         global_step = tf.train.get_or_create_global_step()
         learning_rate = tf.get_variable("learning_rate", [], tf.float32, tf.constant_initializer(cfg.learning_rate),
                                         trainable=False)
         new_learning_rate = tf.placeholder(tf.float32, [], name="new_learning_rate")
-        batch_size = tf.get_variable("batch_size", [], tf.int32, tf.constant_initializer(cfg.batch_size),
-                                     trainable=False)
+        with tf.device(worker_device):
+            # Each process runs batches of its own sizes, so the variable is local: never shared, never saved.
+            batch_size = tf.get_variable("batch_size", [], tf.int32, tf.constant_initializer(cfg.batch_size),
+                                         trainable=False, collections=[tf.GraphKeys.LOCAL_VARIABLES])
         new_batch_size = tf.placeholder(tf.int32, [], name="new_batch_size")
         state_shape = [cfg.num_layers, 2, cfg.batch_size, cfg.hidden_size]  # [layer, (c, h), batch, hidden]
         carried_state = tf.get_variable("carried_state", state_shape, tf.float32, tf.zeros_initializer(),
                                         trainable=False)
-        new_carried_state = tf.placeholder(tf.float32, state_shape, name="new_carried_state")
         return Controls(global_step, learning_rate, new_learning_rate, tf.assign(learning_rate, new_learning_rate),
-                        batch_size, new_batch_size, tf.assign(batch_size, new_batch_size),
-                        carried_state, new_carried_state, tf.assign(carried_state, new_carried_state))
+                        batch_size, new_batch_size, tf.assign(batch_size, new_batch_size), carried_state)
+
+
+class BatchSizeSetter:
+    """Assigns Controls.batch_size before a batch whose size differs from the last one assigned (the last, smaller
+    batch of a bucket or an evaluation; evaluation at eval_batch_size): the zero state is sized by the variable,
+    so a batch of another size would not fit it."""
+
+    def __init__(self, controls):
+        self.controls = controls
+        self.assigned = None  # the value this process last assigned; None until the first batch
+
+    def __call__(self, sess, size):
+        if size != self.assigned:
+            sess.run(self.controls.batch_size_update, {self.controls.new_batch_size: size})
+            self.assigned = size
+
+
+def rows_checked(inputs, batch_size):
+    """inputs [B, ...], checked when run to have as many rows as the batch-size variable says: a zero state of
+    another size would broadcast against them into wrong results."""
+    check = tf.debugging.assert_equal(tf.shape(inputs)[0], batch_size,
+                                      message="the batch-size variable was not assigned for this batch")
+    with tf.control_dependencies([check]):
+        return tf.identity(inputs)
 
 
 def zero_state(cfg, batch_size):
@@ -75,6 +101,62 @@ def zero_state(cfg, batch_size):
     shape = tf.stack([batch_size, cfg.hidden_size])
     return [(tf.zeros(shape, name=f"c_{layer}"), tf.zeros(shape, name=f"h_{layer}"))
             for layer in range(cfg.num_layers)]
+
+
+class LayerWeights(NamedTuple):
+    kernel_x: tf.Variable  # [in, 4H], gate columns in the order i, j, f, o
+    kernel_h: tf.Variable  # [H, 4H]
+    bias: tf.Variable  # [4H]
+
+
+class Weights(NamedTuple):
+    """Every trainable variable of a model, declared once by declare_weights; the training, evaluation, one-step and
+    generation graphs all read these."""
+    embedding: tf.Variable  # [vocab, embedding_dim]
+    layers: tuple  # LayerWeights per layer, bottom first
+    backward: LayerWeights  # classify --bidirectional: a backward layer over the embeddings; else None
+    output_weights: tf.Variable  # lm: softmax [H, vocab]; classify: [H (2H bidirectional), classes]
+    output_bias: tf.Variable  # [vocab] or [classes]
+    embedding_init: tf.Tensor  # placeholder fed to the initializer with pretrained vectors (--embeddings); or None
+
+
+def declare_weights(cfg, vocab_size, num_classes=0):
+    """The model's variables under the `model` scope (their names are what checkpoints hold)."""
+    trainable_embedding = cfg.task == "lm" or cfg.train_embeddings
+    with tf.variable_scope("model"):
+        embedding_init = None
+        if cfg.task == "classify" and cfg.embeddings:
+            embedding_init = tf.placeholder(tf.float32, [vocab_size, cfg.embedding_dim], name="embedding_init")
+            embedding = tf.get_variable("embedding", initializer=embedding_init, trainable=trainable_embedding)
+        else:
+            embedding = tf.get_variable("embedding", [vocab_size, cfg.embedding_dim], trainable=trainable_embedding)
+        layers, in_size = [], cfg.embedding_dim
+        for layer in range(cfg.num_layers):
+            layers.append(layer_weights(in_size, cfg.hidden_size, f"layer_{layer}"))
+            in_size = cfg.hidden_size
+        backward = None
+        if cfg.task == "classify" and cfg.bidirectional:
+            backward = layer_weights(cfg.embedding_dim, cfg.hidden_size, "layer_backward")
+        if cfg.task == "lm":
+            output_weights, output_bias = dense_weights(cfg.hidden_size, vocab_size, "softmax")
+        else:
+            pooled_size = cfg.hidden_size * (2 if backward else 1)
+            output_weights, output_bias = dense_weights(pooled_size, num_classes, "classifier")
+    return Weights(embedding, tuple(layers), backward, output_weights, output_bias, embedding_init)
+
+
+def layer_weights(in_size, hidden_size, scope):
+    with tf.variable_scope(scope):
+        return LayerWeights(tf.get_variable("kernel_x", [in_size, 4 * hidden_size]),
+                            tf.get_variable("kernel_h", [hidden_size, 4 * hidden_size]),
+                            tf.get_variable("bias", [4 * hidden_size], initializer=tf.zeros_initializer()))
+
+
+def dense_weights(in_size, units, scope):
+    with tf.variable_scope(scope):
+        weights = tf.get_variable("weights", [in_size, units])
+        bias = tf.get_variable("bias", [units], initializer=tf.zeros_initializer())
+    return weights, bias
 
 
 def make_dropout(keep_prob, seed, global_step):
@@ -96,53 +178,45 @@ def compute_dtype(cfg):
 def matmul(a, b, dtype=tf.float32, **kwargs):
     """a x b with both operands in dtype, the product back in float32.
 
-    In bfloat16 (8 bits of mantissa) oneDNN runs the matmul on the AMX / AVX512-BF16 units, 3-5x the float32 rate
-    for the large products here; it accumulates in float32 and rounds the result to bfloat16. Weights, the LSTM
+    In bfloat16 (8 bits of mantissa) oneDNN runs the matmul on the AMX / AVX512-BF16 units where the CPU has them;
+    it accumulates in float32 and rounds the result to bfloat16. Weights, the LSTM
     state and every elementwise op stay float32: this is mixed precision, as PyTorch's CPU autocast does it.
     Casting an operand that already has dtype adds no op.
     """
     return tf.cast(tf.matmul(tf.cast(a, dtype), tf.cast(b, dtype), **kwargs), tf.float32)
 
 
-def lstm_layer(inputs, initial_state, hidden_size, forget_bias, scope, dtype=tf.float32):
+def lstm_layer(inputs, initial_state, weights, forget_bias, dtype=tf.float32):
     """One LSTM layer statically unrolled over time, with a hand-written backward pass (see lstm_sequence).
 
-    inputs: [T, B, in] time-major with a static T; initial_state: (c, h), each [B, H]; dtype: of the matmuls.
-    Returns outputs [T, B, H] and the final (c, h).
+    inputs: [T, B, in] time-major with a static T; initial_state: (c, h), each [B, H]; weights: LayerWeights;
+    dtype: of the matmuls. Returns outputs [T, B, H] and the final (c, h).
     """
-    with tf.variable_scope(scope):
-        kernel_x, kernel_h, bias = layer_weights(inputs.shape[-1], hidden_size)
-        c, h = initial_state
-        outputs, c, h = lstm_sequence(inputs, c, h, kernel_x, kernel_h, bias, forget_bias, dtype)
+    c, h = initial_state
+    outputs, c, h = lstm_sequence(inputs, c, h, weights, forget_bias, dtype)
     return outputs, (c, h)
 
 
-def layer_weights(in_size, hidden_size):
-    """(kernel_x [in, 4H], kernel_h [H, 4H], bias [4H]) of the LSTM layer whose variable scope is open; gate columns
-    in the order i, j, f, o."""
-    kernel_x = tf.get_variable("kernel_x", [in_size, 4 * hidden_size])
-    kernel_h = tf.get_variable("kernel_h", [hidden_size, 4 * hidden_size])
-    bias = tf.get_variable("bias", [4 * hidden_size], initializer=tf.zeros_initializer())
-    return kernel_x, kernel_h, bias
+def gate_bias(bias, forget_bias):
+    """The bias added to the input projection x W_x: the forget gate's columns (the third quarter) carry the forget
+    bias too, so no step adds it again."""
+    if not forget_bias:
+        return bias
+    hidden_size = bias.shape[0] // 4
+    return bias + forget_bias * np.repeat(np.float32([0, 0, 1, 0]), hidden_size)
 
 
-def cell_step(projected_x, c, h, kernel_h, forget_bias):
-    """One LSTM step given the input projection x W_x + b [B, 4H]: returns the gates i, j, f, o after their
-    nonlinearities, the new cell c, tanh(c) and the new output h, each [B, H]. The recurrent matmul runs in
-    kernel_h's dtype (cast once by the caller, outside the time loop)."""
-    return lstm_gates(projected_x + matmul(h, kernel_h, kernel_h.dtype), c, forget_bias)
-
-
-def lstm_gates(pre_activation, c, forget_bias):
-    """The cell's update from the whole gate pre-activation x W_x + h W_h + b [B, 4H]; returns as cell_step."""
+def lstm_cell(pre_activation, c):
+    """The cell's update from the whole gate pre-activation x W_x + h W_h + gate_bias [B, 4H] and the cell c [B, H]:
+    returns the gates i, j, f, o after their nonlinearities, the new cell c, tanh(c) and the new output h."""
     i, j, f, o = tf.split(pre_activation, 4, axis=1)
-    i, j, f, o = tf.sigmoid(i), tf.tanh(j), tf.sigmoid(f + forget_bias if forget_bias else f), tf.sigmoid(o)
+    i, j, f, o = tf.sigmoid(i), tf.tanh(j), tf.sigmoid(f), tf.sigmoid(o)
     c = f * c + i * j
     tanh_c = tf.tanh(c)
     return i, j, f, o, c, tanh_c, o * tanh_c
 
 
-def lstm_sequence(inputs, c0, h0, kernel_x, kernel_h, bias, forget_bias, dtype=tf.float32):
+def lstm_sequence(inputs, c0, h0, weights, forget_bias, dtype=tf.float32):
     """The LSTM recurrence over all T steps as one differentiable unit: (outputs [T, B, H], c_T, h_T).
 
     Autodiff of the unrolled cell computes the kernel_h gradient as T small matmuls (inner dimension B) summed by
@@ -152,21 +226,18 @@ def lstm_sequence(inputs, c0, h0, kernel_x, kernel_h, bias, forget_bias, dtype=t
     and PyTorch do. Gate order i, j, f, o as BasicLSTMCell; tests/test_rnn_model.py checks it against autodiff of
     the plain reference cell.
 
-    dtype: of every matmul operand (see matmul). The time loops stay plain ops: compiled with XLA (each loop one
-    function) they measured slower here, as XLA runs these small [B, H] x [H, 4H] products no faster and bfloat16
-    ones slower than oneDNN.
+    dtype: of every matmul operand (see matmul). The time loops stay plain ops, not XLA functions: see
+    benchmarks/README.md for why.
     """
     num_steps, in_size = inputs.shape[0], inputs.shape[-1]
-    hidden_size = kernel_h.shape[0]
+    hidden_size = weights.kernel_h.shape[0]
 
     @tf.custom_gradient
     def sequence(inputs, c0, h0, kernel_x, kernel_h, bias):
         # Each weight is cast once, for the forward and the backward pass.
         inputs, kernel_x, kernel_h = tf.cast(inputs, dtype), tf.cast(kernel_x, dtype), tf.cast(kernel_h, dtype)
         # The input projection does not depend on the recurrence: one big matmul for all steps, not T small ones.
-        # The forget bias joins the bias here, once for all steps, so the loop has one op less per step.
-        gate_bias = bias + forget_bias * np.repeat(np.float32([0, 0, 1, 0]), hidden_size) if forget_bias else bias
-        projected = matmul(tf.reshape(inputs, [-1, in_size]), kernel_x, dtype) + gate_bias  # [T*B, 4H]
+        projected = matmul(tf.reshape(inputs, [-1, in_size]), kernel_x, dtype) + gate_bias(bias, forget_bias)
         projected = tf.reshape(projected, [num_steps, -1, 4 * hidden_size])  # [T, B, 4H]
         saved = recurrence(projected, c0, h0, kernel_h)  # i, j, f, o, c, tanh_c, h; each [T, B, H]
         outputs, c, h = saved[-1], saved[-3][-1], saved[-1][-1]
@@ -176,7 +247,7 @@ def lstm_sequence(inputs, c0, h0, kernel_x, kernel_h, bias, forget_bias, dtype=t
                                           d_h_final, dtype)
         return (outputs, c, h), gradient
 
-    return sequence(inputs, c0, h0, kernel_x, kernel_h, bias)
+    return sequence(inputs, c0, h0, *weights)
 
 
 def recurrence(projected, c0, h0, kernel_h):
@@ -186,7 +257,7 @@ def recurrence(projected, c0, h0, kernel_h):
     saved = [[] for _ in range(7)]
     for t, projected_t in enumerate(tf.unstack(projected, num=projected.shape[0])):
         with tf.name_scope(f"step_{t}"):
-            step = cell_step(projected_t, c, h, kernel_h, 0.0)
+            step = lstm_cell(projected_t + matmul(h, kernel_h, kernel_h.dtype), c)
         c, h = step[4], step[6]
         for values, value in zip(saved, step):
             values.append(value)
@@ -237,34 +308,27 @@ def lstm_sequence_gradient(inputs, c0, h0, kernel_x, kernel_h, saved, d_outputs,
     return d_inputs, d_c, d_h, d_kernel_x, d_kernel_h, d_bias
 
 
-def lstm_stack(inputs, initial_state, cfg, dropout):
-    """num_layers LSTM layers, each with its own weights (never the `[cell] * n` sharing bug), dropout between.
+def lstm_stack(inputs, initial_state, cfg, layers, dropout):
+    """The LSTM layers, each with its own weights (never the `[cell] * n` sharing bug), dropout between.
 
     inputs: [T, B, E]. Returns the top outputs [T, B, H] (after dropout) and the final state [(c, h)] per layer.
     """
     layer_inputs, final_state = inputs, []
-    for layer in range(cfg.num_layers):
-        outputs, state = lstm_layer(layer_inputs, initial_state[layer], cfg.hidden_size, cfg.forget_bias,
-                                    f"layer_{layer}", compute_dtype(cfg))
+    for layer, weights in enumerate(layers):
+        with tf.name_scope(f"layer_{layer}"):
+            outputs, state = lstm_layer(layer_inputs, initial_state[layer], weights, cfg.forget_bias,
+                                        compute_dtype(cfg))
         layer_inputs = dropout(outputs, site=layer + 1)
         final_state.append(state)
     return layer_inputs, final_state
 
 
-def embed(ids, vocab_size, cfg, trainable=True):
+def embed(ids, embedding):
     """ids [B, T] -> embedded [T, B, E], time-major so that unstacking over time slices contiguous memory."""
-    embedding = tf.get_variable("embedding", [vocab_size, cfg.embedding_dim], trainable=trainable)
     return tf.nn.embedding_lookup(embedding, tf.transpose(ids))
 
 
-def dense_weights(in_size, units, scope):
-    with tf.variable_scope(scope):
-        weights = tf.get_variable("weights", [in_size, units])
-        bias = tf.get_variable("bias", [units], initializer=tf.zeros_initializer())
-    return weights, bias
-
-
-def softmax_loss(inputs, units, labels, scope, dtype=tf.float32, jit=False):
+def softmax_loss(inputs, weights, bias, labels, dtype=tf.float32, jit=False):
     """A dense layer and the sparse softmax cross-entropy of its logits: inputs [N, in], labels [N] ->
     (per-row losses [N], logits [N, units]), float32.
 
@@ -274,7 +338,6 @@ def softmax_loss(inputs, units, labels, scope, dtype=tf.float32, jit=False):
     row's log-sum-exp; the backward pass is another that turns it into the logits' gradient
     (softmax - one_hot, scaled per row) and the bias gradient, writing the former once, in the matmul dtype.
     """
-    weights, bias = dense_weights(inputs.shape[-1], units, scope)
     if not jit:
         logits = matmul(inputs, weights, dtype) + bias
         return tf.nn.sparse_softmax_cross_entropy_with_logits(labels=labels, logits=logits), logits
@@ -313,8 +376,7 @@ def softmax_loss_backward(unbiased, bias, labels, log_sum_exp, d_losses):
     return tf.cast(d_logits, unbiased.dtype), tf.reduce_sum(d_logits, 0)
 
 
-def dense(inputs, units, scope, dtype=tf.float32):
-    weights, bias = dense_weights(inputs.shape[-1], units, scope)
+def dense(inputs, weights, bias, dtype=tf.float32):
     return matmul(inputs, weights, dtype) + bias
 
 
@@ -360,7 +422,7 @@ def build_train_op(cost, controls, cfg, optimizer):
 class LMGraph(NamedTuple):
     inputs: tf.Tensor  # [batch, num_steps] int32
     targets: tf.Tensor  # [batch, num_steps] int32
-    initial_state: list  # [(c, h)] per layer, [batch, hidden] each; feed to carry state
+    initial_state: list  # [(c, h)] per layer, [batch, hidden] each: zeros sized by Controls.batch_size, or fed
     final_state: list
     cost: tf.Tensor  # summed over steps, averaged over the batch (nats)
     logits: tf.Tensor  # [batch * num_steps, vocab], time-major rows
@@ -368,34 +430,38 @@ class LMGraph(NamedTuple):
     temperature: tf.Tensor  # placeholder with default 1.0
     train: TrainOp  # None unless built for training
     summary: tf.Tensor  # merged step summaries, None unless built for training
+    save_state: tf.Operation  # training: writes final_state into Controls.carried_state (saved with the model)
 
 
-def build_lm(cfg, vocab_size, num_steps, controls, optimizer=None):
+def build_lm(cfg, weights, controls, num_steps, optimizer=None):
     """A language-model graph over num_steps; with an optimizer it is the training graph (dropout on)."""
     training = optimizer is not None
-    inputs = tf.placeholder(tf.int32, [None, num_steps], name="inputs")
-    targets = tf.placeholder(tf.int32, [None, num_steps], name="targets")
-    temperature = tf.placeholder_with_default(1.0, [], name="temperature")
-    initial_state = zero_state(cfg, controls.batch_size)
-    with tf.variable_scope("model", reuse=tf.AUTO_REUSE):
+    with tf.name_scope("model"):  # the forward ops, grouped as one node in TensorBoard's graph
+        inputs = tf.placeholder(tf.int32, [None, num_steps], name="inputs")
+        targets = tf.placeholder(tf.int32, [None, num_steps], name="targets")
+        temperature = tf.placeholder_with_default(1.0, [], name="temperature")
+        initial_state = zero_state(cfg, controls.batch_size)
         dropout = make_dropout(cfg.keep_prob if training else 1.0, cfg.seed, controls.global_step)
-        embedded = dropout(embed(inputs, vocab_size, cfg), site=0)  # [T, B, E]
-        outputs, final_state = lstm_stack(embedded, initial_state, cfg, dropout)  # [T, B, H]
+        ids = rows_checked(inputs, controls.batch_size)
+        embedded = dropout(embed(ids, weights.embedding), site=0)  # [T, B, E]
+        outputs, final_state = lstm_stack(embedded, initial_state, cfg, weights.layers, dropout)  # [T, B, H]
         labels = tf.reshape(tf.transpose(targets), [-1])  # time-major like the outputs
-        token_losses, logits = softmax_loss(tf.reshape(outputs, [-1, cfg.hidden_size]), vocab_size, labels,
-                                            "softmax", compute_dtype(cfg), cfg.xla_loss)  # [T*B], [T*B, V]
-    batch = tf.cast(tf.shape(inputs)[0], tf.float32)
-    cost = tf.reduce_sum(token_losses) / batch  # as the PTB tutorial: per-token loss is cost / num_steps
-    probabilities = tf.nn.softmax(logits / temperature)
-    train, summary = None, None
+        # token_losses [T*B], logits [T*B, V]
+        token_losses, logits = softmax_loss(tf.reshape(outputs, [-1, cfg.hidden_size]), weights.output_weights,
+                                            weights.output_bias, labels, compute_dtype(cfg), cfg.xla_loss)
+        batch = tf.cast(tf.shape(inputs)[0], tf.float32)
+        cost = tf.reduce_sum(token_losses) / batch  # as the PTB tutorial: per-token loss is cost / num_steps
+        probabilities = tf.nn.softmax(logits / temperature)
+    train, summary, save_state = None, None, None
     if training:
         train = build_train_op(cost, controls, cfg, optimizer)
         loss = cost / num_steps
         summary = tf.summary.merge([scalar_summary("loss", loss), scalar_summary("perplexity", tf.exp(loss)),
                                     scalar_summary("learning_rate", controls.learning_rate),
                                     scalar_summary("gradient_norm", train.gradient_norm)] + train.summaries)
+        save_state = tf.assign(controls.carried_state, tf.stack([tf.stack(state) for state in final_state])).op
     return LMGraph(inputs, targets, initial_state, final_state, cost, logits, probabilities, temperature, train,
-                   summary)
+                   summary, save_state)
 
 
 class Generator(NamedTuple):
@@ -410,15 +476,14 @@ class Generator(NamedTuple):
     tokens: tf.Tensor  # [length] int32: the generated ids
 
 
-def build_generator(cfg, vocab_size, jit=True):
-    """The language model's one-step cell in a tf.while_loop, sharing the training graph's variables.
+def build_generator(cfg, weights, jit=True):
+    """The language model's cell in a tf.while_loop over the given weights, one token per iteration.
 
     With jit the loop is one XLA-compiled function: the weights stay in place and a step costs a few microseconds
     of dispatch instead of one executor pass over ~40 ops (or one Session.run per token, the slowest way).
-    At batch 1 a step is bound by reading the weights (16 MB for a 2x512 model in float32), so the loop reads as
-    few bytes as it can: the first layer's input projection is looked up in a [vocab, 4H] table computed once per
-    run (when the vocabulary is no larger than the embedding width, as for characters), the LSTM matmuls run in the
-    config's precision (bfloat16 halves the bytes), and the softmax stays float32 (it is small).
+    At batch 1 a step is bound by reading the weights, so the first layer's input projection is looked up in a
+    [vocab, 4H] table computed once per run when the vocabulary is no larger than the embedding width (characters).
+    Every product runs in the config's precision, as in training.
     """
     prime = tf.placeholder(tf.int32, [None], name="prime")
     length = tf.placeholder(tf.int32, [], name="length")
@@ -426,64 +491,61 @@ def build_generator(cfg, vocab_size, jit=True):
     top_k = tf.placeholder_with_default(0, [], name="top_k")
     argmax = tf.placeholder_with_default(False, [], name="argmax")
     seed = tf.placeholder_with_default(0, [], name="seed")
-    with tf.variable_scope("model", reuse=tf.AUTO_REUSE):
-        weights = [tf.get_variable("embedding", [vocab_size, cfg.embedding_dim])]
-        in_size = cfg.embedding_dim
-        for layer in range(cfg.num_layers):
-            with tf.variable_scope(f"layer_{layer}"):
-                weights += layer_weights(in_size, cfg.hidden_size)
-            in_size = cfg.hidden_size
-        weights += dense_weights(cfg.hidden_size, vocab_size, "softmax")
-    # Values, not the (reference) variables: the compiled function takes them as arguments.
-    weights = [tf.identity(w) for w in weights]
     dtype = compute_dtype(cfg)
-    table_lookup = vocab_size <= cfg.embedding_dim
+    table_lookup = weights.embedding.shape[0] <= cfg.embedding_dim
+    # The compiled function takes the weights' values as arguments, as one flat list.
+    used = (weights.embedding, weights.layers, weights.output_weights, weights.output_bias)
+    flat_weights = [tf.identity(w) for w in tf.nest.flatten(used)]
 
-    def row_matmul(x, kernel):
-        """[1, in] x [in, 4H] -> [1, 4H]. XLA:CPU compiles a one-row float32 product to a single-threaded loop;
-        the same row twice makes it a matmul that Eigen splits across the cores (1.4x faster for 2x512 on 2)."""
+    def product(x, kernel):
+        """[1, in] x [in, N] -> [1, N] float32. XLA:CPU compiles a one-row float32 product to a single-threaded
+        loop; the same row twice makes it a matmul that Eigen splits across the cores."""
         if jit and dtype == tf.float32:
             return tf.matmul(tf.concat([x, x], 0), kernel)[:1]
         return matmul(x, kernel, dtype)
 
-    def generate(prime, length, temperature, top_k, argmax, seed, *weights):
-        embedding, softmax_w, softmax_b = weights[0], weights[-2], weights[-1]
-        # Per layer (kernel_x, kernel_h, bias) with the kernels cast once, here, not in the loop; kernel_x of the
-        # first layer is None when its product is looked up in input_table.
-        layers = [(tf.cast(kernel_x, dtype), tf.cast(kernel_h, dtype), bias)
-                  for kernel_x, kernel_h, bias in zip(weights[1:-2:3], weights[2:-2:3], weights[3:-2:3])]
-        if table_lookup:
-            kernel_x, kernel_h, bias = layers[0]
-            input_table = matmul(embedding, kernel_x, dtype) + bias  # [V, 4H]: every token's x W_x + b
-            layers[0] = (None, kernel_h, None)
+    def generate(prime, length, temperature, top_k, argmax, seed, *flat_weights):
+        embedding, layers, output_weights, output_bias = tf.nest.pack_sequence_as(used, list(flat_weights))
+        # The kernels cast once, here, not in the loop; the forget bias joins each layer's bias.
+        layers = [LayerWeights(tf.cast(w.kernel_x, dtype), tf.cast(w.kernel_h, dtype),
+                               gate_bias(w.bias, cfg.forget_bias)) for w in layers]
+        output = (tf.cast(output_weights, dtype), output_bias)
+        input_table = matmul(embedding, layers[0].kernel_x, dtype) + layers[0].bias if table_lookup else None
         num_prime = tf.shape(prime)[0]
         total = num_prime - 1 + length  # steps: every prime token but the last only moves the state
-        zeros = tf.zeros([1, cfg.hidden_size])
 
         def body(t, token, state, out):
-            new_state = []
-            for (kernel_x, kernel_h, bias), (c, h) in zip(layers, state):
-                if kernel_x is None:
-                    projected_x = tf.gather(input_table, token)[None]  # [1, 4H]
-                else:
-                    x = tf.gather(embedding, token)[None] if not new_state else new_state[-1][1]  # [1, in]
-                    projected_x = row_matmul(x, kernel_x) + bias
-                *_, c, _, h = lstm_gates(projected_x + row_matmul(h, kernel_h), c, cfg.forget_bias)
-                new_state.append((c, h))
-            logits = (tf.matmul(h, softmax_w) + softmax_b)[0] / temperature  # [V]
-            sampled = sample_logits(logits, top_k, argmax, tf.stack([tf.cast(seed, tf.int32), t]))
+            logits, state = generation_step(token, state, embedding, input_table, layers, output, product)
+            sampled = sample_logits(logits / temperature, top_k, argmax, tf.stack([tf.cast(seed, tf.int32), t]))
             next_token = tf.where(t + 1 < num_prime, prime[tf.minimum(t + 1, num_prime - 1)], sampled)
-            return t + 1, next_token, new_state, out.write(t, next_token)
+            return t + 1, next_token, state, out.write(t, next_token)
 
         out = tf.TensorArray(tf.int32, size=total, element_shape=[])
-        state = [(zeros, zeros)] * cfg.num_layers
-        *_, out = tf.while_loop(lambda t, *_: t < total, body, [0, prime[0], state, out])
+        zeros = tf.zeros([1, cfg.hidden_size])
+        *_, out = tf.while_loop(lambda t, *_: t < total, body, [0, prime[0], [(zeros, zeros)] * len(layers), out])
         return out.stack()[num_prime - 1:]
 
     if jit:
         generate = tf.function(generate, jit_compile=True, autograph=False)
-    tokens = generate(prime, length, temperature, top_k, argmax, seed, *weights)
+    tokens = generate(prime, length, temperature, top_k, argmax, seed, *flat_weights)
     return Generator(prime, length, temperature, top_k, argmax, seed, tokens)
+
+
+def generation_step(token, state, embedding, input_table, layers, output, product):
+    """One token through the stack: token [] int32, state [(c, h)] per layer ([1, H] each) -> (logits [V], the new
+    state). layers hold kernels in the compute dtype and gate_bias'd biases; input_table, when given, holds the
+    first layer's x W_x + bias for every token."""
+    new_state, x = [], tf.gather(embedding, token)[None]  # [1, E]
+    for layer, (w, (c, h)) in enumerate(zip(layers, state)):
+        if layer == 0 and input_table is not None:
+            projected_x = tf.gather(input_table, token)[None]  # [1, 4H]
+        else:
+            projected_x = product(x, w.kernel_x) + w.bias
+        *_, c, _, h = lstm_cell(projected_x + product(h, w.kernel_h), c)
+        new_state.append((c, h))
+        x = h
+    output_weights, output_bias = output
+    return (product(x, output_weights) + output_bias)[0], new_state
 
 
 def sample_logits(logits, top_k, argmax, seed):
@@ -525,19 +587,20 @@ class StepSampler(NamedTuple):
     """A one-step language model whose next token is drawn in the graph exactly as the generation loop draws it
     (sample_logits with the stateless seed (seed, t)): one Session.run per token gives the loop's text."""
     lm: LMGraph  # built with num_steps = 1; its temperature divides the logits
+    controls: Controls  # its batch size is assigned 1 before the first step
     top_k: tf.Tensor  # [] int32, default 0
     argmax: tf.Tensor  # [] bool, default False
     seed: tf.Tensor  # [2] int32: (seed, t), t counting the steps from the first prime token as the loop does
     token: tf.Tensor  # [] int32: the token drawn from the first row's logits
 
 
-def build_step_sampler(cfg, vocab_size):
-    lm = build_lm(cfg, vocab_size, 1, build_controls(cfg))
+def build_step_sampler(cfg, weights, controls):
+    lm = build_lm(cfg, weights, controls, 1)
     top_k = tf.placeholder_with_default(0, [], name="top_k")
     argmax = tf.placeholder_with_default(False, [], name="argmax")
     seed = tf.placeholder(tf.int32, [2], name="seed")
     token = sample_logits(lm.logits[0] / lm.temperature, top_k, argmax, seed)
-    return StepSampler(lm, top_k, argmax, seed, token)
+    return StepSampler(lm, controls, top_k, argmax, seed, token)
 
 
 def masked_mean(outputs, mask):
@@ -570,37 +633,39 @@ class ClassifierGraph(NamedTuple):
     summary: tf.Tensor
 
 
-def build_classifier(cfg, vocab_size, num_classes, num_steps, controls, optimizer=None):
-    """A sentence classifier over padded sentences of num_steps tokens; with an optimizer, the training graph."""
+def build_classifier(cfg, weights, controls, num_steps, optimizer=None):
+    """A sentence classifier over padded sentences of num_steps tokens; with an optimizer, the training graph.
+    The zero state is sized by Controls.batch_size, so every batch runs after the batch size is assigned."""
     training = optimizer is not None
-    inputs = tf.placeholder(tf.int32, [None, num_steps], name="inputs")
-    mask = tf.placeholder(tf.float32, [None, num_steps], name="mask")
-    labels = tf.placeholder(tf.int32, [None], name="labels")
-    # Classification batches vary in size (the last one of each bucket), so the zero state follows the input.
-    initial_state = zero_state(cfg, tf.shape(inputs)[0])
-    lengths = tf.cast(tf.reduce_sum(mask, 1), tf.int32)  # [B]
-    mask_tm = tf.expand_dims(tf.transpose(mask), 2)  # [T, B, 1]
-    with tf.variable_scope("model", reuse=tf.AUTO_REUSE):
+    with tf.name_scope("model"):  # the forward ops, grouped as one node in TensorBoard's graph
+        inputs = tf.placeholder(tf.int32, [None, num_steps], name="inputs")
+        mask = tf.placeholder(tf.float32, [None, num_steps], name="mask")
+        labels = tf.placeholder(tf.int32, [None], name="labels")
+        initial_state = zero_state(cfg, controls.batch_size)
+        lengths = tf.cast(tf.reduce_sum(mask, 1), tf.int32)  # [B]
+        mask_tm = tf.expand_dims(tf.transpose(mask), 2)  # [T, B, 1]
+        dtype = compute_dtype(cfg)
         dropout = make_dropout(cfg.keep_prob if training else 1.0, cfg.seed, controls.global_step)
-        embedded = dropout(embed(inputs, vocab_size, cfg, trainable=cfg.train_embeddings), site=0)  # [T, B, E]
-        outputs, _ = lstm_stack(embedded, initial_state, cfg, dropout)  # [T, B, H]
+        ids = rows_checked(inputs, controls.batch_size)
+        embedded = dropout(embed(ids, weights.embedding), site=0)  # [T, B, E]
+        outputs, _ = lstm_stack(embedded, initial_state, cfg, weights.layers, dropout)  # [T, B, H]
         last_step = tf.maximum(lengths - 1, 0)
         pooled = pool(outputs, mask_tm, last_step, cfg.pooling)  # [B, H]
-        if cfg.bidirectional:
+        if weights.backward:
             # A backward layer over the embeddings: reverse_sequence flips only the real tokens, so the backward
             # pass starts at each sentence's last real token and padding stays at the end.
             reversed_input = tf.reverse_sequence(embedded, lengths, seq_axis=0, batch_axis=1)
-            backward, _ = lstm_layer(reversed_input, initial_state[0], cfg.hidden_size, cfg.forget_bias,
-                                     "layer_backward", compute_dtype(cfg))
+            with tf.name_scope("layer_backward"):
+                backward, _ = lstm_layer(reversed_input, initial_state[0], weights.backward, cfg.forget_bias, dtype)
             backward = dropout(tf.reverse_sequence(backward, lengths, seq_axis=0, batch_axis=1), site=99)
             # The backward summary of a whole sentence sits at its first step.
             pooled_backward = pool(backward, mask_tm, tf.zeros_like(last_step), cfg.pooling)
             pooled = tf.concat([pooled, pooled_backward], axis=1)  # [B, 2H]
         pooled = dropout(pooled, site=100)
-        logits = dense(pooled, num_classes, "classifier", compute_dtype(cfg))  # [B, C]
-    loss = tf.reduce_mean(tf.nn.sparse_softmax_cross_entropy_with_logits(labels=labels, logits=logits))
-    predictions = tf.argmax(logits, axis=1, output_type=tf.int32)
-    correct = tf.reduce_sum(tf.cast(tf.equal(predictions, labels), tf.int32))
+        logits = dense(pooled, weights.output_weights, weights.output_bias, dtype)  # [B, C]
+        loss = tf.reduce_mean(tf.nn.sparse_softmax_cross_entropy_with_logits(labels=labels, logits=logits))
+        predictions = tf.argmax(logits, axis=1, output_type=tf.int32)
+        correct = tf.reduce_sum(tf.cast(tf.equal(predictions, labels), tf.int32))
     train, summary = None, None
     if training:
         train = build_train_op(loss, controls, cfg, optimizer)
@@ -647,17 +712,8 @@ def session_config(cfg):
     return config
 
 
-def device_name(cfg):
-    return "/gpu:0" if cfg.device == "gpu" else "/cpu:0"
-
-
 def gpu_available():
     return bool(tf.config.experimental.list_physical_devices("GPU"))
-
-
-def state_to_array(state):
-    """[(c, h)] per layer of numpy arrays -> [layer, 2, batch, hidden], the layout of Controls.carried_state."""
-    return np.stack([np.stack([c, h]) for c, h in state])
 
 
 def feed_state(feed, initial_state, state):

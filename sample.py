@@ -9,29 +9,18 @@ build_generator) that feeds the prime through the cell once and then each sample
 inside the graph (the prefix is never re-run); --stepwise does the same with one Session.run per token.
 Classification reads --text, --file or standard input, one sentence per line.
 """
-import argparse
-import os
 import sys
 
 import numpy as np
 
 import config
 import data_handler
-from config import ConfigError
-from data_handler import DataError
-
-
-class SampleError(Exception):
-    """A problem with the run directory, checkpoint or arguments; one line for the user."""
-
-
-class ArgumentParser(argparse.ArgumentParser):
-    def error(self, message):
-        raise SampleError(message)
+import run_dir
+from config import UserError
 
 
 def parse_args(argv):
-    parser = ArgumentParser(description=__doc__.split("\n\n")[0], allow_abbrev=False)
+    parser = config.ArgumentParser(description=__doc__.split("\n\n")[0], allow_abbrev=False)
     parser.add_argument("--run_dir", help="the training run to use (default: the newest run under runs/)")
     parser.add_argument("--checkpoint", help="a checkpoint prefix (default: the run's best, else its latest)")
     parser.add_argument("--seed", type=int, default=0, help="random seed: the same seed gives the same output")
@@ -51,67 +40,29 @@ def parse_args(argv):
     classify.add_argument("--all_probs", action="store_true", help="print the probability of every label")
     args = parser.parse_args(argv)
     if args.length < 0:
-        raise SampleError(f"--length: must not be negative, got {args.length}")
+        raise UserError(f"--length: must not be negative, got {args.length}")
     if not args.temperature > 0:
-        raise SampleError(f"--temperature: must be positive, got {args.temperature}")
+        raise UserError(f"--temperature: must be positive, got {args.temperature}")
     if args.top_k < 0:
-        raise SampleError(f"--top_k: must not be negative, got {args.top_k}")
+        raise UserError(f"--top_k: must not be negative, got {args.top_k}")
     if not 0 <= args.seed < 2 ** 31:
-        raise SampleError(f"--seed: must be in [0, 2**31), got {args.seed}")
+        raise UserError(f"--seed: must be in [0, 2**31), got {args.seed}")
     return args
-
-
-def newest_run(root="runs"):
-    runs = [os.path.join(root, name) for name in os.listdir(root)] if os.path.isdir(root) else []
-    runs = [run for run in runs if os.path.exists(os.path.join(run, "config.json"))]
-    if not runs:
-        raise SampleError("no --run_dir given and no run found under runs/ (train one with train.py first)")
-    return max(runs, key=os.path.getmtime)
-
-
-def find_checkpoint(tf, run_dir, checkpoint):
-    if checkpoint:
-        if not tf.train.checkpoint_exists(checkpoint):
-            raise SampleError(f"{checkpoint}: no such checkpoint")
-        return checkpoint
-    for folder in ("best", "checkpoints"):
-        path = tf.train.latest_checkpoint(os.path.join(run_dir, folder))
-        if path:
-            return path
-    raise SampleError(f"{run_dir}: no checkpoint found (has training saved one yet?)")
-
-
-def load_run(run_dir):
-    if not os.path.isdir(run_dir):
-        raise SampleError(f"{run_dir}: no such run directory")
-    cfg = config.load(os.path.join(run_dir, "config.json"))
-    vocab = data_handler.Vocab.load(os.path.join(run_dir, "vocab.json"))
-    return cfg, vocab
 
 
 def main(argv=None, out=None):
     out = out or sys.stdout
     try:
         args = parse_args(sys.argv[1:] if argv is None else argv)
-        run_dir = args.run_dir or newest_run()
-        cfg, vocab = load_run(run_dir)
+        run = run_dir.RunDir(args.run_dir) if args.run_dir else run_dir.newest()
+        cfg, vocab = run.load_config(), run.load_vocab()
         config.tensorflow_environment(cfg, args.verbose)
         if cfg.task == "classify":
-            return classify(args, cfg, vocab, run_dir, out)
-        return generate(args, cfg, vocab, run_dir, out)
-    except (SampleError, ConfigError, DataError) as e:
+            return classify(args, cfg, vocab, run, out)
+        return generate(args, cfg, vocab, run, out)
+    except UserError as e:
         print(f"error: {e}", file=sys.stderr)
         return 1
-
-
-def restore(tf, sess, saver, run_dir, checkpoint):
-    path = find_checkpoint(tf, run_dir, checkpoint)
-    try:
-        saver.restore(sess, path)
-    except (tf.errors.InvalidArgumentError, tf.errors.NotFoundError) as e:
-        first_line = str(e).strip().splitlines()[0]
-        raise SampleError(f"{path}: the checkpoint does not match the run's config ({first_line[:200]})") from None
-    return path
 
 
 # --------------------------------------------------------------------------------------------------- generation
@@ -124,7 +75,7 @@ def prime_tokens(prime, cfg, vocab):
             return ["\n"] if "\n" in vocab else [vocab.tokens[1 if len(vocab) > 1 else 0]]
         tokens = [t for t in prime if t in vocab]
         if not tokens:
-            raise SampleError("--prime: none of its characters is in the model's vocabulary")
+            raise UserError("--prime: none of its characters is in the model's vocabulary")
         unknown = sorted(set(prime) - set(tokens))
         if unknown:
             print(f"note: prime characters not in the vocabulary were dropped: {''.join(unknown)!r}",
@@ -148,12 +99,13 @@ def detokenize(tokens, level):
     return "\n".join(lines + [" ".join(words)])
 
 
-def generate(args, cfg, vocab, run_dir, out):
+def generate(args, cfg, vocab, run, out):
     prime = prime_tokens(args.prime, cfg, vocab)
+    checkpoint = run.choose_checkpoint(args.checkpoint)
     graph, model, saver, _ = generation_graph(cfg, len(vocab), args.stepwise, jit=not args.no_jit)
     import rnn_model as rm
     with rm.tf.Session(graph=graph, config=rm.session_config(cfg)) as sess:
-        restore(rm.tf, sess, saver, run_dir, args.checkpoint)
+        run.restore(sess, saver, checkpoint)
         generated = generate_ids(sess, model, [vocab.id(t) for t in prime], args)
     text = detokenize(prime + vocab.decode(generated), cfg.level).lstrip("\n")
     out.write(text + "\n")
@@ -167,11 +119,13 @@ def generation_graph(cfg, vocab_size, stepwise=False, jit=True):
     tf = rm.tf
     graph = tf.Graph()
     with graph.as_default():
+        weights = rm.declare_weights(cfg, vocab_size)
         if stepwise:
-            model = rm.build_step_sampler(cfg, vocab_size)
+            model = rm.build_step_sampler(cfg, weights, rm.build_controls(cfg, None))
         else:
-            model = rm.build_generator(cfg, vocab_size, jit=jit)
-        saver, initializer = tf.train.Saver(), tf.global_variables_initializer()
+            model = rm.build_generator(cfg, weights, jit=jit)
+        saver = tf.train.Saver()
+        initializer = tf.group(tf.global_variables_initializer(), tf.local_variables_initializer())
     graph.finalize()
     return graph, model, saver, initializer
 
@@ -191,6 +145,7 @@ def generate_stepwise(sess, model, prime_ids, args):
     the same token and draws with the same seed (args.seed, t) as the in-graph loop, so both write the same text."""
     import rnn_model as rm
     lm = model.lm
+    rm.BatchSizeSetter(model.controls)(sess, 1)
     state = [(np.zeros((1, c.shape[-1]), np.float32),) * 2 for c, _ in lm.final_state]
     generated, token = [], prime_ids[0]
     for t in range(len(prime_ids) - 1 + args.length):
@@ -216,30 +171,29 @@ def read_sentences(args):
         text, _ = data_handler.decode_text(sys.stdin.buffer.read(), "auto", "standard input")
         sentences = [line for line in text.split("\n") if line.strip()]
     if not sentences:
-        raise SampleError("nothing to classify: give --text, --file or sentences on standard input")
+        raise UserError("nothing to classify: give --text, --file or sentences on standard input")
     return sentences
 
 
-def classify(args, cfg, vocab, run_dir, out):
-    import batch_generator
+def classify(args, cfg, vocab, run, out):
     import rnn_model as rm
+    import tasks
     tf = rm.tf
-    label_names = train_labels(run_dir)
+    label_names = run.load_labels()
     sentences = read_sentences(args)
+    checkpoint = run.choose_checkpoint(args.checkpoint)
     graph = tf.Graph()
     with graph.as_default():
-        controls = rm.build_controls(cfg)
-        model = rm.build_classifier(cfg, len(vocab), len(label_names), cfg.num_steps, controls)
-        saver = tf.train.Saver()
+        controls = rm.build_controls(cfg, None)
+        classifier = tasks.Classifier(cfg, data_handler.TaskData(vocab, label_names, {}, None), controls)
+        saver, local_init = tf.train.Saver(), tf.local_variables_initializer()
     graph.finalize()
     seqs = [vocab.encode(data_handler.tokenize(s)).astype(np.int32) for s in sentences]
     with tf.Session(graph=graph, config=rm.session_config(cfg)) as sess:
-        restore(tf, sess, saver, run_dir, args.checkpoint)
-        probabilities = []
-        for start in range(0, len(seqs), cfg.batch_size):
-            x, mask = batch_generator.pad_batch(seqs[start:start + cfg.batch_size], cfg.num_steps)
-            probabilities.append(sess.run(model.probabilities, {model.inputs: x, model.mask: mask}))
-    probabilities = np.concatenate(probabilities)
+        run.restore(sess, saver, checkpoint)
+        sess.run(local_init)
+        logits = classifier.logits(sess, seqs)
+    probabilities = np.exp(tasks.log_softmax(logits))
     for sentence, p in zip(sentences, probabilities):
         best = int(np.argmax(p))
         line = f"{label_names[best]}\t{p[best]:.3f}"
@@ -247,16 +201,6 @@ def classify(args, cfg, vocab, run_dir, out):
             line += "\t" + " ".join(f"{name}={q:.3f}" for name, q in zip(label_names, p))
         out.write(f"{line}\t{sentence}\n")
     return 0
-
-
-def train_labels(run_dir):
-    import json
-    path = os.path.join(run_dir, "labels.json")
-    try:
-        with open(path, encoding="utf-8") as f:
-            return json.load(f)["labels"]
-    except (OSError, ValueError, KeyError):
-        raise SampleError(f"{path}: missing or unreadable label list") from None
 
 
 if __name__ == "__main__":

@@ -4,9 +4,10 @@
                                    [--steps 20] [--warmup 5] [--length 2000] [--xla off|on|both] [--set KEY=VALUE]
                                    [--no_torch] [--smoke] [--json FILE]
 
-Training: the PTB configs on random token ids (vocabulary 10,000), through train.py's own LanguageModelRun (the graph,
-feeds and state carrying of a real run); warm-up steps are not timed; each repeat times `--steps` steps. Every
-measurement runs in a fresh child process so that its peak resident memory is its own. Each precision is measured for
+Training: the PTB configs on random token ids (vocabulary 10,000), through train.py's own training graph and the
+language-model task's train_step (the graph, feeds and state carrying of a real run); warm-up steps are not timed;
+each repeat times `--steps` steps. Every measurement runs in a fresh child process so that its peak resident memory
+is its own. Each precision is measured for
 both frameworks: float32, and bfloat16 mixed precision (graphlstm's --precision bfloat16; PyTorch's CPU autocast).
 Generation: tokens per second of sample.py's code path for a 2-layer 512-unit character model at batch 1 (the
 in-graph loop with and without XLA, and one Session.run per token), with random weights (speed does not depend on
@@ -58,24 +59,27 @@ def timed(step, warmup, steps, repeats):
     return times
 
 
-def random_lm_run(cfg, vocab_size, num_batches):
-    """train.py's LanguageModelRun over random token ids, enough for num_batches training batches."""
+def random_lm_graph(cfg, vocab_size, num_batches):
+    """train.py's training graph of a language model over random token ids, enough for num_batches batches."""
     import numpy as np
+    import cluster
+    import data_handler
     import train
     rng = np.random.RandomState(0)
     tokens = cfg.batch_size * (cfg.num_steps * (num_batches + 2) + 1)
     splits = {name: rng.randint(0, vocab_size, tokens).astype(np.int32) for name in ("train", "valid", "test")}
-    return train.LanguageModelRun(cfg, vocab_size, splits)
+    vocab = data_handler.Vocab([f"w{i}" for i in range(vocab_size)])
+    return train.build_training_graph(cfg, data_handler.TaskData(vocab, None, splits, None),
+                                      cluster.LocalRuntime(cfg))
 
 
 def bench_train_tf(cfg, warmup, steps, repeats):
-    run = random_lm_run(cfg, VOCAB, warmup + steps * repeats)
+    g = random_lm_graph(cfg, VOCAB, warmup + steps * repeats)
     import rnn_model as rm
-    with rm.tf.Session(graph=run.graph, config=rm.session_config(cfg)) as sess:
-        sess.run(run.init)
-        run.start_epoch(sess, 0)
-        batches = run.batches(0, 0)
-        times = timed(lambda: run.train_step(sess, next(batches), False), warmup, steps, repeats)
+    with rm.tf.Session(graph=g.graph, config=rm.session_config(cfg)) as sess:
+        sess.run(g.init)
+        batches = g.task.train_batches(0, 0)
+        times = timed(lambda: g.task.train_step(sess, next(batches), False), warmup, steps, repeats)
     return times
 
 
@@ -182,19 +186,42 @@ def parse_settings(parser, items):
         key, _, value = item.partition("=")
         try:
             config.apply_overrides(config.Config(), {key: value})
-        except config.ConfigError as error:
-            parser.error(f"--set {item}: {error}")
+        except config.UserError as error:
+            raise config.UserError(f"--set {item}: {error}") from None
         settings[key] = value
     return settings
 
 
-class ArgumentParser(argparse.ArgumentParser):
-    def error(self, message):  # one line, without argparse's usage dump
-        self.exit(2, f"{self.prog}: {message}\n")
+def cpu_description():
+    """'MODEL (N cores; bfloat16 instructions: FLAGS)' from /proc/cpuinfo: the ratios hold for this CPU only."""
+    try:
+        with open("/proc/cpuinfo") as f:
+            text = f.read()
+    except OSError:
+        return "unknown"
+    model = next((line.split(":", 1)[1].strip() for line in text.splitlines() if line.startswith("model name")), "?")
+    bf16 = sorted(set(text.split()) & {"amx_bf16", "avx512_bf16"})
+    return f"{model} ({os.cpu_count()} cores; bfloat16 instructions: {', '.join(bf16) or 'none'})"
 
 
 def main(argv=None):
-    parser = ArgumentParser(description=__doc__.split("\n\n")[0], allow_abbrev=False)
+    return run_script(run, argv)
+
+
+def run_script(run, argv):
+    """run(argv) of a benchmark script, a bad flag said in one line with exit code 2."""
+    import config
+    try:
+        return run(argv)
+    except config.UserError as error:
+        print(f"{os.path.basename(sys.argv[0])}: {error}", file=sys.stderr)
+        return 2
+
+
+def parse_arguments(argv):
+    """(args, precisions, settings) of the command line, each flag checked."""
+    import config
+    parser = config.ArgumentParser(description=__doc__.split("\n\n")[0], allow_abbrev=False)
     parser.add_argument("--configs", default="small,medium", help="PTB configs to train (comma-separated)")
     parser.add_argument("--repeats", type=int, default=5, help="timed repeats of each measurement")
     parser.add_argument("--steps", type=int, default=20, help="training steps per timed repeat")
@@ -211,22 +238,24 @@ def main(argv=None):
     parser.add_argument("--json", help="also write the results here")
     parser.add_argument("--child", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
-    if args.child:
-        return child(json.loads(args.child))
     for name in ("repeats", "steps", "length"):
         if getattr(args, name) < 1:
             parser.error(f"--{name}: must be at least 1")
     if args.warmup < 0:
         parser.error("--warmup: must not be negative")
-    import config
     unknown = [name for name in args.configs.split(",") if name not in config.CONFIGS]
     if unknown:
         parser.error(f"--configs: unknown config '{unknown[0]}' (known: {', '.join(config.CONFIGS)})")
     precisions = args.precisions.split(",")
     if not precisions or any(p not in config.CHOICES["precision"] for p in precisions):
         parser.error(f"--precisions: expected float32 and/or bfloat16, got '{args.precisions}'")
-    settings = parse_settings(parser, args.set)
+    return args, precisions, parse_settings(parser, args.set)
 
+
+def run(argv):
+    args, precisions, settings = parse_arguments(argv)
+    if args.child:
+        return child(json.loads(args.child))
     overrides = {}
     if args.smoke:
         args.configs, args.repeats, args.steps, args.warmup, args.length = "small", 2, 2, 1, 20
@@ -245,6 +274,7 @@ def main(argv=None):
               + (f" {result['gflops'] * statistics.median(rates):>8.1f}" if "gflops" in result else ""), flush=True)
         return statistics.median(rates)
 
+    print(f"cpu: {cpu_description()}")
     print(f"{'measurement':<46} {'min/s':>10} {'median/s':>10} {'max/s':>10} {'ms/step':>9} {'peak MB':>8} "
           f"{'GFLOP/s':>8}")
     ratios = []

@@ -16,13 +16,14 @@ import sys
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-from benchmark import ArgumentParser, parse_settings, random_lm_run  # noqa: E402  (after the path is set)
+from benchmark import parse_settings, random_lm_graph, run_script  # noqa: E402  (after the path is set)
+import config  # noqa: E402
 
 
 def part_of(name):
     """'gradients/model/layer_1/IdentityN_grad/lstm_backward/step_3/MatMul' -> 'layer_1 backward: time loop'."""
     direction = "backward" if name.startswith("gradients/") else "forward"
-    layer = re.search(r"model/(layer_\w+?)/", name)
+    layer = re.search(r"(?:^|/)(layer_\w+?)/", name)
     if layer:
         where = "time loop" if "/step_" in name else "the rest"
         return f"{layer.group(1)} {direction}: {where}"
@@ -30,42 +31,44 @@ def part_of(name):
         return f"embedding {direction}"
     if name.startswith(("clip_by_global_norm", "global_norm", "GradientDescent", "Adam", "RMSProp", "controls")):
         return "clipping and optimizer"
-    if name.startswith(("model/", "gradients/model/", "SparseSoftmax", "gradients/SparseSoftmax")):
+    if re.match(r"(gradients/)?(model(_\d+)?/|SparseSoftmax)", name):
         return f"softmax and loss {direction}"
     return f"other {direction}"
 
 
 def main(argv=None):
-    parser = ArgumentParser(description=__doc__.split("\n\n")[0], allow_abbrev=False)
+    return run_script(run, argv)
+
+
+def run(argv):
+    parser = config.ArgumentParser(description=__doc__.split("\n\n")[0], allow_abbrev=False)
     parser.add_argument("--config", default="small", help="named config to profile")
     parser.add_argument("--vocab", type=int, default=10000, help="vocabulary size of the random ids")
     parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="a config override")
     parser.add_argument("--warmup", type=int, default=5, help="untimed steps first")
     parser.add_argument("--top", type=int, default=12, help="op types to list")
     args = parser.parse_args(argv)
-    import config
     if args.config not in config.CONFIGS:
         parser.error(f"--config: unknown config '{args.config}' (known: {', '.join(config.CONFIGS)})")
     if args.vocab < 2 or args.warmup < 0 or args.top < 1:
         parser.error("--vocab must be at least 2, --warmup not negative, --top at least 1")
     cfg = config.apply_overrides(config.named_config(args.config), parse_settings(parser, args.set))
-    run = random_lm_run(cfg, args.vocab, args.warmup + 7)
+    g = random_lm_graph(cfg, args.vocab, args.warmup + 7)
     import rnn_model as rm
     tf = rm.tf
-    model = run.train_model
-    with tf.Session(graph=run.graph, config=rm.session_config(cfg)) as sess:
-        sess.run(run.init)
-        run.start_epoch(sess, 0)
-        batches = run.batches(0, 0)
+    task, model = g.task, g.task.train_model
+    with tf.Session(graph=g.graph, config=rm.session_config(cfg)) as sess:
+        sess.run(g.init)
+        batches = task.train_batches(0, 0)
         for _ in range(args.warmup):
-            run.train_step(sess, next(batches), False)
+            task.train_step(sess, next(batches), False)
         walls = []
         for _ in range(5):  # untraced: tracing itself slows a step down
             began = time.perf_counter()
-            run.train_step(sess, next(batches), False)
+            task.train_step(sess, next(batches), False)
             walls.append(time.perf_counter() - began)
-        inputs, targets = next(batches)
-        feed = rm.feed_state({model.inputs: inputs, model.targets: targets}, model.initial_state, run.state)
+        inputs, targets, _ = next(batches)
+        feed = rm.feed_state({model.inputs: inputs, model.targets: targets}, model.initial_state, task.state)
         options, metadata = tf.RunOptions(trace_level=tf.RunOptions.FULL_TRACE), tf.RunMetadata()
         sess.run(model.train.train_op, feed, options=options, run_metadata=metadata)
     by_type, by_part, count = collections.Counter(), collections.Counter(), 0

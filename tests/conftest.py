@@ -24,6 +24,23 @@ def event_scalars(folder, tag):
     return values
 
 
+def native_bfloat16():
+    """Whether the CPU computes bfloat16 products in hardware (AMX or AVX512-BF16), where oneDNN uses them."""
+    try:
+        with open("/proc/cpuinfo") as f:
+            flags = set(f.read().split())
+    except OSError:
+        return False
+    return bool(flags & {"amx_bf16", "avx512_bf16"})
+
+
+def clearly_above_chance(accuracy, examples, classes, sigmas=4):
+    """Whether an accuracy on `examples` test examples is beyond what guessing among `classes` reaches, by `sigmas`
+    binomial standard deviations (a guesser passes 4 sigmas about once in 30,000 runs)."""
+    chance = 1 / classes
+    return accuracy > chance + sigmas * (chance * (1 - chance) / examples) ** 0.5
+
+
 def tiny_lm_args(run_dir, *extra):
     # A real corpus (the embedded default) with a tiny model: a few hundred steps a second.
     return ["--config", "small", "--run_dir", str(run_dir), "--hidden_size", "16", "--num_layers", "2",

@@ -13,7 +13,8 @@ def test_benchmark_smoke_mode_prints_every_measurement():
                           capture_output=True, text=True, timeout=300, cwd=ROOT)
     assert done.returncode == 0, done.stderr[-3000:]
     lines = done.stdout.splitlines()
-    assert lines[0].split() == ["measurement", "min/s", "median/s", "max/s", "ms/step", "peak", "MB", "GFLOP/s"]
+    assert lines[0].startswith("cpu: ") and "cores; bfloat16 instructions:" in lines[0]
+    assert lines[1].split() == ["measurement", "min/s", "median/s", "max/s", "ms/step", "peak", "MB", "GFLOP/s"]
     labels = ["train small graphlstm float32 (words)", "train small graphlstm bfloat16 (words)",
               "generate 2x512 loop+xla float32 (chars)", "generate 2x512 loop+xla bfloat16 (chars)",
               "generate 2x512 loop float32 (chars)", "generate 2x512 run/token float32 (chars)"]

@@ -4,6 +4,7 @@ Every process is started with a timeout and killed in a finally block, so a fail
 """
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -14,7 +15,7 @@ import pytest
 import cluster
 import data_handler
 import train
-from conftest import ROOT, one_line_error, run_cli
+from conftest import ROOT, clearly_above_chance, one_line_error, run_cli
 
 TIMEOUT = 240
 
@@ -43,7 +44,7 @@ def test_local_cluster_trains_checkpoints_and_matches_a_single_process_run(tiny_
 
     results = json.loads((distributed / "results.json").read_text())
     single_results = json.loads((single / "results.json").read_text())
-    batches_per_worker = int(result.stdout.split("worker 0/2 (chief, sync): ")[1].split(" batches")[0])
+    batches_per_worker = int(re.search(r"; (\d+) batches per epoch", result.stdout).group(1))
     # Synchronous: one global step per aggregated update of both workers, so an epoch is one shard's batches.
     last_step = 2 * batches_per_worker
     assert results["cluster"] == {"workers": 2, "replicas": "sync", "global_step": results["cluster"]["global_step"]}
@@ -96,23 +97,24 @@ def test_a_killed_worker_restarts_and_the_run_finishes(tiny_corpus, tmp_path):
         for log in logs.values():
             log.close()
     rejoined = (tmp_path / "worker_again.log").read_text()
-    assert "joining at global step" in rejoined and "joining at global step 0 " not in rejoined
+    assert "resuming at step" in rejoined  # said only past step 0: it joined the run where it was
     results = json.loads((run_dir / "results.json").read_text())
     assert results["valid"]["perplexity"] < 1000
-    assert "; final valid" in (tmp_path / "chief.log").read_text()
+    assert "best checkpoint (step" in (tmp_path / "chief.log").read_text()
 
 
 @pytest.mark.parametrize("replicas", ["sync", "async"])
 def test_the_classifier_trains_in_cluster_mode(tmp_path, replicas):
     from test_classify import classify_args, write_labelled
-    data = write_labelled(tmp_path / "train.txt", 240, seed=0)
+    data = write_labelled(tmp_path / "train.txt", 600, seed=0)
     run_dir = tmp_path / replicas
     result = run_cli("train.py", *classify_args(run_dir, "--data", str(data), "--max_max_epoch", "3"),
                      "--local_cluster", "2", "--replicas", replicas, timeout=TIMEOUT)
     assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-3000:]
     results = json.loads((run_dir / "results.json").read_text())
     assert results["cluster"]["replicas"] == replicas
-    assert results["test"]["examples"] == 24 and results["test"]["accuracy"] > 0.6
+    assert results["test"]["examples"] == 60
+    assert clearly_above_chance(results["test"]["accuracy"], 60, classes=3)
     labelled = run_cli("sample.py", "--run_dir", str(run_dir), "--text", "goal team match score", timeout=120)
     assert labelled.returncode == 0 and labelled.stdout.split("\t")[0] in ("sport", "food", "tech")
 

@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 
 import data_handler as dh
-from data_handler import DataError
+from config import UserError
 
 SHARED = Path(__file__).resolve().parents[2] / "shared" / "data"
 needs_shared = pytest.mark.skipif(not SHARED.is_dir(), reason="../shared/data is not here")
@@ -29,10 +29,10 @@ def test_read_text_names_the_problem(tmp_path):
     for name, expected in [("missing.txt", "no such file"), ("empty.txt", "empty"),
                            ("blob.bin", "binary file (NUL byte at offset 3)"),
                            ("latin.txt", "not valid utf-8 at byte 11 (line 2)")]:
-        with pytest.raises(DataError) as error:
+        with pytest.raises(UserError) as error:
             dh.read_text(tmp_path / name)
         assert name in str(error.value) and expected in str(error.value)
-    with pytest.raises(DataError, match="unknown encoding 'klingon'"):
+    with pytest.raises(UserError, match="unknown encoding 'klingon'"):
         dh.read_text(tmp_path / "latin.txt", "klingon")
 
 
@@ -70,12 +70,9 @@ def test_vocab_is_frequency_ordered_capped_and_compact(tmp_path):
     assert dh.build_vocab([["x", "x", "y"]], min_count=2).tokens == ["<unk>", "x"]
     big = dh.Vocab(["<unk>"] + [f"w{i}" for i in range(300)])
     assert big.encode(["w299"]).dtype == np.uint16
-    vocab.save(tmp_path / "vocab.json")
-    assert dh.Vocab.load(tmp_path / "vocab.json") == vocab
-    assert json.loads((tmp_path / "vocab.json").read_text())["tokens"] == vocab.tokens
-    (tmp_path / "bad.json").write_text("[1, 2]")
-    with pytest.raises(DataError, match="bad.json: not a vocabulary JSON"):
-        dh.Vocab.load(tmp_path / "bad.json")
+    assert dh.Vocab.from_json(json.loads(json.dumps(vocab.to_json())), "v") == vocab
+    with pytest.raises(UserError, match="bad.json: not a vocabulary"):
+        dh.Vocab.from_json([1, 2], "bad.json")
 
 
 def test_character_encoding_of_a_string_matches_token_by_token():
@@ -116,9 +113,9 @@ def test_lm_corpus_from_a_split_folder_and_from_a_single_file(tmp_path):
     assert dh.load_lm_corpus(str(simple), "word").train[0] == "ptb.train.txt"  # not the character files
     (simple / "ptb.test.txt").write_text("a\n")
     (simple / "lm-test.txt").write_text("b\n")
-    with pytest.raises(DataError, match="both 'lm-test.txt' and 'ptb.test.txt' look like the test split"):
+    with pytest.raises(UserError, match="both 'lm-test.txt' and 'ptb.test.txt' look like the test split"):
         dh.load_lm_corpus(str(simple), "word")
-    with pytest.raises(DataError, match="nowhere: no such file or folder, and not a dataset name"):
+    with pytest.raises(UserError, match="nowhere: no such file or folder, and not a dataset name"):
         dh.load_lm_corpus(str(tmp_path / "nowhere"))
 
 
@@ -143,7 +140,7 @@ def test_labelled_layouts(tmp_path):
     assert dh._Reader("auto", "coarse").labelled_file(numbered).labels == ["0", "1"]
     plain = tmp_path / "plain.txt"
     plain.write_text("NUM:date ok\njust words\n")
-    with pytest.raises(DataError, match=r"plain.txt:2: no label"):
+    with pytest.raises(UserError, match=r"plain.txt:2: no label"):
         dh._Reader("auto", "coarse").labelled_file(plain)
 
 
@@ -206,7 +203,7 @@ def test_embeddings_are_read_and_checked(tmp_path):
     np.testing.assert_array_equal(matrix[2], [1, 2, 3])  # the first spelling of a lower-cased word wins
     np.testing.assert_array_equal(matrix[0], 0)
     assert np.abs(matrix[1]).max() <= 0.25
-    with pytest.raises(DataError, match=r"vectors.txt:2: vectors have 3 dimensions, the model's embedding_size is 5"):
+    with pytest.raises(UserError, match=r"vectors.txt:2: vectors have 3 dimensions, the model's embedding_size is 5"):
         dh.load_embeddings(vectors, vocab, 5)
 
 
@@ -294,12 +291,12 @@ def test_download_with_a_wrong_hash_is_refused_and_not_kept(local_server, tmp_pa
     (www / "input.txt").write_text("tampered\n")
     monkeypatch.setitem(dh.REGISTRY, "toy", dh.Dataset("lm", (dh.Download(url + "input.txt", "0" * 64, "input.txt"),),
                                                        "toy", path="input.txt"))
-    with pytest.raises(DataError, match="SHA-256 is .* expected 0000"):
+    with pytest.raises(UserError, match="SHA-256 is .* expected 0000"):
         dh.fetch("toy", str(tmp_path / "cache"))
     assert os.listdir(tmp_path / "cache" / "toy") == []
     monkeypatch.setitem(dh.REGISTRY, "gone", dh.Dataset("lm", (dh.Download(url + "gone.txt", "0" * 64, "g.txt"),),
                                                         "gone", path="g.txt"))
-    with pytest.raises(DataError, match="gone.txt: download failed"):
+    with pytest.raises(UserError, match="gone.txt: download failed"):
         dh.fetch("gone", str(tmp_path / "cache"))
 
 
@@ -345,6 +342,6 @@ def test_archives_that_escape_are_refused(tmp_path, kind):
                 t.addfile(info, io.BytesIO(b"gotcha"))
     destination = tmp_path / "out"
     destination.mkdir()
-    with pytest.raises(DataError, match="evil"):
+    with pytest.raises(UserError, match="evil"):
         dh.extract_safely(str(archive), str(destination))
     assert not (tmp_path / "escaped.txt").exists() and os.listdir(destination) == []

@@ -1,0 +1,225 @@
+"""The run directory: its layout, its JSON files, and choosing and restoring its checkpoints.
+
+    RUN_DIR/config.json        the resolved config (a resumed or sampled run is read back from it)
+    RUN_DIR/vocab.json         {"tokens": [...]} in id order
+    RUN_DIR/labels.json        classifier: {"labels": [...]} in class-id order
+    RUN_DIR/checkpoints/       the latest checkpoints (model.ckpt-STEP.*), the last 3 kept
+    RUN_DIR/best/              the best checkpoint by validation metric, and best.json (its step, epoch, metric)
+    RUN_DIR/results.json       final validation and test metrics of the best checkpoint
+    RUN_DIR/train|valid|test/  TensorBoard event files
+    RUN_DIR/fold_K/            cross-validation: one run directory per fold, cv_results.json beside them
+    RUN_DIR/logs/              cluster mode: the parameter server's and the other workers' output
+
+Every JSON file is written to a temporary name and renamed, so an interrupted write never leaves half a file.
+Nothing here imports TensorFlow at module level: train.py and sample.py check a run directory before the slow import.
+"""
+import glob
+import json
+import os
+import uuid
+
+import config
+import data_handler
+from config import UserError
+
+
+def write_json(path, value, indent=2):
+    tmp = f"{path}.tmp"
+    with open(tmp, "w", encoding="utf-8") as f:
+        json.dump(value, f, indent=indent, ensure_ascii=False)
+        f.write("\n")
+    os.replace(tmp, path)
+
+
+def read_json(path):
+    try:
+        with open(path, encoding="utf-8") as f:
+            return json.load(f)
+    except FileNotFoundError:
+        raise UserError(f"{path}: no such file") from None
+    except IsADirectoryError:
+        raise UserError(f"{path}: is a folder, expected a JSON file") from None
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+        raise UserError(f"{path}: not valid JSON ({e})") from None
+
+
+def read_config(path):
+    """A config JSON file: a run's config.json, or one a user wrote for --config FILE.json."""
+    return config.from_values(read_json(path), path)
+
+
+def default_path(config_name, data):
+    """runs/CONFIG[-DATA]: where a run goes without --run_dir."""
+    name = os.path.splitext(os.path.basename(config_name))[0]
+    if data:
+        name += "-" + os.path.splitext(os.path.basename(os.path.normpath(data)))[0]
+    return os.path.join("runs", name)
+
+
+def newest(root="runs"):
+    """The most recently written run under root, for sample.py without --run_dir."""
+    runs = [os.path.join(root, name) for name in os.listdir(root)] if os.path.isdir(root) else []
+    runs = [run for run in runs if os.path.exists(os.path.join(run, "config.json"))]
+    if not runs:
+        raise UserError(f"no --run_dir given and no run found under {root}/ (train one with train.py first)")
+    return RunDir(max(runs, key=os.path.getmtime))
+
+
+class RunDir:
+    """One run directory (see the module docstring for its layout)."""
+
+    def __init__(self, path):
+        self.path = str(path)
+        self.config_path = os.path.join(self.path, "config.json")
+        self.vocab_path = os.path.join(self.path, "vocab.json")
+        self.labels_path = os.path.join(self.path, "labels.json")
+        self.results_path = os.path.join(self.path, "results.json")
+        self.cv_results_path = os.path.join(self.path, "cv_results.json")
+        self.checkpoint_dir = os.path.join(self.path, "checkpoints")
+        self.best_dir = os.path.join(self.path, "best")
+        self.best_path = os.path.join(self.best_dir, "best.json")
+        self.logs_dir = os.path.join(self.path, "logs")
+
+    def __str__(self):
+        return self.path
+
+    def events_dir(self, name):
+        return os.path.join(self.path, name)
+
+    def event_writers(self, graph, resumed_at=None):
+        return EventWriters(self, graph, resumed_at)
+
+    def fold(self, k):
+        return RunDir(os.path.join(self.path, f"fold_{k}"))
+
+    # ---- state
+    def has_checkpoint(self):
+        """True when training has saved a latest checkpoint here, so a new run resumes it."""
+        return os.path.exists(os.path.join(self.checkpoint_dir, "checkpoint")) and os.path.exists(self.config_path)
+
+    def has_started(self):
+        """A checkpoint here or, for cross-validation, in any fold: its config.json then guards the model."""
+        folds = glob.glob(os.path.join(self.path, "fold_*", "checkpoints", "checkpoint"))
+        return os.path.exists(self.config_path) and (self.has_checkpoint() or bool(folds))
+
+    # ---- JSON files
+    def load_config(self):
+        if not os.path.isdir(self.path):
+            raise UserError(f"{self.path}: no such run directory")
+        return read_config(self.config_path)
+
+    def load_vocab(self):
+        return data_handler.Vocab.from_json(read_json(self.vocab_path), self.vocab_path)
+
+    def load_labels(self):
+        labels = read_json(self.labels_path)
+        if not isinstance(labels, dict) or not isinstance(labels.get("labels"), list):
+            raise UserError(f"{self.labels_path}: expected {{\"labels\": [...]}}")
+        return labels["labels"]
+
+    def load_best(self):
+        """best.json as a dict, {} before the first validated epoch."""
+        return read_json(self.best_path) if os.path.exists(self.best_path) else {}
+
+    def load_results(self):
+        return read_json(self.results_path)
+
+    def prepare(self, cfg, vocab, label_names=None, resuming=False):
+        """Writes config.json, vocab.json (and labels.json); a resumed run must find the vocabulary it was trained
+        with, or its embedding rows would mean other tokens."""
+        if resuming and (not os.path.exists(self.vocab_path) or self.load_vocab() != vocab):
+            raise UserError(f"{self.vocab_path}: the vocabulary built from the data differs from the checkpoint's "
+                            "(the data or the vocabulary settings changed)")
+        try:
+            os.makedirs(self.path, exist_ok=True)
+            self.save_config(cfg)
+            write_json(self.vocab_path, vocab.to_json(), indent=0)
+            if label_names is not None:
+                write_json(self.labels_path, {"labels": list(label_names)})
+        except OSError as e:
+            raise UserError(f"{self.path}: cannot write the run directory ({e.strerror})") from None
+
+    def save_config(self, cfg):
+        os.makedirs(self.path, exist_ok=True)
+        write_json(self.config_path, dict(sorted(config.to_dict(cfg).items())))
+
+    def save_best(self, best):
+        write_json(self.best_path, best)
+
+    def save_results(self, results):
+        write_json(self.results_path, results)
+
+    def save_cv_results(self, results):
+        write_json(self.cv_results_path, results)
+
+    # ---- checkpoints
+    def latest_checkpoint(self):
+        return self._newest_in(self.checkpoint_dir)
+
+    def best_checkpoint(self):
+        return self._newest_in(self.best_dir)
+
+    @staticmethod
+    def _newest_in(folder):
+        import rnn_model as rm
+        try:
+            return rm.tf.train.latest_checkpoint(folder)
+        except (UnicodeDecodeError, ValueError, rm.tf.errors.OpError):
+            raise UserError(f"{os.path.join(folder, 'checkpoint')}: unreadable checkpoint list") from None
+
+    def choose_checkpoint(self, explicit=None):
+        """An explicit checkpoint prefix, else the best one, else the latest (for using a model, not resuming it)."""
+        import rnn_model as rm
+        if explicit:
+            if not rm.tf.train.checkpoint_exists(explicit):
+                raise UserError(f"{explicit}: no such checkpoint")
+            return explicit
+        path = self.best_checkpoint() or self.latest_checkpoint()
+        if not path:
+            raise UserError(f"{self.path}: no checkpoint found (has training saved one yet?)")
+        return path
+
+    @staticmethod
+    def restore(sess, saver, path):
+        """Loads the checkpoint at path into the session's variables, or one line saying why it cannot."""
+        import rnn_model as rm
+        if not path:
+            raise UserError("no checkpoint to restore")
+        try:
+            saver.restore(sess, path)
+        except (rm.tf.errors.InvalidArgumentError, rm.tf.errors.NotFoundError) as e:
+            first_line = str(e).strip().splitlines()[0]
+            raise UserError(f"{path}: the checkpoint does not match this model ({first_line[:200]})") from None
+        return path
+
+
+class EventWriters:
+    """TensorBoard event files of the run: train (step summaries, the graph), valid and test (epoch metrics).
+    Event files are named by the second they were opened in, and a second writer in the same second would
+    truncate the first (a quick resume): a random suffix keeps every file."""
+
+    def __init__(self, run, graph, resumed_at=None):
+        """graph: written with the train events of a new run; resumed_at: the step a resumed run starts at."""
+        import rnn_model as rm
+        self.tf, self.run, self.writers = rm.tf, run, {}
+        self.train = self.writer("train", None if resumed_at is not None else graph)
+        if resumed_at is not None:  # tells TensorBoard to drop what the interrupted run logged after this step
+            start = self.tf.SessionLog(status=self.tf.SessionLog.START)
+            for name in ("train", "valid"):
+                self.writer(name).add_session_log(start, resumed_at)
+
+    def writer(self, name, graph=None):
+        if name not in self.writers:
+            self.writers[name] = self.tf.summary.FileWriter(self.run.events_dir(name), graph,
+                                                            filename_suffix="." + uuid.uuid4().hex[:8])
+        return self.writers[name]
+
+    def add(self, sess, task, name, metrics, step):
+        writer = self.writer(name)
+        for summary in task.epoch_summaries(sess, metrics):
+            writer.add_summary(summary, step)
+        writer.flush()
+
+    def close(self):
+        for writer in self.writers.values():
+            writer.close()
