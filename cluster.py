@@ -352,6 +352,19 @@ def supervise(ps, workers, log_dir, timeout=None):
     return code
 
 
+def without_flag(argv, flag):
+    """argv without `flag VALUE` / `flag=VALUE`."""
+    kept, skip = [], False
+    for arg in argv:
+        if skip:
+            skip = False
+        elif arg == flag:
+            skip = True
+        elif not arg.startswith(flag + "="):
+            kept.append(arg)
+    return kept
+
+
 def launch_local(script, argv, num_workers, run_dir, replicas="sync", timeout=None):
     """Starts 1 parameter server and num_workers workers of `script` on free 127.0.0.1 ports, waits for the workers,
     and always stops every process it started. The chief prints to this console; the others log to run_dir/logs/.
@@ -366,7 +379,8 @@ def launch_local(script, argv, num_workers, run_dir, replicas="sync", timeout=No
     processes, logs = [], []
 
     def start(job, index):
-        command = [sys.executable, script, *argv, *hosts, "--job_name", job, "--task_index", str(index)]
+        command = [sys.executable, script, *without_flag(argv, "--local_cluster"), *hosts, "--job_name", job,
+                   "--task_index", str(index)]
         if job == "worker" and index == 0:
             return subprocess.Popen(command, stdin=subprocess.DEVNULL)
         log = open(os.path.join(log_dir, f"{job}_{index}.log"), "w")

@@ -125,8 +125,12 @@ POSITIVE = ("num_layers", "hidden_size", "num_steps", "batch_size", "max_max_epo
 NON_NEGATIVE = ("vocab_size", "embedding_size", "eval_batch_size", "max_epoch", "max_steps", "checkpoint_every",
                 "intra_op_threads", "inter_op_threads", "min_count", "seed")
 # Keys that may change when a run is resumed; every other key shapes the model or its data and must match.
-RESUMABLE_KEYS = ("max_max_epoch", "eval_batch_size", "max_steps", "checkpoint_every", "summary_every", "device", "xla",
-                  "xla_loss", "precision", "intra_op_threads", "inter_op_threads")
+RESUMABLE_KEYS = ("max_max_epoch", "eval_batch_size", "learning_rate", "max_grad_norm", "max_steps",
+                  "checkpoint_every", "summary_every", "device", "xla", "xla_loss", "precision", "intra_op_threads",
+                  "inter_op_threads")
+# The static unroll builds num_steps copies of the cell's ops in every graph (~30 ops a step and layer, forward and
+# backward): past this the graph takes longer to build than to train an epoch of most data sets.
+MAX_NUM_STEPS = 1000
 
 FIELDS = {f.name: f for f in dataclasses.fields(Config)}
 
@@ -179,9 +183,45 @@ def validate(cfg):
         raise UserError("--cv: cross-validation is for --task classify")
     if cfg.cv and cfg.max_steps:
         raise UserError("--max_steps: not with --cv (every fold trains its whole schedule)")
+    if cfg.num_steps > MAX_NUM_STEPS:
+        raise UserError(f"--num_steps: at most {MAX_NUM_STEPS} (the graph unrolls every step statically), got "
+                        f"{cfg.num_steps}; truncate sentences or train a language model on shorter windows")
     if cfg.vocab_size and cfg.vocab_size < 3:
         raise UserError(f"--vocab_size: must be 0 (no cap) or at least 3, got {cfg.vocab_size}")
     return cfg
+
+
+def memory_estimate(cfg, vocab_size, num_classes=0):
+    """Bytes a training process needs at least: the weights with their gradients and optimizer slots, and what the
+    static unroll keeps for the backward pass (per step and layer: the gates, cells and outputs, ~11 [B, H] floats;
+    for a language model also ~3 copies of the [T*B, V] logits)."""
+    embedding, hidden, layers = cfg.embedding_dim, cfg.hidden_size, cfg.num_layers
+    parameters = vocab_size * embedding + 4 * hidden * ((embedding + hidden + 1) + (layers - 1) * (2 * hidden + 1))
+    parameters += (hidden + 1) * (vocab_size if cfg.task == "lm" else num_classes * (2 if cfg.bidirectional else 1))
+    copies = 2 + {"sgd": 0, "adam": 2, "rmsprop": 2}[cfg.optimizer]  # weights, gradients, optimizer slots
+    activations = cfg.num_steps * cfg.batch_size * (layers * 11 * hidden + (3 * vocab_size if cfg.task == "lm" else 0))
+    return 4 * (copies * parameters + activations)
+
+
+def available_memory():
+    """Bytes of memory available to a new process (MemAvailable), or None where it cannot be read."""
+    try:
+        with open("/proc/meminfo") as f:
+            for line in f:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except (OSError, ValueError, IndexError):
+        pass
+    return None
+
+
+def check_memory(cfg, vocab_size, num_classes=0):
+    """Refuses, before the graph is built, a model whose estimate exceeds the memory available."""
+    needed, available = memory_estimate(cfg, vocab_size, num_classes), available_memory()
+    if available and needed > available:
+        raise UserError(f"the model needs about {needed / 2 ** 30:,.1f} GiB (hidden_size {cfg.hidden_size}, "
+                        f"num_steps {cfg.num_steps}, batch_size {cfg.batch_size}, vocabulary {vocab_size:,}), and "
+                        f"{available / 2 ** 30:,.1f} GiB are available: make it smaller")
 
 
 def unknown_argument(arg):

@@ -400,6 +400,7 @@ def histogram_summary(tag, values):
 
 class TrainOp(NamedTuple):
     train_op: tf.Operation
+    step: tf.Tensor  # the global step read after train_op has run (a fetch of the variable beside it is unordered)
     gradient_norm: tf.Tensor  # global norm before clipping
     summaries: list  # gradient histograms and sparsity per variable
 
@@ -410,13 +411,17 @@ def build_train_op(cost, controls, cfg, optimizer):
     gradients = tf.gradients(cost, variables)
     clipped, gradient_norm = tf.clip_by_global_norm(gradients, cfg.max_grad_norm)
     train_op = optimizer.apply_gradients(zip(clipped, variables), global_step=controls.global_step)
+    with tf.control_dependencies([train_op]):
+        step = tf.identity(controls.global_step, name="step_after_update")
     summaries = []
     for variable, gradient in zip(variables, gradients):
         values = gradient.values if isinstance(gradient, tf.IndexedSlices) else gradient
         name = variable.op.name.replace("model/", "")
-        summaries.append(histogram_summary(f"gradients/{name}", values))
+        # The histogram op refuses NaN and inf; a diverging step is the train loop's to report, not the summary's.
+        finite = tf.boolean_mask(tf.reshape(values, [-1]), tf.math.is_finite(tf.reshape(values, [-1])))
+        summaries.append(histogram_summary(f"gradients/{name}", finite))
         summaries.append(scalar_summary(f"gradient_sparsity/{name}", tf.nn.zero_fraction(values)))
-    return TrainOp(train_op, gradient_norm, summaries)
+    return TrainOp(train_op, step, gradient_norm, summaries)
 
 
 class LMGraph(NamedTuple):

@@ -13,9 +13,14 @@
 Every JSON file is written to a temporary name and renamed, so an interrupted write never leaves half a file.
 Nothing here imports TensorFlow at module level: train.py and sample.py check a run directory before the slow import.
 """
+import contextlib
+import fcntl
 import glob
 import json
 import os
+import shutil
+import socket
+import sys
 import uuid
 
 import config
@@ -94,12 +99,13 @@ class RunDir:
 
     # ---- state
     def has_checkpoint(self):
-        """True when training has saved a latest checkpoint here, so a new run resumes it."""
-        return os.path.exists(os.path.join(self.checkpoint_dir, "checkpoint")) and os.path.exists(self.config_path)
+        """True when training has saved a checkpoint here, so a new run resumes it."""
+        return os.path.exists(self.config_path) and bool(self.checkpoints(self.checkpoint_dir) or
+                                                         self.checkpoints(self.best_dir))
 
     def has_started(self):
         """A checkpoint here or, for cross-validation, in any fold: its config.json then guards the model."""
-        folds = glob.glob(os.path.join(self.path, "fold_*", "checkpoints", "checkpoint"))
+        folds = glob.glob(os.path.join(glob.escape(self.path), "fold_*", "checkpoints", "model.ckpt-*.index"))
         return os.path.exists(self.config_path) and (self.has_checkpoint() or bool(folds))
 
     # ---- JSON files
@@ -153,44 +159,145 @@ class RunDir:
         write_json(self.cv_results_path, results)
 
     # ---- checkpoints
-    def latest_checkpoint(self):
-        return self._newest_in(self.checkpoint_dir)
+    def checkpoints(self, folder):
+        """Checkpoint prefixes in folder, newest step first, found from their index files, so that a damaged
+        `checkpoint` list hides none of them."""
+        found = []
+        for index in glob.glob(os.path.join(glob.escape(folder), "model.ckpt-*.index")):
+            step = index[:-len(".index")].rsplit("-", 1)[1]
+            if step.isdigit():
+                found.append((int(step), index[:-len(".index")]))
+        return [prefix for _, prefix in sorted(found, reverse=True)]
 
-    def best_checkpoint(self):
-        return self._newest_in(self.best_dir)
+    def resume_candidates(self):
+        """For resuming: the latest checkpoints, newest first, then the best one."""
+        return self.checkpoints(self.checkpoint_dir) + self.checkpoints(self.best_dir)
 
-    @staticmethod
-    def _newest_in(folder):
-        import rnn_model as rm
-        try:
-            return rm.tf.train.latest_checkpoint(folder)
-        except (UnicodeDecodeError, ValueError, rm.tf.errors.OpError):
-            raise UserError(f"{os.path.join(folder, 'checkpoint')}: unreadable checkpoint list") from None
-
-    def choose_checkpoint(self, explicit=None):
-        """An explicit checkpoint prefix, else the best one, else the latest (for using a model, not resuming it)."""
-        import rnn_model as rm
-        if explicit:
-            if not rm.tf.train.checkpoint_exists(explicit):
-                raise UserError(f"{explicit}: no such checkpoint")
-            return explicit
-        path = self.best_checkpoint() or self.latest_checkpoint()
-        if not path:
+    def use_candidates(self, explicit=None):
+        """For using a model (results, sampling): an explicit checkpoint, else the best, then the latest ones."""
+        if explicit and not os.path.exists(explicit + ".index"):
+            if os.path.exists(explicit):
+                raise UserError(f"{explicit}: not a checkpoint (give a checkpoint prefix such as "
+                                f"{os.path.join(self.best_dir, 'model.ckpt-STEP')})")
+            raise UserError(f"{explicit}: no such checkpoint")
+        candidates = self.checkpoints(self.best_dir) + self.checkpoints(self.checkpoint_dir)
+        if not candidates and not explicit:
             raise UserError(f"{self.path}: no checkpoint found (has training saved one yet?)")
-        return path
+        return ([explicit] if explicit else []) + candidates
+
+    def restore_intact(self, sess, saver, candidates):
+        """Restores the first of the candidate checkpoints that reads back whole and finite, saying in one line
+        each damaged one it passes over. Returns the path restored."""
+        for path in candidates:
+            problem = checkpoint_problem(path)
+            if problem is None:
+                return self.restore(sess, saver, path)
+            print(f"warning: {path}: {problem}; trying the next older checkpoint", file=sys.stderr)
+        raise UserError(f"{self.path}: no intact checkpoint ({len(candidates)} damaged); remove the run directory "
+                        "or train into another --run_dir")
 
     @staticmethod
     def restore(sess, saver, path):
         """Loads the checkpoint at path into the session's variables, or one line saying why it cannot."""
         import rnn_model as rm
-        if not path:
-            raise UserError("no checkpoint to restore")
         try:
             saver.restore(sess, path)
         except (rm.tf.errors.InvalidArgumentError, rm.tf.errors.NotFoundError) as e:
             first_line = str(e).strip().splitlines()[0]
             raise UserError(f"{path}: the checkpoint does not match this model ({first_line[:200]})") from None
         return path
+
+    def discard_checkpoints_from(self, step):
+        """Removes the checkpoints of `step` and later (latest and best); returns the newest step left, or None."""
+        for folder in (self.checkpoint_dir, self.best_dir):
+            for prefix in self.checkpoints(folder):
+                if int(prefix.rsplit("-", 1)[1]) >= step:
+                    for path in glob.glob(glob.escape(prefix) + ".*"):
+                        os.remove(path)
+        if self.load_best().get("step", -1) >= step:
+            os.remove(self.best_path)
+        left = self.checkpoints(self.checkpoint_dir) + self.checkpoints(self.best_dir)
+        return max((int(prefix.rsplit("-", 1)[1]) for prefix in left), default=None)
+
+    def remember_checkpoints(self, saver, best_saver):
+        """Tells the savers which checkpoints are already on disk, oldest first, so that they keep 3 latest and
+        1 best across resumes instead of forgetting those of earlier processes."""
+        saver.recover_last_checkpoints(self.checkpoints(self.checkpoint_dir)[::-1])
+        best_saver.recover_last_checkpoints(self.checkpoints(self.best_dir)[::-1])
+
+    def remove_interrupted_writes(self):
+        """Deletes what writes cut short left behind: JSON `*.tmp` files and TensorFlow's temporary checkpoint
+        files. Only the holder of the lock calls this, so no write is in progress."""
+        leftovers = glob.glob(os.path.join(glob.escape(self.path), "*.tmp"))
+        for folder in (self.checkpoint_dir, self.best_dir):
+            leftovers += [path for path in glob.glob(os.path.join(glob.escape(folder), "*"))
+                          if any(mark in os.path.basename(path) for mark in (".tempstate", "_temp", ".tmp"))]
+        for path in leftovers:
+            shutil.rmtree(path) if os.path.isdir(path) else os.remove(path)
+        return leftovers
+
+    @contextlib.contextmanager
+    def locked(self):
+        """Holds RUN_DIR/lock (an exclusive flock, released by the kernel when the process dies) while the block
+        runs; a second run on the directory is refused in one line naming the holder."""
+        os.makedirs(self.path, exist_ok=True)
+        path = os.path.join(self.path, "lock")
+        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                holder = os.pread(fd, 1000, 0).decode("utf-8", "replace").strip() or "another process"
+                raise UserError(f"{self.path}: in use by {holder}; wait for that run to end, or train into another "
+                                "--run_dir") from None
+            previous = os.pread(fd, 1000, 0).decode("utf-8", "replace").strip()
+            if previous:
+                print(f"note: {path}: taking over from {previous}, which has ended", file=sys.stderr)
+            os.ftruncate(fd, 0)
+            os.pwrite(fd, f"process {os.getpid()} on {socket.gethostname()}".encode(), 0)
+            try:
+                yield
+            finally:
+                os.ftruncate(fd, 0)  # ended, if with an error: nothing to take over
+        finally:
+            os.close(fd)
+
+    @contextlib.contextmanager
+    def writing(self, what):
+        """Turns a failed write (a full disk, no permission) inside the block into one line naming the path."""
+        import rnn_model as rm
+        try:
+            yield
+        except OSError as e:
+            raise UserError(f"{e.filename or self.path}: cannot write {what} ({e.strerror}); the last complete "
+                            "checkpoint is kept: run the same command again once the disk has room") from None
+        except (rm.tf.errors.ResourceExhaustedError, rm.tf.errors.UnknownError,
+                rm.tf.errors.PermissionDeniedError, rm.tf.errors.FailedPreconditionError) as e:
+            raise UserError(f"{self.path}: cannot write {what} ({error_reason(e)}); the last complete checkpoint "
+                            "is kept: run the same command again once the disk has room") from None
+
+
+def error_reason(error):
+    """The telling line of a TensorFlow error (its first is often just 'Graph execution error:')."""
+    if "No space left on device" in str(error):
+        return "No space left on device"
+    lines = [line.strip() for line in str(error).splitlines() if line.strip()]
+    telling = [line for line in lines if not line.endswith("error:") and not line.startswith(("Detected at", "[["))]
+    return (telling or lines or ["?"])[0][:160]
+
+
+def checkpoint_problem(path):
+    """Why the checkpoint at path cannot be used (unreadable, or a variable that is not finite), or None."""
+    import numpy as np
+    import rnn_model as rm
+    try:
+        reader = rm.tf.train.load_checkpoint(path)
+        for name, dtype in reader.get_variable_to_dtype_map().items():
+            if dtype.is_floating and not np.all(np.isfinite(reader.get_tensor(name))):
+                return f"variable {name} is not finite"
+    except (rm.tf.errors.OpError, ValueError, IndexError, RuntimeError, OSError) as e:  # what damage raises varies
+        return f"unreadable ({(str(e).strip().splitlines() or ['?'])[0][:160]})"
+    return None
 
 
 class EventWriters:
@@ -223,3 +330,9 @@ class EventWriters:
     def close(self):
         for writer in self.writers.values():
             writer.close()
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()

@@ -56,6 +56,7 @@ def main(argv=None, out=None):
         args = parse_args(sys.argv[1:] if argv is None else argv)
         run = run_dir.RunDir(args.run_dir) if args.run_dir else run_dir.newest()
         cfg, vocab = run.load_config(), run.load_vocab()
+        refuse_options_of_the_other_task(args, cfg)
         config.tensorflow_environment(cfg, args.verbose)
         if cfg.task == "classify":
             return classify(args, cfg, vocab, run, out)
@@ -63,6 +64,22 @@ def main(argv=None, out=None):
     except UserError as e:
         print(f"error: {e}", file=sys.stderr)
         return 1
+
+
+def refuse_options_of_the_other_task(args, cfg):
+    """A language model takes no sentences to label, a classifier no generation options: either would be ignored."""
+    if cfg.task == "lm":
+        given = [flag for flag, value in (("--text", args.text), ("--file", args.file), ("--all_probs", args.all_probs))
+                 if value]
+    else:
+        given = [flag for flag, value in (("--prime", args.prime is not None), ("--stepwise", args.stepwise),
+                                          ("--no_jit", args.no_jit), ("--argmax", args.argmax),
+                                          ("--top_k", args.top_k), ("--temperature", args.temperature != 1.0))
+                 if value]
+    if given:
+        other = "classifier" if cfg.task == "lm" else "language model"
+        raise UserError(f"{given[0]}: is for a {other}; this run ({cfg.task}) is a "
+                        f"{'language model' if cfg.task == 'lm' else 'classifier'}")
 
 
 # --------------------------------------------------------------------------------------------------- generation
@@ -101,11 +118,11 @@ def detokenize(tokens, level):
 
 def generate(args, cfg, vocab, run, out):
     prime = prime_tokens(args.prime, cfg, vocab)
-    checkpoint = run.choose_checkpoint(args.checkpoint)
+    candidates = run.use_candidates(args.checkpoint)
     graph, model, saver, _ = generation_graph(cfg, len(vocab), args.stepwise, jit=not args.no_jit)
     import rnn_model as rm
     with rm.tf.Session(graph=graph, config=rm.session_config(cfg)) as sess:
-        run.restore(sess, saver, checkpoint)
+        run.restore_intact(sess, saver, candidates)
         generated = generate_ids(sess, model, [vocab.id(t) for t in prime], args)
     text = detokenize(prime + vocab.decode(generated), cfg.level).lstrip("\n")
     out.write(text + "\n")
@@ -181,7 +198,7 @@ def classify(args, cfg, vocab, run, out):
     tf = rm.tf
     label_names = run.load_labels()
     sentences = read_sentences(args)
-    checkpoint = run.choose_checkpoint(args.checkpoint)
+    candidates = run.use_candidates(args.checkpoint)
     graph = tf.Graph()
     with graph.as_default():
         controls = rm.build_controls(cfg, None)
@@ -190,7 +207,7 @@ def classify(args, cfg, vocab, run, out):
     graph.finalize()
     seqs = [vocab.encode(data_handler.tokenize(s)).astype(np.int32) for s in sentences]
     with tf.Session(graph=graph, config=rm.session_config(cfg)) as sess:
-        run.restore(sess, saver, checkpoint)
+        run.restore_intact(sess, saver, candidates)
         sess.run(local_init)
         logits = classifier.logits(sess, seqs)
     probabilities = np.exp(tasks.log_softmax(logits))

@@ -4,6 +4,7 @@ train.py's epoch loop knows a task only through what the task declares:
     metric, higher_is_better  the validation number that picks the best checkpoint
     unit                      what the training rate counts (words or examples per second)
     num_batches               training batches in one epoch of this process's data (its shard in a cluster)
+    num_outputs               the width of the output softmax (vocabulary or classes): the loss of a uniform guess
     init_feed                 what the variables' initializer is fed (pretrained embeddings)
     train_batches(epoch, start), train_step(sess, batch, fetch_summary) -> StepResult
     evaluate(sess, split) -> metrics, epoch_summaries(sess, metrics), has_split(name), describe(metrics)
@@ -25,6 +26,7 @@ class StepResult(NamedTuple):
     items: int  # tokens or examples trained on
     summary: bytes  # the serialized step summary, when asked for
     global_step: int  # after the step
+    gradient_norm: float  # global norm of the gradient before clipping
 
 
 # --------------------------------------------------------------------------------------------------- language model
@@ -32,11 +34,13 @@ class StepResult(NamedTuple):
 class LanguageModel:
     """Truncated backpropagation through time: the state after one batch is the next batch's initial state, row by
     row, through the epoch; it is saved with every checkpoint, so a resumed run continues exactly."""
-    metric, higher_is_better, unit = "perplexity", False, "wps"
+    metric, higher_is_better = "perplexity", False
 
     def __init__(self, cfg, data, controls, optimizer=None):
         self.cfg, self.splits, self.controls = cfg, data.splits, controls
         self.weights = rm.declare_weights(cfg, len(data.vocab))
+        self.num_outputs = len(data.vocab)  # the softmax's width
+        self.unit = "chars/s" if cfg.level == "char" else "words/s"
         self.train_model = rm.build_lm(cfg, self.weights, controls, cfg.num_steps, optimizer) if optimizer else None
         self.eval_model = rm.build_lm(cfg, self.weights, controls, cfg.num_steps)
         self.summaries = rm.build_epoch_summaries(["loss", "perplexity"])
@@ -61,13 +65,13 @@ class LanguageModel:
         elif self.state is None:  # resumed mid-epoch: the state that the saved batch left behind
             self.state = [tuple(layer) for layer in sess.run(self.controls.carried_state)]
         fetches = {"cost": m.cost, "state": m.final_state, "train": m.train.train_op, "save_state": m.save_state,
-                   "step": self.controls.global_step}
+                   "step": m.train.step, "norm": m.train.gradient_norm}
         if fetch_summary:
             fetches["summary"] = m.summary
         out = sess.run(fetches, rm.feed_state({m.inputs: x, m.targets: y}, m.initial_state, self.state))
         self.state = out["state"]
         return StepResult({"loss": float(out["cost"]) / self.cfg.num_steps}, x.size, out.get("summary"),
-                          int(out["step"]))
+                          int(out["step"]), float(out["norm"]))
 
     def evaluate(self, sess, split):
         """Mean loss per token over the split, in batches of eval_batch_size rows carrying their state."""
@@ -99,7 +103,7 @@ class LanguageModel:
 class Classifier:
     """Padded sentences, masked pooling over the LSTM's outputs. With length buckets, one unrolled graph per bucket
     width, all on the same weights."""
-    metric, higher_is_better, unit = "accuracy", True, "ex/s"
+    metric, higher_is_better, unit = "accuracy", True, "examples/s"
 
     def __init__(self, cfg, data, controls, optimizer=None, bucketed=True):
         self.cfg, self.splits, self.label_names = cfg, data.splits, data.label_names
@@ -107,6 +111,7 @@ class Classifier:
             else None
         widths = self.bucket_widths or [cfg.num_steps]
         self.weights = rm.declare_weights(cfg, len(data.vocab), len(data.label_names))
+        self.num_outputs = len(data.label_names)
         self.train_models = {w: rm.build_classifier(cfg, self.weights, controls, w, optimizer)
                              for w in widths} if optimizer else {}
         self.eval_models = {w: rm.build_classifier(cfg, self.weights, controls, w) for w in widths}
@@ -116,7 +121,6 @@ class Classifier:
             if "train" in self.splits else 0
         self.init_feed = {self.weights.embedding_init: data.embeddings} if data.embeddings is not None else {}
         self.set_batch_size = rm.BatchSizeSetter(controls)
-        self.global_step = controls.global_step
 
     def train_batches(self, epoch, start):
         seqs, labels = self.splits["train"]
@@ -128,12 +132,13 @@ class Classifier:
         x, mask, y = batch
         m = self.train_models[x.shape[1]]
         self.set_batch_size(sess, len(y))
-        fetches = {"loss": m.loss, "correct": m.correct, "train": m.train.train_op, "step": self.global_step}
+        fetches = {"loss": m.loss, "correct": m.correct, "train": m.train.train_op, "step": m.train.step,
+                   "norm": m.train.gradient_norm}
         if fetch_summary:
             fetches["summary"] = m.summary
         out = sess.run(fetches, {m.inputs: x, m.mask: mask, m.labels: y})
         return StepResult({"loss": float(out["loss"]), "accuracy": int(out["correct"]) / len(y)}, len(y),
-                          out.get("summary"), int(out["step"]))
+                          out.get("summary"), int(out["step"]), float(out["norm"]))
 
     def logits(self, sess, seqs):
         """[len(seqs), classes] logits of every sentence, in order, in batches of eval_batch_size (the last

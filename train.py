@@ -7,8 +7,8 @@ run epochs of Session.run calls -> checkpoints, TensorBoard events and a results
 Running again with the same run directory (or --resume) continues from the latest checkpoint.
 """
 import argparse
+import contextlib
 import os
-import signal
 import sys
 import time
 from typing import NamedTuple
@@ -19,6 +19,7 @@ import cluster
 import config
 import data_handler
 import run_dir
+import stopping
 from config import UserError
 
 
@@ -33,22 +34,28 @@ def main(argv=None):
             raise UserError("--local_cluster starts its own cluster: leave out --ps_hosts, --worker_hosts and "
                             "--job_name")
         if args.local_cluster:
-            return cluster.launch_local(os.path.abspath(__file__), without_flag(argv, "--local_cluster"),
-                                        args.local_cluster, run.path, args.replicas)
+            return cluster.launch_local(os.path.abspath(__file__), argv, args.local_cluster, run.path, args.replicas)
         config.tensorflow_environment(cfg, args.verbose)
         if role and role.job_name == "ps":
             return cluster.serve_ps(role)
         runtime = cluster.ClusterRuntime(cfg, role) if role else cluster.LocalRuntime(cfg)
-        if cfg.cv:
-            return cross_validate(cfg, run)
-        if cfg.task == "lm":
-            data = data_handler.language_model_data(cfg)
-        else:
-            cdata = data_handler.classification_data(cfg)
-            data = data_handler.encode_classification(cfg, cdata.train, cdata.valid, cdata.test, cdata.label_names)
-        return train(cfg, data, run, resuming, runtime)
+        with run.locked() if runtime.is_chief else contextlib.nullcontext():
+            if runtime.is_chief and run.remove_interrupted_writes():
+                print("note: removed the temporary files of an interrupted write", file=sys.stderr)
+            if cfg.cv:
+                return cross_validate(cfg, run)
+            if cfg.task == "lm":
+                data = data_handler.language_model_data(cfg)
+            else:
+                cdata = data_handler.classification_data(cfg)
+                data = data_handler.encode_classification(cfg, cdata.train, cdata.valid, cdata.test,
+                                                          cdata.label_names)
+            return train(cfg, data, run, resuming, runtime)
     except UserError as e:
         print(f"error: {e}", file=sys.stderr)
+        return 1
+    except MemoryError:
+        print("error: out of memory (lower hidden_size, batch_size, num_steps or vocab_size)", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
         print("\ninterrupted; checkpoints saved before now are kept", file=sys.stderr)
@@ -88,19 +95,6 @@ def parse_command_line(argv):
             raise UserError(f"{run.config_path}: the checkpoint was trained with {key}={saved!r}, this run has "
                             f"{key}={current!r} (use another --run_dir, or --resume to keep the saved config)")
     return args, cfg, run, run.has_checkpoint()
-
-
-def without_flag(argv, flag):
-    """argv without `flag VALUE` / `flag=VALUE`."""
-    kept, skip = [], False
-    for arg in argv:
-        if skip:
-            skip = False
-        elif arg == flag:
-            skip = True
-        elif not arg.startswith(flag + "="):
-            kept.append(arg)
-    return kept
 
 
 def cross_validate(cfg, run):
@@ -144,6 +138,7 @@ class TrainingGraph(NamedTuple):
     task: object  # tasks.LanguageModel or tasks.Classifier
     saver: object  # the latest checkpoints, 3 kept
     best_saver: object  # the best checkpoint
+    weights_saver: object  # restores the model's weights alone: the global step and the rest stay as they are
     init: object  # initialises every variable (fed the task's init_feed)
     local_init: object  # initialises this process's own variables (after a restore too)
 
@@ -157,13 +152,15 @@ def build_training_graph(cfg, data, runtime):
         optimizer = runtime.wrap_optimizer(rm.make_optimizer(cfg, controls.learning_rate))
         task = tasks.build(cfg, data, controls, optimizer, runtime.allows_buckets)
         saver, best_saver = tf.train.Saver(max_to_keep=3), tf.train.Saver(max_to_keep=1)
+        weights_saver = tf.train.Saver([w for w in tf.nest.flatten(task.weights) if isinstance(w, tf.Variable)])
         init = tf.group(tf.global_variables_initializer(), tf.local_variables_initializer())
         local_init = tf.local_variables_initializer()
-    return TrainingGraph(graph, controls, task, saver, best_saver, init, local_init)
+    return TrainingGraph(graph, controls, task, saver, best_saver, weights_saver, init, local_init)
 
 
 def train(cfg, data, run, resuming, runtime):
     """One run: the graph built once, then epochs of training and validation, then the best checkpoint's results."""
+    config.check_memory(cfg, len(data.vocab), len(data.label_names or ()))
     if runtime.is_chief:
         run.prepare(cfg, data.vocab, data.label_names, resuming)
     data = data._replace(splits={**data.splits, "train": runtime.shard(data.splits["train"])})
@@ -175,26 +172,31 @@ def train(cfg, data, run, resuming, runtime):
 
     def prepare(sess):  # the chief's (or the single process's) start: the latest checkpoint, or a fresh model
         if resuming:
-            run.restore(sess, g.saver, run.latest_checkpoint())
+            run.restore_intact(sess, g.saver, run.resume_candidates())
+            run.remember_checkpoints(g.saver, g.best_saver)
             sess.run(g.local_init)
         else:
             sess.run(g.init, g.task.init_feed)
 
-    with runtime.session(g.graph, prepare) as sess, StopRequest() as stop:
+    import rnn_model as rm
+    with runtime.session(g.graph, prepare) as sess, stopping.StopRequest() as stop:
         resumed_at = int(sess.run(g.controls.global_step)) if resuming else None
-        writers = run.event_writers(g.graph, resumed_at) if runtime.is_chief else None
-        outcome = fit(cfg, g, sess, run, runtime, writers, stop)
-        if outcome.reason in ("interrupt", "max_steps"):
-            print(f"{'interrupted' if outcome.reason == 'interrupt' else 'stopped (--max_steps)'} at step "
-                  f"{outcome.global_step}; checkpoint saved in {run.checkpoint_dir}. " +
-                  ("Run the same command again to resume." if outcome.reason == "interrupt" else
-                   "Raise --max_steps (or leave it out) and run again to continue."))
-        elif runtime.is_chief:
-            results = final_results(cfg, g, sess, run, writers, outcome.global_step)
-            results["cluster"] = runtime.describe(outcome.global_step)
-            run.save_results(results)
-        if writers:
-            writers.close()
+        with run.event_writers(g.graph, resumed_at) if runtime.is_chief else contextlib.nullcontext() as writers:
+            try:
+                outcome = fit(cfg, g, sess, run, runtime, writers, stop)
+            except rm.tf.errors.ResourceExhaustedError as e:  # run.writing says a write's: this is memory
+                raise UserError(f"out of memory while training ({(str(e).strip().splitlines() or ['?'])[0][:120]})"
+                                "; lower batch_size, num_steps or hidden_size") from None
+            if outcome.reason in ("interrupt", "max_steps"):
+                print(f"{'interrupted' if outcome.reason == 'interrupt' else 'stopped (--max_steps)'} at step "
+                      f"{outcome.global_step}; checkpoint saved in {run.checkpoint_dir}. " +
+                      ("Run the same command again to resume." if outcome.reason == "interrupt" else
+                       "Raise --max_steps (or leave it out) and run again to continue."))
+            elif runtime.is_chief:
+                results = final_results(cfg, g, sess, run, writers, outcome.global_step)
+                results["cluster"] = runtime.describe(outcome.global_step)
+                with run.writing("results.json"):
+                    run.save_results(results)
     return 130 if outcome.reason == "interrupt" else 0
 
 
@@ -215,23 +217,28 @@ def fit(cfg, g, sess, run, runtime, writers, stop):
     if global_step:
         print(f"resuming at step {global_step} (epoch {epoch + 1}, batch {start})", flush=True)
     best = run.load_best() if runtime.is_chief else {}
+    guard = stopping.DivergenceGuard(task.num_outputs, run if runtime.is_chief else None)
 
     def save_latest(step):
-        g.saver.save(sess, os.path.join(run.checkpoint_dir, "model.ckpt"), global_step=step)
+        with run.writing("a checkpoint"):
+            g.saver.save(sess, os.path.join(run.checkpoint_dir, "model.ckpt"), global_step=step)
 
     def validate(step):
         """The chief's end of an epoch: validation, its summaries, the latest checkpoint and, if better, the best."""
         nonlocal best
         valid = task.evaluate(sess, "valid")
-        writers.add(sess, task, "valid", valid, step)
+        guard.check_validation(step, valid["loss"], learning_rate)
+        with run.writing("TensorBoard events"):
+            writers.add(sess, task, "valid", valid, step)
         save_latest(step)
         improved = not best or (valid[task.metric] > best[task.metric] if task.higher_is_better
                                 else valid[task.metric] < best[task.metric])
         if improved:
-            g.best_saver.save(sess, os.path.join(run.best_dir, "model.ckpt"), global_step=step,
-                              latest_filename="checkpoint")
-            best = {"step": step, "epoch": epoch + 1, task.metric: valid[task.metric]}
-            run.save_best(best)
+            with run.writing("the best checkpoint"):
+                g.best_saver.save(sess, os.path.join(run.best_dir, "model.ckpt"), global_step=step,
+                                  latest_filename="checkpoint")
+                best = {"step": step, "epoch": epoch + 1, task.metric: valid[task.metric]}
+                run.save_best(best)
         return f"  valid {task.describe(valid)}" + ("  (best)" if improved else "")
 
     reason = None
@@ -240,7 +247,8 @@ def fit(cfg, g, sess, run, runtime, writers, stop):
         learning_rate = learning_rate_at(cfg, min(epoch, cfg.max_max_epoch - 1))
         sess.run(controls.learning_rate_update, {controls.new_learning_rate: learning_rate})
         done = train_epoch(cfg, task, sess, epoch, start, global_step, last_step, writers, stop,
-                           save_latest if runtime.is_chief else None)
+                           save_latest if runtime.is_chief else None, lambda s, r: guard.check_step(s, r,
+                                                                                                  learning_rate))
         global_step = done.global_step
         if done.stopped and done.batches_done < task.num_batches:  # stopped mid-epoch: save, do not validate
             if runtime.is_chief:
@@ -272,7 +280,7 @@ class EpochResult(NamedTuple):
     rate: float  # items (tokens or examples) per second
 
 
-def train_epoch(cfg, task, sess, epoch, start, global_step, last_step, writers, stop, save_latest):
+def train_epoch(cfg, task, sess, epoch, start, global_step, last_step, writers, stop, save_latest, check):
     """Trains the epoch's batches from batch `start` on: step summaries when there are writers, a checkpoint every
     --checkpoint_every steps when save_latest is given, a stop at last_step (checked before each step, so a rerun
     at the limit trains none) or after a step when Ctrl-C asked for one."""
@@ -287,6 +295,7 @@ def train_epoch(cfg, task, sess, epoch, start, global_step, last_step, writers, 
             break
         fetch_summary = writers is not None and (global_step + 1) % cfg.summary_every == 0
         step = task.train_step(sess, batch, fetch_summary)
+        check(step.global_step, step)  # before anything is saved
         global_step, batches_done, count, items = step.global_step, batches_done + 1, count + 1, items + step.items
         for key, value in step.metrics.items():
             totals[key] = totals.get(key, 0.0) + value
@@ -306,36 +315,17 @@ def final_results(cfg, g, sess, run, writers, global_step):
     """Validation and test metrics of the best checkpoint (of the latest if no epoch was validated)."""
     best = run.load_best()
     if best:
-        run.restore(sess, g.best_saver, run.best_checkpoint())
+        # The weights alone: in a cluster the global step is shared, and the other workers stop by it.
+        run.restore_intact(sess, g.weights_saver, run.use_candidates())
     results = {"task": cfg.task, "best": best, "valid": g.task.evaluate(sess, "valid"), "test": None}
     line = f"best checkpoint (step {best.get('step', '?')}): valid {g.task.describe(results['valid'])}"
     if g.task.has_split("test"):
         results["test"] = g.task.evaluate(sess, "test")
-        writers.add(sess, g.task, "test", results["test"], global_step)
+        with run.writing("TensorBoard events"):
+            writers.add(sess, g.task, "test", results["test"], global_step)
         line += f"  test {g.task.describe(results['test'])}"
     print(line)
     return results
-
-
-class StopRequest:
-    """Ctrl-C asks the loop to stop after the current step (and save); a second Ctrl-C stops at once."""
-
-    def __init__(self):
-        self.requested = False
-        self.previous = None  # the SIGINT handler to put back
-
-    def __enter__(self):
-        self.previous = signal.signal(signal.SIGINT, self.handle)
-        return self
-
-    def handle(self, signum, frame):
-        if self.requested:
-            raise KeyboardInterrupt
-        self.requested = True
-        print("\nstopping after this step to save a checkpoint (Ctrl-C again to quit at once)", file=sys.stderr)
-
-    def __exit__(self, *exc):
-        signal.signal(signal.SIGINT, self.previous)
 
 
 if __name__ == "__main__":

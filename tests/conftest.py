@@ -15,12 +15,15 @@ def event_scalars(folder, tag):
     tf = rnn_model.tf
     values = {}
     for path in sorted(Path(folder).glob("events.out.tfevents.*"), key=os.path.getmtime):
-        for event in tf.train.summary_iterator(str(path)):
-            if event.HasField("session_log") and event.session_log.status == event.session_log.START:
-                values = {s: v for s, v in values.items() if s <= event.step}
-            for value in event.summary.value:
-                if value.tag == tag:
-                    values[event.step] = value.simple_value
+        try:
+            for event in tf.train.summary_iterator(str(path)):
+                if event.HasField("session_log") and event.session_log.status == event.session_log.START:
+                    values = {s: v for s, v in values.items() if s <= event.step}
+                for value in event.summary.value:
+                    if value.tag == tag:
+                        values[event.step] = value.simple_value
+        except tf.errors.DataLossError:
+            pass  # the last record of a killed process's file, cut short (TensorBoard skips it too)
     return values
 
 

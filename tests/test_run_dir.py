@@ -67,25 +67,77 @@ def test_checkpoints_are_chosen_explicit_then_best_then_latest_and_restored(tmp_
     run = run_dir.RunDir(tmp_path)
     with tf.Graph().as_default():
         value = tf.get_variable("value", [], initializer=tf.zeros_initializer())
-        assign = tf.assign(value, tf.placeholder_with_default(0.0, []))
-        saver = tf.train.Saver()
+        new_value = tf.placeholder(tf.float32, [])
+        assign = tf.assign(value, new_value)
+        saver = tf.train.Saver(max_to_keep=10)
         with tf.Session() as sess:
             sess.run(tf.global_variables_initializer())
             with pytest.raises(UserError, match="no checkpoint found"):
-                run.choose_checkpoint()
-            sess.run(assign, {assign.op.inputs[1]: 1.0})
-            latest = saver.save(sess, os.path.join(run.checkpoint_dir, "model.ckpt"), global_step=1)
-            assert run.choose_checkpoint() == latest == run.latest_checkpoint()
-            sess.run(assign, {assign.op.inputs[1]: 2.0})
-            best = saver.save(sess, os.path.join(run.best_dir, "model.ckpt"), global_step=2)
-            assert run.choose_checkpoint() == best  # best before latest
-            assert run.choose_checkpoint(latest) == latest  # an explicit one before both
+                run.use_candidates()
+            saved = {}
+            for step in (1, 2, 12):
+                sess.run(assign, {new_value: float(step)})
+                saved[step] = saver.save(sess, os.path.join(run.checkpoint_dir, "model.ckpt"), global_step=step)
+            sess.run(assign, {new_value: 5.0})
+            best = saver.save(sess, os.path.join(run.best_dir, "model.ckpt"), global_step=5)
+            assert run.checkpoints(run.checkpoint_dir) == [saved[12], saved[2], saved[1]]  # by step, not by name
+            assert run.resume_candidates() == [saved[12], saved[2], saved[1], best]
+            assert run.use_candidates() == [best, saved[12], saved[2], saved[1]]
+            assert run.use_candidates(saved[1])[0] == saved[1]
             with pytest.raises(UserError, match="nope.ckpt: no such checkpoint"):
-                run.choose_checkpoint(str(tmp_path / "nope.ckpt"))
-            run.restore(sess, saver, latest)
-            assert sess.run(value) == 1.0
+                run.use_candidates(str(tmp_path / "nope.ckpt"))
+            with pytest.raises(UserError, match="config.json: not a checkpoint"):
+                run.save_config(config.Config()) or run.use_candidates(run.config_path)
+            assert run.restore_intact(sess, saver, run.resume_candidates()) == saved[12]
+            assert sess.run(value) == 12.0
     with tf.Graph().as_default():
         tf.get_variable("value", [2])  # another shape than the checkpoint's
         with tf.Session() as sess:
             with pytest.raises(UserError, match="the checkpoint does not match this model"):
-                run.restore(sess, tf.train.Saver(), latest)
+                run.restore(sess, tf.train.Saver(), best)
+
+
+def test_the_lock_refuses_a_second_holder_and_passes_on_after_a_death(tmp_path):
+    import multiprocessing
+    run = run_dir.RunDir(tmp_path / "run")
+    with run.locked():
+        assert "process" in (tmp_path / "run" / "lock").read_text()
+        with pytest.raises(UserError, match=r"run: in use by process \d+ on "):
+            with run_dir.RunDir(tmp_path / "run").locked():
+                pass
+    assert (tmp_path / "run" / "lock").read_text() == ""  # released cleanly: nothing to take over
+    # A process that dies holding the lock (kill -9 leaves its line in the file) passes it on with a note.
+    ready = multiprocessing.get_context("fork").Event()
+    holder = multiprocessing.get_context("fork").Process(target=hold_forever, args=(run.path, ready))
+    holder.start()
+    assert ready.wait(30)
+    with pytest.raises(UserError, match=f"in use by process {holder.pid} "):
+        with run.locked():
+            pass
+    holder.kill()
+    holder.join()
+    with run.locked():
+        pass
+
+
+def hold_forever(path, ready):
+    import time
+    with run_dir.RunDir(path).locked():
+        ready.set()
+        time.sleep(600)
+
+
+def test_interrupted_writes_are_cleaned_up(tmp_path):
+    run = run_dir.RunDir(tmp_path)
+    os.makedirs(run.checkpoint_dir)
+    leftovers = [os.path.join(run.path, "config.json.tmp"),
+                 os.path.join(run.checkpoint_dir, "model.ckpt-7.data-00000-of-00001.tempstate123"),
+                 os.path.join(run.checkpoint_dir, "checkpoint.tmp4f2a")]
+    kept = [os.path.join(run.checkpoint_dir, name) for name in ("checkpoint", "model.ckpt-7.index",
+                                                                 "model.ckpt-7.data-00000-of-00001")]
+    for path in leftovers + kept:
+        open(path, "w").close()
+    os.makedirs(os.path.join(run.checkpoint_dir, "model.ckpt-9_temp"))
+    assert sorted(run.remove_interrupted_writes()) == sorted(leftovers + [os.path.join(run.checkpoint_dir,
+                                                                                       "model.ckpt-9_temp")])
+    assert sorted(os.listdir(run.checkpoint_dir)) == sorted(os.path.basename(p) for p in kept)

@@ -1,0 +1,244 @@
+"""The reliability matrix: damaged checkpoints, diverging runs, two runs on one directory, leftovers of interrupted
+writes, sizes that cannot fit, a full disk, and sample.py given what does not fit the run. Each row is a damage (or
+none), a command, and the one-line error or the recovery expected. Runs are in-process on tiny configs, so the
+matrix costs a few TensorFlow graphs, not a process each."""
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+import run_dir
+import sample
+import train
+from test_classify import classify_args, write_labelled
+
+LM = ["--config", "test", "--vocab_size", "500", "--hidden_size", "8", "--checkpoint_every", "300",
+      "--max_max_epoch", "1"]
+
+
+def lm_args(path, *extra):
+    return [*LM, "--run_dir", str(path), *extra]
+
+
+@pytest.fixture(scope="module")
+def finished_lm(tmp_path_factory):
+    """One epoch (1,680 steps) with a checkpoint every 300: checkpoints/ keeps 1200, 1500, 1680; best/ 1680."""
+    path = tmp_path_factory.mktemp("reliability") / "lm"
+    assert train.main(lm_args(path)) == 0
+    return path
+
+
+@pytest.fixture
+def run_copy(finished_lm, tmp_path):
+    path = tmp_path / "lm"
+    shutil.copytree(finished_lm, path)
+    return path
+
+
+def steps_in(folder):
+    return sorted(int(p.name.split("-")[1].split(".")[0]) for p in folder.glob("model.ckpt-*.index"))
+
+
+def data_file(path, step, folder="checkpoints"):
+    return path / folder / f"model.ckpt-{step}.data-00000-of-00001"
+
+
+def truncate(path):
+    path.write_bytes(path.read_bytes()[:len(path.read_bytes()) // 2])
+
+
+def zero(path):
+    path.write_bytes(bytes(len(path.read_bytes())))
+
+
+def scramble(path):
+    path.write_bytes(np.random.RandomState(0).bytes(len(path.read_bytes())))
+
+
+def write_not_finite(path, step):
+    """Rewrites checkpoint `step` whole and readable, but with every float variable NaN."""
+    import rnn_model as rm
+    tf = rm.tf
+    prefix = str(path / "checkpoints" / f"model.ckpt-{step}")
+    reader = tf.train.load_checkpoint(prefix)
+    names = sorted(reader.get_variable_to_shape_map())
+    values = [reader.get_tensor(n) for n in names]
+    values = [np.full_like(v, np.nan) if v.dtype.kind == "f" else v for v in values]
+    with tf.Graph().as_default(), tf.Session() as sess:
+        sess.run(tf.raw_ops.SaveV2(prefix=prefix, tensor_names=names, shape_and_slices=[""] * len(names),
+                                   tensors=[tf.constant(v) for v in values]))
+
+
+def resume(path, capsys):
+    """Restores and trains nothing (the step limit is where the run stands): (exit code, stdout, stderr)."""
+    code = train.main(lm_args(path, "--max_steps", "1680"))
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+DAMAGED_LATEST = [("truncated .data", lambda p: truncate(data_file(p, 1680))),
+                  ("zeroed .data", lambda p: zero(data_file(p, 1680))),
+                  ("random bytes in .data", lambda p: scramble(data_file(p, 1680))),
+                  ("truncated .index", lambda p: truncate(p / "checkpoints" / "model.ckpt-1680.index")),
+                  ("NaN variables", lambda p: write_not_finite(p, 1680))]
+
+
+@pytest.mark.parametrize("name,damage", DAMAGED_LATEST, ids=[name for name, _ in DAMAGED_LATEST])
+def test_a_damaged_latest_checkpoint_is_passed_over_for_the_newest_intact_one(run_copy, capsys, name, damage):
+    damage(run_copy)
+    code, out, err = resume(run_copy, capsys)
+    assert code == 0 and "Traceback" not in err
+    warnings = err.strip().splitlines()
+    assert len(warnings) == 1 and re.match(r"warning: .*model\.ckpt-1680: .*; trying the next older", warnings[0])
+    assert "resuming at step 1500 " in out
+
+
+@pytest.mark.parametrize("content", [b"", b"\xff\xfe garbage \x00\x01", b'model_checkpoint_path: "nowhere-1"\n'])
+def test_a_damaged_checkpoint_list_hides_no_checkpoint(run_copy, capsys, content):
+    (run_copy / "checkpoints" / "checkpoint").write_bytes(content)
+    code, out, err = resume(run_copy, capsys)
+    assert code == 0 and err == "" and "resuming at step 1680 " in out
+
+
+def test_when_no_checkpoint_is_intact_one_line_says_so(run_copy, capsys):
+    for data in (run_copy / "checkpoints").glob("*.data-*"):
+        truncate(data)
+    truncate(data_file(run_copy, 1680, "best"))
+    code, out, err = resume(run_copy, capsys)
+    lines = err.strip().splitlines()
+    assert code == 1 and lines[-1].startswith("error: ") and "no intact checkpoint (4 damaged)" in lines[-1]
+    assert len(lines) == 5 and all(line.startswith("warning: ") for line in lines[:-1])
+
+
+def test_sample_falls_back_from_a_damaged_best_checkpoint(run_copy, capsys):
+    zero(data_file(run_copy, 1680, "best"))
+    assert sample.main(["--run_dir", str(run_copy), "--length", "5"]) == 0
+    err = capsys.readouterr().err
+    assert "best/model.ckpt-1680: unreadable" in err and "Traceback" not in err
+
+
+@pytest.mark.parametrize("make_bad,message", [
+    (lambda p: p / "vocab.json", "vocab.json: not a checkpoint"),
+    (lambda p: p / "checkpoints", "checkpoints: not a checkpoint"),
+    (lambda p: p / "checkpoints" / "model.ckpt-1", "model.ckpt-1: no such checkpoint")])
+def test_sample_refuses_a_checkpoint_that_is_not_one(finished_lm, capsys, make_bad, message):
+    assert sample.main(["--run_dir", str(finished_lm), "--checkpoint", str(make_bad(finished_lm))]) == 1
+    assert_one_line(capsys.readouterr().err, message)
+
+
+def assert_one_line(err, message):
+    lines = err.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: ") and message in lines[0], err
+
+
+def test_sample_refuses_options_of_the_other_task(finished_lm, tmp_path, capsys):
+    assert sample.main(["--run_dir", str(finished_lm), "--text", "a sentence"]) == 1
+    assert_one_line(capsys.readouterr().err, "--text: is for a classifier")
+    data = write_labelled(tmp_path / "topics.txt", 60, seed=0)
+    classifier = tmp_path / "classifier"
+    assert train.main(classify_args(classifier, "--data", str(data), "--max_max_epoch", "1")) == 0
+    capsys.readouterr()
+    assert sample.main(["--run_dir", str(classifier), "--prime", "the", "--text", "goal"]) == 1
+    assert_one_line(capsys.readouterr().err, "--prime: is for a language model")
+
+
+@pytest.mark.parametrize("learning_rate,what", [("1e9", "jumped to"), ("1e38", "loss is inf")])
+def test_a_diverging_run_stops_before_saving_garbage(tmp_path, capsys, learning_rate, what):
+    """A learning rate that makes the loss explode (finite) or overflow: one line naming the step and the levers,
+    exit 1; nothing non-finite or exploded is saved, and no result is recorded."""
+    path = tmp_path / "run"
+    assert train.main(lm_args(path, "--learning_rate", "1", "--max_steps", "400")) == 0  # a good start
+    capsys.readouterr()
+    # Summaries every step: a NaN gradient reaches the histograms in the very step that diverges.
+    assert train.main(lm_args(path, "--learning_rate", learning_rate, "--summary_every", "1")) == 1
+    err = capsys.readouterr().err
+    assert_one_line(err, "training diverged. Lower --learning_rate")
+    assert what in err and re.search(r"step \d+: ", err) and "resumes from step" in err
+    assert not (path / "results.json").exists()
+    for prefix in run_dir.RunDir(path).resume_candidates():
+        assert run_dir.checkpoint_problem(prefix) is None
+    # The same command with a sane learning rate resumes from the newest checkpoint before the divergence.
+    assert train.main(lm_args(path, "--learning_rate", "0.5", "--max_steps", "900")) == 0
+    assert "resuming at step " in capsys.readouterr().out
+
+
+def test_a_second_run_on_a_directory_in_use_is_refused(run_copy, capsys):
+    with run_dir.RunDir(run_copy).locked():
+        code, out, err = resume(run_copy, capsys)
+    assert code == 1
+    assert_one_line(err, f"in use by process {os.getpid()} on ")
+
+
+def test_a_lock_left_by_a_dead_process_is_taken_over(run_copy, capsys):
+    (run_copy / "lock").write_text("process 999999 on somewhere")
+    code, out, err = resume(run_copy, capsys)
+    assert code == 0 and "note: " in err and "taking over from process 999999 on somewhere" in err
+
+
+def test_leftovers_of_interrupted_writes_go_and_three_checkpoints_stay_across_resumes(run_copy, capsys):
+    (run_copy / "results.json.tmp").write_text("{")
+    (run_copy / "checkpoints" / "model.ckpt-1700.data-00000-of-00001.tempstate99").write_bytes(b"x")
+    for limit in (2000, 2300, 2600):  # each resumed process saves every 300 steps
+        assert train.main(lm_args(run_copy, "--max_max_epoch", "2", "--max_steps", str(limit))) == 0
+    err = capsys.readouterr().err
+    assert "removed the temporary files of an interrupted write" in err
+    assert not list(run_copy.glob("*.tmp")) and not list((run_copy / "checkpoints").glob("*tempstate*"))
+    assert steps_in(run_copy / "checkpoints") == [2300, 2400, 2600]  # of 2 + 2 + 2 saved, and 3 before
+    assert len(list((run_copy / "best").glob("*.index"))) == 1
+
+
+@pytest.mark.parametrize("extra,message", [
+    (["--hidden_size", "100000"], "the model needs about"),
+    (["--num_steps", "100000"], "--num_steps: at most 1000"),
+    (["--hiden_size", "3"], "unknown config key '--hiden_size'"),
+    (["--data", "/nonexistent/corpus.txt"], "corpus.txt")])
+def test_sizes_that_cannot_fit_and_bad_flags_are_one_line(tmp_path, capsys, extra, message):
+    assert train.main(lm_args(tmp_path / "run", *extra)) == 1
+    assert_one_line(capsys.readouterr().err, message)
+    assert not (tmp_path / "run" / "checkpoints").exists()
+
+
+def test_a_classifier_unroll_past_the_limit_is_refused(tmp_path, capsys):
+    data = write_labelled(tmp_path / "topics.txt", 30, seed=0)
+    assert train.main(classify_args(tmp_path / "run", "--data", str(data), "--num_steps", "100000")) == 1
+    assert_one_line(capsys.readouterr().err, "--num_steps: at most 1000")
+
+
+@pytest.fixture
+def small_disk(tmp_path):
+    mount = tmp_path / "disk"
+    mount.mkdir()
+    if subprocess.run(["mount", "-t", "tmpfs", "-o", "size=16m", "tmpfs", str(mount)],
+                      capture_output=True).returncode:
+        pytest.skip("mounting a 16 MB tmpfs needs root: the full-disk case cannot be staged here")
+    try:
+        yield mount
+    finally:
+        subprocess.run(["umount", "-l", str(mount)], capture_output=True)
+
+
+def test_a_full_disk_is_one_line_and_the_run_resumes_once_there_is_room(small_disk, capsys):
+    filler = small_disk / "filler"
+    filler.write_bytes(bytes(16 * 2 ** 20 - 300 * 2 ** 10))  # ~300 KB left: the run dir, then a write fails
+    path = small_disk / "run"
+    assert train.main(lm_args(path, "--max_max_epoch", "2")) == 1
+    err = capsys.readouterr().err
+    assert_one_line(err, "No space left on device")
+    assert "the last complete checkpoint is kept" in err
+    filler.unlink()
+    assert train.main(lm_args(path, "--max_max_epoch", "2")) == 0
+    assert json.loads((path / "results.json").read_text())["test"]["perplexity"] > 1
+
+
+def test_the_kill_stress_script_runs():
+    """tests/stress_kill.py in brief (2 kills), so that it cannot rot; the README records a long run of it."""
+    done = subprocess.run([sys.executable, os.path.join(os.path.dirname(__file__), "stress_kill.py"), "--trials", "2",
+                           "--epochs", "3", "--seed", "1"], capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
+    assert re.search(r"2 kills: [123] restarts \(the final one too\) checked", done.stdout)
+    assert "equal the uninterrupted run's" in done.stdout
