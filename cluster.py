@@ -383,7 +383,7 @@ def launch_local(script, argv, num_workers, run_dir, replicas="sync", timeout=No
                    "--task_index", str(index)]
         if job == "worker" and index == 0:
             return subprocess.Popen(command, stdin=subprocess.DEVNULL)
-        log = open(os.path.join(log_dir, f"{job}_{index}.log"), "w")
+        log = open(os.path.join(log_dir, f"{job}_{index}.log"), "a")  # a restarted cluster adds to its logs
         logs.append(log)
         return subprocess.Popen(command, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT)
 

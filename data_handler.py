@@ -22,7 +22,6 @@ from typing import NamedTuple
 import numpy as np
 
 import batch_generator
-import config
 from config import UserError
 
 LM_SPECIALS = {"word": ("<unk>", "<eos>"), "char": ("<unk>",)}

@@ -192,7 +192,7 @@ class RunDir:
             problem = checkpoint_problem(path)
             if problem is None:
                 return self.restore(sess, saver, path)
-            print(f"warning: {path}: {problem}; trying the next older checkpoint", file=sys.stderr)
+            print(f"warning: {path}: {problem}; trying the next checkpoint", file=sys.stderr)
         raise UserError(f"{self.path}: no intact checkpoint ({len(candidates)} damaged); remove the run directory "
                         "or train into another --run_dir")
 
@@ -208,30 +208,35 @@ class RunDir:
         return path
 
     def discard_checkpoints_from(self, step):
-        """Removes the checkpoints of `step` and later (latest and best); returns the newest step left, or None."""
-        for folder in (self.checkpoint_dir, self.best_dir):
-            for prefix in self.checkpoints(folder):
-                if int(prefix.rsplit("-", 1)[1]) >= step:
-                    for path in glob.glob(glob.escape(prefix) + ".*"):
-                        os.remove(path)
-        if self.load_best().get("step", -1) >= step:
-            os.remove(self.best_path)
+        """Removes the latest checkpoints of `step` and later (the best one was validated and stays); returns the
+        newest step left, or None."""
+        for prefix in self.checkpoints(self.checkpoint_dir):
+            if int(prefix.rsplit("-", 1)[1]) >= step:
+                for path in glob.glob(glob.escape(prefix) + ".*"):
+                    os.remove(path)
         left = self.checkpoints(self.checkpoint_dir) + self.checkpoints(self.best_dir)
         return max((int(prefix.rsplit("-", 1)[1]) for prefix in left), default=None)
 
     def remember_checkpoints(self, saver, best_saver):
-        """Tells the savers which checkpoints are already on disk, oldest first, so that they keep 3 latest and
-        1 best across resumes instead of forgetting those of earlier processes."""
-        saver.recover_last_checkpoints(self.checkpoints(self.checkpoint_dir)[::-1])
-        best_saver.recover_last_checkpoints(self.checkpoints(self.best_dir)[::-1])
+        """Keeps the newest 3 latest and 1 best checkpoints on disk and tells the savers about them, oldest first,
+        so that they go on keeping that many across resumes instead of forgetting those of earlier processes."""
+        for folder, keep, a_saver in ((self.checkpoint_dir, 3, saver), (self.best_dir, 1, best_saver)):
+            kept = self.checkpoints(folder)
+            for prefix in kept[keep:]:
+                for path in glob.glob(glob.escape(prefix) + ".*"):
+                    os.remove(path)
+            a_saver.recover_last_checkpoints(kept[:keep][::-1])
 
     def remove_interrupted_writes(self):
         """Deletes what writes cut short left behind: JSON `*.tmp` files and TensorFlow's temporary checkpoint
         files. Only the holder of the lock calls this, so no write is in progress."""
-        leftovers = glob.glob(os.path.join(glob.escape(self.path), "*.tmp"))
-        for folder in (self.checkpoint_dir, self.best_dir):
-            leftovers += [path for path in glob.glob(os.path.join(glob.escape(folder), "*"))
-                          if any(mark in os.path.basename(path) for mark in (".tempstate", "_temp", ".tmp"))]
+        leftovers = []
+        for run in [self] + [self.fold(k) for k in range(len(glob.glob(os.path.join(glob.escape(self.path),
+                                                                                      "fold_*"))))]:
+            leftovers += glob.glob(os.path.join(glob.escape(run.path), "*.tmp"))
+            for folder in (run.checkpoint_dir, run.best_dir):
+                leftovers += [path for path in glob.glob(os.path.join(glob.escape(folder), "*"))
+                              if any(mark in os.path.basename(path) for mark in (".tempstate", "_temp", ".tmp"))]
         for path in leftovers:
             shutil.rmtree(path) if os.path.isdir(path) else os.remove(path)
         return leftovers
@@ -240,9 +245,12 @@ class RunDir:
     def locked(self):
         """Holds RUN_DIR/lock (an exclusive flock, released by the kernel when the process dies) while the block
         runs; a second run on the directory is refused in one line naming the holder."""
-        os.makedirs(self.path, exist_ok=True)
         path = os.path.join(self.path, "lock")
-        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            os.makedirs(self.path, exist_ok=True)
+            fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+        except OSError as e:
+            raise UserError(f"{self.path}: cannot create the run directory or its lock ({e.strerror})") from None
         try:
             try:
                 fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
@@ -321,6 +329,10 @@ class EventWriters:
                                                             filename_suffix="." + uuid.uuid4().hex[:8])
         return self.writers[name]
 
+    def add_step(self, summary, step):
+        with self.run.writing("TensorBoard events"):  # the writer's thread re-raises a failed write here
+            self.train.add_summary(summary, step)
+
     def add(self, sess, task, name, metrics, step):
         writer = self.writer(name)
         for summary in task.epoch_summaries(sess, metrics):
@@ -328,11 +340,16 @@ class EventWriters:
         writer.flush()
 
     def close(self):
-        for writer in self.writers.values():
-            writer.close()
+        with self.run.writing("TensorBoard events"):
+            for writer in self.writers.values():
+                writer.close()
 
     def __enter__(self):
         return self
 
-    def __exit__(self, *exc):
-        self.close()
+    def __exit__(self, exc_type, *exc):
+        try:
+            self.close()
+        except UserError:
+            if exc_type is None:  # on the way out of an error, that error is the one to tell
+                raise

@@ -64,6 +64,14 @@ def main(argv=None, out=None):
     except UserError as e:
         print(f"error: {e}", file=sys.stderr)
         return 1
+    except OSError as e:  # the last resort for a file operation no narrower handler names
+        print(f"error: {e.filename or 'a file operation'}: {e.strerror or e}", file=sys.stderr)
+        return 1
+    except Exception as e:  # TensorFlow's out-of-memory error, without importing TensorFlow to name it
+        if type(e).__name__ != "ResourceExhaustedError":
+            raise
+        print("error: out of memory (ask for fewer tokens or sentences at once)", file=sys.stderr)
+        return 1
 
 
 def refuse_options_of_the_other_task(args, cfg):

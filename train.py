@@ -26,7 +26,7 @@ from config import UserError
 def main(argv=None):
     argv = sys.argv[1:] if argv is None else argv
     try:
-        args, cfg, run, resuming = parse_command_line(argv)
+        args, cfg, run = parse_command_line(argv)
         role = cluster.role_from_args(args)
         if (role or args.local_cluster) and cfg.cv:
             raise UserError("--cv: cross-validation runs in a single process, not in cluster mode")
@@ -34,12 +34,15 @@ def main(argv=None):
             raise UserError("--local_cluster starts its own cluster: leave out --ps_hosts, --worker_hosts and "
                             "--job_name")
         if args.local_cluster:
+            with run.locked():  # refused now, before any process starts, if another run holds the directory
+                pass
             return cluster.launch_local(os.path.abspath(__file__), argv, args.local_cluster, run.path, args.replicas)
         config.tensorflow_environment(cfg, args.verbose)
         if role and role.job_name == "ps":
             return cluster.serve_ps(role)
         runtime = cluster.ClusterRuntime(cfg, role) if role else cluster.LocalRuntime(cfg)
         with run.locked() if runtime.is_chief else contextlib.nullcontext():
+            resuming = check_against_run(cfg, run)  # inside the lock: no other run can change the directory now
             if runtime.is_chief and run.remove_interrupted_writes():
                 print("note: removed the temporary files of an interrupted write", file=sys.stderr)
             if cfg.cv:
@@ -57,13 +60,16 @@ def main(argv=None):
     except MemoryError:
         print("error: out of memory (lower hidden_size, batch_size, num_steps or vocab_size)", file=sys.stderr)
         return 1
+    except OSError as e:  # the last resort for a file operation no narrower handler names
+        print(f"error: {e.filename or 'a file operation'}: {e.strerror or e}", file=sys.stderr)
+        return 1
     except KeyboardInterrupt:
         print("\ninterrupted; checkpoints saved before now are kept", file=sys.stderr)
         return 130
 
 
 def parse_command_line(argv):
-    """Returns (args, cfg, run, resuming)."""
+    """Returns (args, cfg, run)."""
     overrides, rest = config.split_overrides(argv)
     parser = config.ArgumentParser(description=__doc__.split("\n\n")[0], epilog="config keys:\n" + config.help_text(),
                                    formatter_class=argparse.RawDescriptionHelpFormatter, allow_abbrev=False)
@@ -89,12 +95,16 @@ def parse_command_line(argv):
         base = run_dir.read_config(config_name)
     else:
         base = config.named_config(config_name)
-    cfg = config.apply_overrides(base, overrides)
+    return args, config.apply_overrides(base, overrides), run
+
+
+def check_against_run(cfg, run):
+    """Whether the run directory holds a checkpoint to resume; refuses a config that would not fit it."""
     if run.has_started():
         for key, saved, current in config.differences(run.load_config(), cfg):
             raise UserError(f"{run.config_path}: the checkpoint was trained with {key}={saved!r}, this run has "
                             f"{key}={current!r} (use another --run_dir, or --resume to keep the saved config)")
-    return args, cfg, run, run.has_checkpoint()
+    return run.has_checkpoint()
 
 
 def cross_validate(cfg, run):
@@ -179,24 +189,24 @@ def train(cfg, data, run, resuming, runtime):
             sess.run(g.init, g.task.init_feed)
 
     import rnn_model as rm
-    with runtime.session(g.graph, prepare) as sess, stopping.StopRequest() as stop:
-        resumed_at = int(sess.run(g.controls.global_step)) if resuming else None
-        with run.event_writers(g.graph, resumed_at) if runtime.is_chief else contextlib.nullcontext() as writers:
-            try:
+    try:
+        with runtime.session(g.graph, prepare) as sess, stopping.StopRequest() as stop:
+            resumed_at = int(sess.run(g.controls.global_step)) if resuming else None
+            with run.event_writers(g.graph, resumed_at) if runtime.is_chief else contextlib.nullcontext() as writers:
                 outcome = fit(cfg, g, sess, run, runtime, writers, stop)
-            except rm.tf.errors.ResourceExhaustedError as e:  # run.writing says a write's: this is memory
-                raise UserError(f"out of memory while training ({(str(e).strip().splitlines() or ['?'])[0][:120]})"
-                                "; lower batch_size, num_steps or hidden_size") from None
-            if outcome.reason in ("interrupt", "max_steps"):
-                print(f"{'interrupted' if outcome.reason == 'interrupt' else 'stopped (--max_steps)'} at step "
-                      f"{outcome.global_step}; checkpoint saved in {run.checkpoint_dir}. " +
-                      ("Run the same command again to resume." if outcome.reason == "interrupt" else
-                       "Raise --max_steps (or leave it out) and run again to continue."))
-            elif runtime.is_chief:
-                results = final_results(cfg, g, sess, run, writers, outcome.global_step)
-                results["cluster"] = runtime.describe(outcome.global_step)
-                with run.writing("results.json"):
-                    run.save_results(results)
+                if outcome.reason in ("interrupt", "max_steps"):
+                    print(f"{'interrupted' if outcome.reason == 'interrupt' else 'stopped (--max_steps)'} at step "
+                          f"{outcome.global_step}; checkpoint saved in {run.checkpoint_dir}. " +
+                          ("Run the same command again to resume." if outcome.reason == "interrupt" else
+                           "Raise --max_steps (or leave it out) and run again to continue."))
+                elif runtime.is_chief:
+                    results = final_results(cfg, g, sess, run, writers, outcome.global_step)
+                    results["cluster"] = runtime.describe(outcome.global_step)
+                    with run.writing("results.json"):
+                        run.save_results(results)
+    except rm.tf.errors.ResourceExhaustedError as e:  # run.writing says a write's: this is memory
+        raise UserError(f"out of memory ({run_dir.error_reason(e)}); lower batch_size, eval_batch_size, "
+                        "num_steps or hidden_size") from None
     return 130 if outcome.reason == "interrupt" else 0
 
 
@@ -295,13 +305,13 @@ def train_epoch(cfg, task, sess, epoch, start, global_step, last_step, writers, 
             break
         fetch_summary = writers is not None and (global_step + 1) % cfg.summary_every == 0
         step = task.train_step(sess, batch, fetch_summary)
-        check(step.global_step, step)  # before anything is saved
+        may_save = check(step.global_step, step)  # before anything is saved
         global_step, batches_done, count, items = step.global_step, batches_done + 1, count + 1, items + step.items
         for key, value in step.metrics.items():
             totals[key] = totals.get(key, 0.0) + value
         if step.summary is not None:
-            writers.train.add_summary(step.summary, global_step)
-        if save_latest and cfg.checkpoint_every and global_step % cfg.checkpoint_every == 0:
+            writers.add_step(step.summary, global_step)
+        if may_save and save_latest and cfg.checkpoint_every and global_step % cfg.checkpoint_every == 0:
             save_latest(global_step)
         if count % 10 == 0:
             bar.set_postfix_str(f"{task.describe(step.metrics)}  {items / (time.time() - began):,.0f} {task.unit}")
@@ -314,11 +324,15 @@ def train_epoch(cfg, task, sess, epoch, start, global_step, last_step, writers, 
 def final_results(cfg, g, sess, run, writers, global_step):
     """Validation and test metrics of the best checkpoint (of the latest if no epoch was validated)."""
     best = run.load_best()
+    restored = None
     if best:
         # The weights alone: in a cluster the global step is shared, and the other workers stop by it.
-        run.restore_intact(sess, g.weights_saver, run.use_candidates())
-    results = {"task": cfg.task, "best": best, "valid": g.task.evaluate(sess, "valid"), "test": None}
-    line = f"best checkpoint (step {best.get('step', '?')}): valid {g.task.describe(results['valid'])}"
+        restored = run.restore_intact(sess, g.weights_saver, run.use_candidates())
+    results = {"task": cfg.task, "best": best, "checkpoint": restored, "valid": g.task.evaluate(sess, "valid"),
+               "test": None}
+    where = (f"best checkpoint (step {best['step']})" if restored and os.path.dirname(restored) == run.best_dir
+             else f"checkpoint {restored}" if restored else "final weights (no epoch was validated)")
+    line = f"{where}: valid {g.task.describe(results['valid'])}"
     if g.task.has_split("test"):
         results["test"] = g.task.evaluate(sess, "test")
         with run.writing("TensorBoard events"):

@@ -94,7 +94,7 @@ def test_a_damaged_latest_checkpoint_is_passed_over_for_the_newest_intact_one(ru
     code, out, err = resume(run_copy, capsys)
     assert code == 0 and "Traceback" not in err
     warnings = err.strip().splitlines()
-    assert len(warnings) == 1 and re.match(r"warning: .*model\.ckpt-1680: .*; trying the next older", warnings[0])
+    assert len(warnings) == 1 and re.match(r"warning: .*model\.ckpt-1680: .*; trying the next", warnings[0])
     assert "resuming at step 1500 " in out
 
 
@@ -147,24 +147,49 @@ def test_sample_refuses_options_of_the_other_task(finished_lm, tmp_path, capsys)
     assert_one_line(capsys.readouterr().err, "--prime: is for a language model")
 
 
-@pytest.mark.parametrize("learning_rate,what", [("1e9", "jumped to"), ("1e38", "loss is inf")])
+@pytest.mark.parametrize("learning_rate,what", [("1e9", "loss jumped to"), ("1e38", "loss is inf")])
 def test_a_diverging_run_stops_before_saving_garbage(tmp_path, capsys, learning_rate, what):
-    """A learning rate that makes the loss explode (finite) or overflow: one line naming the step and the levers,
-    exit 1; nothing non-finite or exploded is saved, and no result is recorded."""
+    """A learning rate that makes the loss explode (finite) or overflow, in the second epoch of a run whose first
+    was validated: one line naming the step and the levers, exit 1; the checkpoints from before the divergence and
+    the validated best stay, no result is recorded, and the run resumes with a sane learning rate."""
     path = tmp_path / "run"
-    assert train.main(lm_args(path, "--learning_rate", "1", "--max_steps", "400")) == 0  # a good start
+    assert train.main(lm_args(path, "--max_max_epoch", "2", "--max_steps", "1800")) == 0  # epoch 1 validated
     capsys.readouterr()
     # Summaries every step: a NaN gradient reaches the histograms in the very step that diverges.
-    assert train.main(lm_args(path, "--learning_rate", learning_rate, "--summary_every", "1")) == 1
+    assert train.main(lm_args(path, "--max_max_epoch", "2", "--learning_rate", learning_rate,
+                              "--summary_every", "1")) == 1
     err = capsys.readouterr().err
     assert_one_line(err, "training diverged. Lower --learning_rate")
-    assert what in err and re.search(r"step \d+: ", err) and "resumes from step" in err
+    diverged_at = int(re.search(r"step (\d+): ", err).group(1))
+    assert what in err and diverged_at > 1800 and "resumes from step 1800" in err
+    assert steps_in(path / "checkpoints") and max(steps_in(path / "checkpoints")) == 1800
+    assert steps_in(path / "best") == [1680] and json.loads((path / "best" / "best.json").read_text())["step"] == 1680
     assert not (path / "results.json").exists()
     for prefix in run_dir.RunDir(path).resume_candidates():
         assert run_dir.checkpoint_problem(prefix) is None
-    # The same command with a sane learning rate resumes from the newest checkpoint before the divergence.
-    assert train.main(lm_args(path, "--learning_rate", "0.5", "--max_steps", "900")) == 0
-    assert "resuming at step " in capsys.readouterr().out
+    assert train.main(lm_args(path, "--max_max_epoch", "2", "--learning_rate", "0.5")) == 0
+    assert "resuming at step 1800 " in capsys.readouterr().out
+    assert json.loads((path / "results.json").read_text())["test"]["perplexity"] < 500
+
+
+class Step:
+    def __init__(self, loss, gradient_norm=1.0):
+        self.metrics, self.gradient_norm = {"loss": loss}, gradient_norm
+
+
+def test_one_bad_batch_is_not_a_divergence_but_three_in_a_row_are():
+    from config import UserError
+    from stopping import DivergenceGuard
+    guard = DivergenceGuard(num_outputs=6, run=None)  # limit 2 ln 6 + 3 x median
+    for step in range(1, 51):
+        assert guard.check_step(step, Step(0.1), 1.0)
+    assert not guard.check_step(51, Step(9.0), 1.0)  # suspect: no checkpoint now, but no stop
+    assert guard.check_step(52, Step(0.1), 1.0)
+    assert not guard.check_step(53, Step(9.0), 1.0) and not guard.check_step(54, Step(9.0), 1.0)
+    with pytest.raises(UserError, match="step 55: the training loss jumped to 9 .* for 3 steps"):
+        guard.check_step(55, Step(9.0), 1.0)
+    with pytest.raises(UserError, match="step 7: the gradient norm is inf"):
+        DivergenceGuard(6, None).check_step(7, Step(1.0, float("inf")), 1.0)
 
 
 def test_a_second_run_on_a_directory_in_use_is_refused(run_copy, capsys):
@@ -181,6 +206,9 @@ def test_a_lock_left_by_a_dead_process_is_taken_over(run_copy, capsys):
 
 
 def test_leftovers_of_interrupted_writes_go_and_three_checkpoints_stay_across_resumes(run_copy, capsys):
+    for fake_step in (300, 600, 900):  # a directory from before the savers were told: 6 sets on disk
+        for part in (run_copy / "checkpoints").glob("model.ckpt-1500.*"):
+            shutil.copy(part, str(part).replace("-1500.", f"-{fake_step}."))
     (run_copy / "results.json.tmp").write_text("{")
     (run_copy / "checkpoints" / "model.ckpt-1700.data-00000-of-00001.tempstate99").write_bytes(b"x")
     for limit in (2000, 2300, 2600):  # each resumed process saves every 300 steps
@@ -196,7 +224,8 @@ def test_leftovers_of_interrupted_writes_go_and_three_checkpoints_stay_across_re
     (["--hidden_size", "100000"], "the model needs about"),
     (["--num_steps", "100000"], "--num_steps: at most 1000"),
     (["--hiden_size", "3"], "unknown config key '--hiden_size'"),
-    (["--data", "/nonexistent/corpus.txt"], "corpus.txt")])
+    (["--data", "/nonexistent/corpus.txt"], "corpus.txt"),
+    (["--run_dir", "/proc/no/such/run"], "/proc/no/such/run: cannot create the run directory")])
 def test_sizes_that_cannot_fit_and_bad_flags_are_one_line(tmp_path, capsys, extra, message):
     assert train.main(lm_args(tmp_path / "run", *extra)) == 1
     assert_one_line(capsys.readouterr().err, message)

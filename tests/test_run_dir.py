@@ -97,7 +97,7 @@ def test_checkpoints_are_chosen_explicit_then_best_then_latest_and_restored(tmp_
                 run.restore(sess, tf.train.Saver(), best)
 
 
-def test_the_lock_refuses_a_second_holder_and_passes_on_after_a_death(tmp_path):
+def test_the_lock_refuses_a_second_holder_and_passes_on_after_a_death(tmp_path, capsys):
     import multiprocessing
     run = run_dir.RunDir(tmp_path / "run")
     with run.locked():
@@ -116,8 +116,10 @@ def test_the_lock_refuses_a_second_holder_and_passes_on_after_a_death(tmp_path):
             pass
     holder.kill()
     holder.join()
+    capsys.readouterr()
     with run.locked():
         pass
+    assert f"taking over from process {holder.pid} on " in capsys.readouterr().err
 
 
 def hold_forever(path, ready):
