@@ -99,8 +99,8 @@ CONFIGS = {
     "large": _named(init_scale=0.04, learning_rate=1.0, max_grad_norm=10, num_layers=2, num_steps=35,
                     hidden_size=1500, max_epoch=14, max_max_epoch=55, keep_prob=0.35, lr_decay=1 / 1.15,
                     batch_size=20),
-    # Character model in the spirit of char-rnn: Adam, longer unroll, forget bias 1; 2x256 trains tinyshakespeare in
-    # about two minutes an epoch on 2 CPU cores (2x512 takes four times as long).
+    # Character model in the spirit of char-rnn: Adam, longer unroll, forget bias 1; 2x256 so that tinyshakespeare
+    # trains on a couple of CPU cores (the README's results table has the time).
     "char": _named(level="char", vocab_size=0, init_scale=0.08, optimizer="adam", learning_rate=0.002,
                    max_grad_norm=5, num_layers=2, num_steps=100, hidden_size=256, max_epoch=6, max_max_epoch=16,
                    keep_prob=0.9, lr_decay=0.85, batch_size=32, forget_bias=1.0),
