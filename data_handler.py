@@ -684,6 +684,14 @@ class TaskData(NamedTuple):
     embeddings: np.ndarray  # classify --embeddings: [vocab, embedding_dim] initial vectors; else None
 
 
+def task_data(cfg):
+    """The config's task data, split as the config says (cross-validation cuts its own folds instead)."""
+    if cfg.task == "lm":
+        return language_model_data(cfg)
+    cdata = classification_data(cfg)
+    return encode_classification(cfg, cdata.train, cdata.valid, cdata.test, cdata.label_names)
+
+
 def language_model_data(cfg):
     """The corpus of the config as ids: a vocabulary from the training split, every split big enough to batch."""
     corpus = load_lm_corpus(cfg.data or None, cfg.level, cfg.encoding, cfg.valid_fraction, cfg.test_fraction,

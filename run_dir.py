@@ -108,6 +108,14 @@ class RunDir:
         folds = glob.glob(os.path.join(glob.escape(self.path), "fold_*", "checkpoints", "model.ckpt-*.index"))
         return os.path.exists(self.config_path) and (self.has_checkpoint() or bool(folds))
 
+    def check_config(self, cfg):
+        """Whether the directory holds a checkpoint to resume; refuses a config that would not fit it."""
+        if self.has_started():
+            for key, saved, current in config.differences(self.load_config(), cfg):
+                raise UserError(f"{self.config_path}: the checkpoint was trained with {key}={saved!r}, this run has "
+                                f"{key}={current!r} (use another --run_dir, or --resume to keep the saved config)")
+        return self.has_checkpoint()
+
     # ---- JSON files
     def load_config(self):
         if not os.path.isdir(self.path):

@@ -42,18 +42,12 @@ def main(argv=None):
             return cluster.serve_ps(role)
         runtime = cluster.ClusterRuntime(cfg, role) if role else cluster.LocalRuntime(cfg)
         with run.locked() if runtime.is_chief else contextlib.nullcontext():
-            resuming = check_against_run(cfg, run)  # inside the lock: no other run can change the directory now
+            resuming = run.check_config(cfg)  # inside the lock: no other run can change the directory now
             if runtime.is_chief and run.remove_interrupted_writes():
                 print("note: removed the temporary files of an interrupted write", file=sys.stderr)
             if cfg.cv:
                 return cross_validate(cfg, run)
-            if cfg.task == "lm":
-                data = data_handler.language_model_data(cfg)
-            else:
-                cdata = data_handler.classification_data(cfg)
-                data = data_handler.encode_classification(cfg, cdata.train, cdata.valid, cdata.test,
-                                                          cdata.label_names)
-            return train(cfg, data, run, resuming, runtime)
+            return train(cfg, data_handler.task_data(cfg), run, resuming, runtime)
     except UserError as e:
         print(f"error: {e}", file=sys.stderr)
         return 1
@@ -96,15 +90,6 @@ def parse_command_line(argv):
     else:
         base = config.named_config(config_name)
     return args, config.apply_overrides(base, overrides), run
-
-
-def check_against_run(cfg, run):
-    """Whether the run directory holds a checkpoint to resume; refuses a config that would not fit it."""
-    if run.has_started():
-        for key, saved, current in config.differences(run.load_config(), cfg):
-            raise UserError(f"{run.config_path}: the checkpoint was trained with {key}={saved!r}, this run has "
-                            f"{key}={current!r} (use another --run_dir, or --resume to keep the saved config)")
-    return run.has_checkpoint()
 
 
 def cross_validate(cfg, run):
