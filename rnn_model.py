@@ -699,6 +699,11 @@ class EpochSummaries(NamedTuple):
     text: tf.Tensor  # the confusion-matrix text summary
 
 
+def epoch_scalars(sess, summaries, metrics):
+    """The serialized scalar summary of whole-epoch metrics, through the pre-built placeholders."""
+    return sess.run(summaries.scalars, {placeholder: metrics[tag] for tag, placeholder in summaries.values.items()})
+
+
 def build_epoch_summaries(tags):
     with tf.name_scope("epoch_summaries"):
         values = {tag: tf.placeholder(tf.float32, [], name=tag) for tag in tags}

@@ -88,7 +88,7 @@ class LanguageModel:
         return {"loss": loss, "perplexity": math.exp(min(loss, 700))}  # a diverged run reports a huge number
 
     def epoch_summaries(self, sess, metrics):
-        return [sess.run(self.summaries.scalars, {p: metrics[tag] for tag, p in self.summaries.values.items()})]
+        return [rm.epoch_scalars(sess, self.summaries, metrics)]
 
     def has_split(self, name):
         return self.splits[name].size > 0
@@ -160,9 +160,8 @@ class Classifier:
         return report
 
     def epoch_summaries(self, sess, metrics):
-        s = self.summaries
-        return [sess.run(s.scalars, {p: metrics[tag] for tag, p in s.values.items()}),
-                sess.run(s.text, {s.confusion: confusion_markdown(metrics)})]
+        return [rm.epoch_scalars(sess, self.summaries, metrics),
+                sess.run(self.summaries.text, {self.summaries.confusion: confusion_markdown(metrics)})]
 
     def has_split(self, name):
         return len(self.splits[name][0]) > 0
