@@ -9,6 +9,7 @@
     RUN_DIR/train|valid|test/  TensorBoard event files
     RUN_DIR/fold_K/            cross-validation: one run directory per fold, cv_results.json beside them
     RUN_DIR/logs/              cluster mode: the parameter server's and the other workers' output
+    RUN_DIR/lock               flock'ed by the run training here (its process id and host), empty otherwise
 
 Every JSON file is written to a temporary name and renamed, so an interrupted write never leaves half a file.
 Nothing here imports TensorFlow at module level: train.py and sample.py check a run directory before the slow import.
