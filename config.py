@@ -215,6 +215,18 @@ def available_memory():
     return None
 
 
+def cpu_description():
+    """'MODEL (N cores; bfloat16 instructions: FLAGS)' from /proc/cpuinfo: the ratios hold for this CPU only."""
+    try:
+        with open("/proc/cpuinfo") as f:
+            text = f.read()
+    except OSError:
+        return "unknown"
+    model = next((line.split(":", 1)[1].strip() for line in text.splitlines() if line.startswith("model name")), "?")
+    bf16 = sorted(set(text.split()) & {"amx_bf16", "avx512_bf16"})
+    return f"{model} ({os.cpu_count()} cores; bfloat16 instructions: {', '.join(bf16) or 'none'})"
+
+
 def check_memory(cfg, vocab_size, num_classes=0):
     """Refuses, before the graph is built, a model whose estimate exceeds the memory available."""
     needed, available = memory_estimate(cfg, vocab_size, num_classes), available_memory()

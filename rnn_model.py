@@ -119,6 +119,11 @@ class Weights(NamedTuple):
     output_bias: tf.Variable  # [vocab] or [classes]
     embedding_init: tf.Tensor  # placeholder fed to the initializer with pretrained vectors (--embeddings); or None
 
+    def variables(self):
+        """The variables, for a Saver of the model alone."""
+        return [v for v in tf.nest.flatten((self.embedding, self.layers, self.backward, self.output_weights,
+                                            self.output_bias)) if v is not None]
+
 
 def declare_weights(cfg, vocab_size, num_classes=0):
     """The model's variables under the `model` scope (their names are what checkpoints hold)."""
@@ -469,33 +474,74 @@ def build_lm(cfg, weights, controls, num_steps, optimizer=None):
                    summary, save_state)
 
 
+class Scorer(NamedTuple):
+    ids: tf.Tensor  # [B, T] int32: each text's token ids after its start token, padded with anything
+    lengths: tf.Tensor  # [B] int32: real ids per row, the start token included
+    log_likelihood: tf.Tensor  # [B] nats: the sum of log p(ids[t] | ids[:t]) over 1 <= t < length
+    tokens: tf.Tensor  # [B] int32: the tokens scored, length - 1
+
+
+def build_scorer(cfg, weights, ids, lengths):
+    """The log-likelihood of whole texts under a language model, computed as its evaluation computes it: num_steps
+    tokens at a time through the same unrolled stack and loss, the state carried from one piece to the next, in
+    a tf.while_loop over the pieces so that a text of any length takes one Session.run."""
+    num_steps, hidden_size = cfg.num_steps, cfg.hidden_size
+    tokens = tf.maximum(lengths - 1, 0)
+    num_pieces = (tf.reduce_max(tf.concat([tokens, [0]], 0)) + num_steps - 1) // num_steps
+    width = num_pieces * num_steps + 1
+    padded = tf.pad(ids, [[0, 0], [0, tf.maximum(width - tf.shape(ids)[1], 0)]])[:, :width]  # [B, width]
+    scored = tf.cast(tf.range(1, width)[None] < lengths[:, None], tf.float32)  # [B, width - 1]: targets to count
+    zeros = tf.zeros(tf.stack([tf.shape(ids)[0], hidden_size]))
+    no_dropout = lambda x, site: x  # noqa: E731
+
+    def body(k, state, total):
+        begin = k * num_steps
+        inputs = tf.reshape(padded[:, begin:begin + num_steps], [-1, num_steps])  # [B, num_steps]: a static width
+        targets = tf.transpose(padded[:, begin + 1:begin + num_steps + 1])  # [num_steps, B], time-major
+        outputs, state = lstm_stack(embed(inputs, weights.embedding), state, cfg, weights.layers, no_dropout)
+        losses, _ = softmax_loss(tf.reshape(outputs, [-1, hidden_size]), weights.output_weights,
+                                 weights.output_bias, tf.reshape(targets, [-1]), compute_dtype(cfg))
+        weight = tf.transpose(scored[:, begin:begin + num_steps])  # [num_steps, B]
+        return k + 1, state, total - tf.reduce_sum(tf.reshape(losses, [num_steps, -1]) * weight, 0)
+
+    state = [(zeros, zeros)] * cfg.num_layers
+    invariants = [tf.TensorShape([]), [(tf.TensorShape([None, hidden_size]),) * 2] * cfg.num_layers,
+                  tf.TensorShape([None])]
+    _, _, log_likelihood = tf.while_loop(lambda k, *_: k < num_pieces, body, [0, state, zeros[:, 0]],
+                                         shape_invariants=invariants)
+    return Scorer(ids, lengths, log_likelihood, tokens)
+
+
 class Generator(NamedTuple):
-    """Text generation in one Session.run: the prime goes through the cell token by token, then each sampled token
-    is fed back, all inside one tf.while_loop."""
-    prime: tf.Tensor  # [P] int32 placeholder, P >= 1: the tokens to start from
-    length: tf.Tensor  # [] int32 placeholder: how many tokens to generate
-    temperature: tf.Tensor  # [] float32, default 1.0: logits are divided by it
-    top_k: tf.Tensor  # [] int32, default 0: sample among the k most likely tokens only; 0 = all
-    argmax: tf.Tensor  # [] bool, default False: take the most likely token (greedy)
-    seed: tf.Tensor  # [] int32, default 0: token t is drawn with the stateless seed (seed, t): same seed, same text
-    tokens: tf.Tensor  # [length] int32: the generated ids
+    prime: tf.Tensor  # [P] int32: the prime's token ids, P >= 1
+    length: tf.Tensor  # [] int32: tokens to generate after the prime
+    temperature: tf.Tensor  # [] float32
+    top_k: tf.Tensor  # [] int32, 0 = sample from all
+    argmax: tf.Tensor  # [] bool: greedy instead of sampling
+    seeds: tf.Tensor  # [N] int32: one sample per seed, each what its seed gives alone
+    tokens: tf.Tensor  # [N, length] int32: the generated tokens (the prime not included)
 
 
-def build_generator(cfg, weights, jit=True):
-    """The language model's cell in a tf.while_loop over the given weights, one token per iteration.
+def generator_inputs():
+    """The generation loop's inputs as placeholders (sample.py feeds them; an export computes them from text)."""
+    return (tf.placeholder(tf.int32, [None], name="prime"), tf.placeholder(tf.int32, [], name="length"),
+            tf.placeholder_with_default(1.0, [], name="temperature"), tf.placeholder_with_default(0, [], name="top_k"),
+            tf.placeholder_with_default(False, [], name="argmax"), tf.placeholder_with_default([0], [None], name="seeds"))
+
+
+def build_generator(cfg, weights, jit=True, inputs=None):
+    """The language model's cell in a tf.while_loop over the given weights, one token per iteration for every
+    sample at once.
 
     With jit the loop is one XLA-compiled function: the weights stay in place and a step costs a few microseconds
-    of dispatch instead of one executor pass over ~40 ops (or one Session.run per token, the slowest way).
-    At batch 1 a step is bound by reading the weights, so the first layer's input projection is looked up in a
-    [vocab, 4H] table computed once per run when the vocabulary is no larger than the embedding width (characters).
-    Every product runs in the config's precision, as in training.
+    of dispatch instead of one executor pass over ~40 ops; the compilation costs time at the first run of each
+    process (sample.py weighs the two). At small batches a step is bound by reading the weights, so N samples
+    cost little more than one, and the first layer's input projection is looked up in a [vocab, 4H] table
+    computed once per run when the vocabulary is no larger than the embedding width (characters).
+    Every product runs in the config's precision, as in training. inputs: the Generator's first six fields as
+    tensors (default: generator_inputs()).
     """
-    prime = tf.placeholder(tf.int32, [None], name="prime")
-    length = tf.placeholder(tf.int32, [], name="length")
-    temperature = tf.placeholder_with_default(1.0, [], name="temperature")
-    top_k = tf.placeholder_with_default(0, [], name="top_k")
-    argmax = tf.placeholder_with_default(False, [], name="argmax")
-    seed = tf.placeholder_with_default(0, [], name="seed")
+    prime, length, temperature, top_k, argmax, seeds = inputs or generator_inputs()
     dtype = compute_dtype(cfg)
     table_lookup = weights.embedding.shape[0] <= cfg.embedding_dim
     # The compiled function takes the weights' values as arguments, as one flat list.
@@ -503,73 +549,77 @@ def build_generator(cfg, weights, jit=True):
     flat_weights = [tf.identity(w) for w in tf.nest.flatten(used)]
 
     def product(x, kernel):
-        """[1, in] x [in, N] -> [1, N] float32. XLA:CPU compiles a one-row float32 product to a single-threaded
-        loop; the same row twice makes it a matmul that Eigen splits across the cores."""
+        """[N, in] x [in, K] -> [N, K] float32. XLA:CPU compiles a one-row float32 product to a single-threaded
+        loop; one more row makes it a matmul that Eigen splits across the cores."""
         if jit and dtype == tf.float32:
-            return tf.matmul(tf.concat([x, x], 0), kernel)[:1]
+            return tf.matmul(tf.concat([x, x[:1]], 0), kernel)[:-1]
         return matmul(x, kernel, dtype)
 
-    def generate(prime, length, temperature, top_k, argmax, seed, *flat_weights):
+    def generate(prime, length, temperature, top_k, argmax, seeds, *flat_weights):
         embedding, layers, output_weights, output_bias = tf.nest.pack_sequence_as(used, list(flat_weights))
         # The kernels cast once, here, not in the loop; the forget bias joins each layer's bias.
         layers = [LayerWeights(tf.cast(w.kernel_x, dtype), tf.cast(w.kernel_h, dtype),
                                gate_bias(w.bias, cfg.forget_bias)) for w in layers]
         output = (tf.cast(output_weights, dtype), output_bias)
         input_table = matmul(embedding, layers[0].kernel_x, dtype) + layers[0].bias if table_lookup else None
-        num_prime = tf.shape(prime)[0]
+        num_prime, num_samples = tf.shape(prime)[0], tf.shape(seeds)[0]
         total = num_prime - 1 + length  # steps: every prime token but the last only moves the state
 
-        def body(t, token, state, out):
-            logits, state = generation_step(token, state, embedding, input_table, layers, output, product)
-            sampled = sample_logits(logits / temperature, top_k, argmax, tf.stack([tf.cast(seed, tf.int32), t]))
-            next_token = tf.where(t + 1 < num_prime, prime[tf.minimum(t + 1, num_prime - 1)], sampled)
-            return t + 1, next_token, state, out.write(t, next_token)
+        def body(t, tokens, state, out):
+            logits, state = generation_step(tokens, state, embedding, input_table, layers, output, product)
+            step_seeds = tf.stack([seeds, tf.fill([num_samples], t)], axis=1)  # [N, 2]
+            sampled = sample_logits(logits / temperature, top_k, argmax, step_seeds)
+            prime_token = tf.fill([num_samples], prime[tf.minimum(t + 1, num_prime - 1)])
+            next_tokens = tf.where(t + 1 < num_prime, prime_token, sampled)
+            return t + 1, next_tokens, state, out.write(t, next_tokens)
 
-        out = tf.TensorArray(tf.int32, size=total, element_shape=[])
-        zeros = tf.zeros([1, cfg.hidden_size])
-        *_, out = tf.while_loop(lambda t, *_: t < total, body, [0, prime[0], [(zeros, zeros)] * len(layers), out])
-        return out.stack()[num_prime - 1:]
+        out = tf.TensorArray(tf.int32, size=total, element_shape=[None])
+        zeros = tf.zeros(tf.stack([num_samples, cfg.hidden_size]))
+        start = tf.fill([num_samples], prime[0])
+        *_, out = tf.while_loop(lambda t, *_: t < total, body, [0, start, [(zeros, zeros)] * len(layers), out])
+        return tf.transpose(tf.reshape(out.stack(), [total, num_samples])[num_prime - 1:])  # [N, length]
 
     if jit:
         generate = tf.function(generate, jit_compile=True, autograph=False)
-    tokens = generate(prime, length, temperature, top_k, argmax, seed, *flat_weights)
-    return Generator(prime, length, temperature, top_k, argmax, seed, tokens)
+    tokens = generate(prime, length, temperature, top_k, argmax, seeds, *flat_weights)
+    return Generator(prime, length, temperature, top_k, argmax, seeds, tokens)
 
 
-def generation_step(token, state, embedding, input_table, layers, output, product):
-    """One token through the stack: token [] int32, state [(c, h)] per layer ([1, H] each) -> (logits [V], the new
-    state). layers hold kernels in the compute dtype and gate_bias'd biases; input_table, when given, holds the
-    first layer's x W_x + bias for every token."""
-    new_state, x = [], tf.gather(embedding, token)[None]  # [1, E]
+def generation_step(tokens, state, embedding, input_table, layers, output, product):
+    """One token of every sample through the stack: tokens [N] int32, state [(c, h)] per layer ([N, H] each) ->
+    (logits [N, V], the new state). layers hold kernels in the compute dtype and gate_bias'd biases; input_table,
+    when given, holds the first layer's x W_x + bias for every token."""
+    new_state, x = [], tf.gather(embedding, tokens)  # [N, E]
     for layer, (w, (c, h)) in enumerate(zip(layers, state)):
         if layer == 0 and input_table is not None:
-            projected_x = tf.gather(input_table, token)[None]  # [1, 4H]
+            projected_x = tf.gather(input_table, tokens)  # [N, 4H]
         else:
             projected_x = product(x, w.kernel_x) + w.bias
         *_, c, _, h = lstm_cell(projected_x + product(h, w.kernel_h), c)
         new_state.append((c, h))
         x = h
     output_weights, output_bias = output
-    return (product(x, output_weights) + output_bias)[0], new_state
+    return product(x, output_weights) + output_bias, new_state
 
 
-def sample_logits(logits, top_k, argmax, seed):
-    """One token id from logits [V]: greedy, or drawn (stateless, from the int32 seed [2]) among the top_k
-    (0 = all)."""
-    vocab_size = tf.shape(logits)[0]
+def sample_logits(logits, top_k, argmax, seeds):
+    """One token id per row of logits [N, V]: greedy, or drawn (stateless, row n from the int32 seed pair
+    seeds[n]) among the top_k (0 = all). A row's draw depends on its own logits and seed only."""
+    vocab_size = tf.shape(logits)[1]
     # The k-th largest logit by sorting: unlike tf.math.top_k it takes a k known only at run time under XLA.
     k = tf.where(top_k > 0, tf.minimum(top_k, vocab_size), vocab_size)
-    kth_largest = tf.sort(logits, direction="DESCENDING")[k - 1]
+    kth_largest = tf.sort(logits, axis=1, direction="DESCENDING")[:, k - 1:k]  # [N, 1]
     kept = tf.where(logits >= kth_largest, logits, tf.fill(tf.shape(logits), -np.inf))
     # Gumbel-max: argmax(logits + Gumbel noise) is a draw from softmax(logits), and compiles under XLA where
     # stateless_categorical does not.
-    uniform = hashed_uniform(vocab_size, seed)
-    drawn = tf.argmax(kept - tf.math.log(-tf.math.log(uniform)), output_type=tf.int32)
-    return tf.where(argmax, tf.argmax(logits, output_type=tf.int32), drawn)
+    uniform = hashed_uniform(vocab_size, seeds)
+    drawn = tf.argmax(kept - tf.math.log(-tf.math.log(uniform)), axis=1, output_type=tf.int32)
+    return tf.where(argmax, tf.argmax(logits, axis=1, output_type=tf.int32), drawn)
 
 
-def hashed_uniform(size, seed):
-    """size floats in (0, 1), a pure function of the int32 pair seed: an integer hash of (seed, index).
+def hashed_uniform(size, seeds):
+    """[N, size] floats in (0, 1), row n a pure function of the int32 pair seeds[n]: an integer hash of (seed,
+    index).
 
     Integer arithmetic is exact everywhere, so the XLA-compiled generation loop, the plain loop and the one-step
     sampler draw the same numbers; tf.random.stateless_uniform does not (inside the compiled loop it gave other
@@ -582,30 +632,30 @@ def hashed_uniform(size, seed):
                                        0xFFFFFFFF)
         return tf.bitwise.bitwise_xor(x, tf.bitwise.right_shift(x, 16))
 
-    seed = tf.bitwise.bitwise_and(tf.cast(seed, tf.int64), 0xFFFFFFFF)
-    key = mix(tf.bitwise.bitwise_xor(mix(seed[0]), seed[1]))
-    bits = mix(tf.bitwise.bitwise_xor(key, tf.range(tf.cast(size, tf.int64))))
+    seeds = tf.bitwise.bitwise_and(tf.cast(seeds, tf.int64), 0xFFFFFFFF)
+    keys = mix(tf.bitwise.bitwise_xor(mix(seeds[:, 0]), seeds[:, 1]))[:, None]  # [N, 1]
+    bits = mix(tf.bitwise.bitwise_xor(keys, tf.range(tf.cast(size, tf.int64))[None]))  # [N, size]
     return (tf.cast(tf.bitwise.right_shift(bits, 8), tf.float32) + 0.5) / 2.0 ** 24  # 24 bits: exact in float32
 
 
 class StepSampler(NamedTuple):
-    """A one-step language model whose next token is drawn in the graph exactly as the generation loop draws it
-    (sample_logits with the stateless seed (seed, t)): one Session.run per token gives the loop's text."""
-    lm: LMGraph  # built with num_steps = 1; its temperature divides the logits
-    controls: Controls  # its batch size is assigned 1 before the first step
+    """A one-step language model whose next tokens are drawn in the graph exactly as the generation loop draws them
+    (sample_logits with the stateless seed pair (seed, t)): one Session.run per token gives the loop's text."""
+    lm: LMGraph  # built with num_steps = 1, a row per sample; its temperature divides the logits
+    controls: Controls  # its batch size is assigned the number of samples before the first step
     top_k: tf.Tensor  # [] int32, default 0
     argmax: tf.Tensor  # [] bool, default False
-    seed: tf.Tensor  # [2] int32: (seed, t), t counting the steps from the first prime token as the loop does
-    token: tf.Tensor  # [] int32: the token drawn from the first row's logits
+    seeds: tf.Tensor  # [N, 2] int32: (seed, t) per sample, t counting the steps from the first prime token
+    tokens: tf.Tensor  # [N] int32: the tokens drawn
 
 
 def build_step_sampler(cfg, weights, controls):
     lm = build_lm(cfg, weights, controls, 1)
     top_k = tf.placeholder_with_default(0, [], name="top_k")
     argmax = tf.placeholder_with_default(False, [], name="argmax")
-    seed = tf.placeholder(tf.int32, [2], name="seed")
-    token = sample_logits(lm.logits[0] / lm.temperature, top_k, argmax, seed)
-    return StepSampler(lm, controls, top_k, argmax, seed, token)
+    seeds = tf.placeholder(tf.int32, [None, 2], name="seeds")
+    tokens = sample_logits(lm.logits / lm.temperature, top_k, argmax, seeds)
+    return StepSampler(lm, controls, top_k, argmax, seeds, tokens)
 
 
 def masked_mean(outputs, mask):
@@ -646,28 +696,9 @@ def build_classifier(cfg, weights, controls, num_steps, optimizer=None):
         inputs = tf.placeholder(tf.int32, [None, num_steps], name="inputs")
         mask = tf.placeholder(tf.float32, [None, num_steps], name="mask")
         labels = tf.placeholder(tf.int32, [None], name="labels")
-        initial_state = zero_state(cfg, controls.batch_size)
-        lengths = tf.cast(tf.reduce_sum(mask, 1), tf.int32)  # [B]
-        mask_tm = tf.expand_dims(tf.transpose(mask), 2)  # [T, B, 1]
-        dtype = compute_dtype(cfg)
         dropout = make_dropout(cfg.keep_prob if training else 1.0, cfg.seed, controls.global_step)
         ids = rows_checked(inputs, controls.batch_size)
-        embedded = dropout(embed(ids, weights.embedding), site=0)  # [T, B, E]
-        outputs, _ = lstm_stack(embedded, initial_state, cfg, weights.layers, dropout)  # [T, B, H]
-        last_step = tf.maximum(lengths - 1, 0)
-        pooled = pool(outputs, mask_tm, last_step, cfg.pooling)  # [B, H]
-        if weights.backward:
-            # A backward layer over the embeddings: reverse_sequence flips only the real tokens, so the backward
-            # pass starts at each sentence's last real token and padding stays at the end.
-            reversed_input = tf.reverse_sequence(embedded, lengths, seq_axis=0, batch_axis=1)
-            with tf.name_scope("layer_backward"):
-                backward, _ = lstm_layer(reversed_input, initial_state[0], weights.backward, cfg.forget_bias, dtype)
-            backward = dropout(tf.reverse_sequence(backward, lengths, seq_axis=0, batch_axis=1), site=99)
-            # The backward summary of a whole sentence sits at its first step.
-            pooled_backward = pool(backward, mask_tm, tf.zeros_like(last_step), cfg.pooling)
-            pooled = tf.concat([pooled, pooled_backward], axis=1)  # [B, 2H]
-        pooled = dropout(pooled, site=100)
-        logits = dense(pooled, weights.output_weights, weights.output_bias, dtype)  # [B, C]
+        logits = classifier_logits(cfg, weights, ids, mask, zero_state(cfg, controls.batch_size), dropout)
         loss = tf.reduce_mean(tf.nn.sparse_softmax_cross_entropy_with_logits(labels=labels, logits=logits))
         predictions = tf.argmax(logits, axis=1, output_type=tf.int32)
         correct = tf.reduce_sum(tf.cast(tf.equal(predictions, labels), tf.int32))
@@ -680,6 +711,31 @@ def build_classifier(cfg, weights, controls, num_steps, optimizer=None):
                                     scalar_summary("gradient_norm", train.gradient_norm)] + train.summaries)
     return ClassifierGraph(inputs, mask, labels, logits, tf.nn.softmax(logits), predictions, loss, correct, train,
                            summary)
+
+
+def classifier_logits(cfg, weights, ids, mask, initial_state, dropout):
+    """The classifier's forward pass: ids [B, T] int32 (0 = <pad>), mask [B, T] float32 (1.0 on real tokens) and
+    a zero state sized for B -> logits [B, classes]. Used by the training and evaluation graphs and the export."""
+    lengths = tf.cast(tf.reduce_sum(mask, 1), tf.int32)  # [B]
+    mask_tm = tf.expand_dims(tf.transpose(mask), 2)  # [T, B, 1]
+    dtype = compute_dtype(cfg)
+    embedded = dropout(embed(ids, weights.embedding), site=0)  # [T, B, E]
+    outputs, _ = lstm_stack(embedded, initial_state, cfg, weights.layers, dropout)  # [T, B, H]
+    last_step = tf.maximum(lengths - 1, 0)
+    pooled = pool(outputs, mask_tm, last_step, cfg.pooling)  # [B, H]
+    if weights.backward:
+        # A backward layer over the embeddings: reverse_sequence flips only the real tokens, so the backward
+        # pass starts at each sentence's last real token and padding stays at the end.
+        reversed_input = tf.reverse_sequence(embedded, lengths, seq_axis=0, batch_axis=1)
+        with tf.name_scope("layer_backward"):
+            backward, _ = lstm_layer(reversed_input, initial_state[0], weights.backward, cfg.forget_bias, dtype)
+        backward = dropout(tf.reverse_sequence(backward, lengths, seq_axis=0, batch_axis=1), site=99)
+        # The backward summary of a whole sentence sits at its first step.
+        pooled_backward = pool(backward, mask_tm, tf.zeros_like(last_step), cfg.pooling)
+        pooled = tf.concat([pooled, pooled_backward], axis=1)  # [B, 2H]
+    pooled = dropout(pooled, site=100)
+    logits = dense(pooled, weights.output_weights, weights.output_bias, dtype)  # [B, C]
+    return logits
 
 
 def pool(outputs, mask, last_step, pooling):

@@ -9,6 +9,7 @@
     RUN_DIR/train|valid|test/  TensorBoard event files
     RUN_DIR/fold_K/            cross-validation: one run directory per fold, cv_results.json beside them
     RUN_DIR/logs/              cluster mode: the parameter server's and the other workers' output
+    RUN_DIR/generation_speed.json  sample.py: how fast each generation path ran on this machine (a cache)
     RUN_DIR/lock               flock'ed by the run training here (its process id and host), empty otherwise
 
 Every JSON file is written to a temporary name and renamed, so an interrupted write never leaves half a file.
@@ -85,6 +86,7 @@ class RunDir:
         self.best_dir = os.path.join(self.path, "best")
         self.best_path = os.path.join(self.best_dir, "best.json")
         self.logs_dir = os.path.join(self.path, "logs")
+        self.generation_speed_path = os.path.join(self.path, "generation_speed.json")
 
     def __str__(self):
         return self.path
@@ -138,6 +140,22 @@ class RunDir:
 
     def load_results(self):
         return read_json(self.results_path)
+
+    def load_generation_speed(self):
+        """sample.py's timings of the generation paths, {} when absent or unreadable (it is only a cache)."""
+        try:
+            speed = read_json(self.generation_speed_path)
+        except UserError:
+            return {}
+        return speed if isinstance(speed, dict) else {}
+
+    def save_generation_speed(self, speed):
+        """Keeps the timings for the next sample.py; a run directory that cannot be written only costs a note."""
+        try:
+            write_json(self.generation_speed_path, speed)
+        except OSError as e:
+            print(f"note: {self.generation_speed_path}: not written ({e.strerror}); the next sample.py times the "
+                  "generation paths again", file=sys.stderr)
 
     def prepare(self, cfg, vocab, label_names=None, resuming=False):
         """Writes config.json, vocab.json (and labels.json); a resumed run must find the vocabulary it was trained

@@ -1,15 +1,22 @@
-"""Use a trained checkpoint: generate text from a language model, or label sentences with a classifier.
+"""Use a trained checkpoint: generate text from a language model, score text under it, or label sentences with a
+classifier.
 
-    python sample.py [--run_dir DIR] [--checkpoint PATH] [--prime TEXT] [--length N] [--temperature T]
-                     [--top_k K] [--argmax] [--seed S] [--stepwise] [--no_jit]
+    python sample.py [--run_dir DIR] [--checkpoint PATH] [--prime TEXT] [--length N] [--num_samples N]
+                     [--temperature T] [--top_k K] [--argmax] [--seed S] [--generator auto|plain|xla|stepwise]
+    python sample.py --run_dir DIR --score FILE            (FILE "-" reads standard input)
     python sample.py --run_dir DIR --text "a sentence" [--text ...] [--file PATH] [--all_probs]
 
 The task is read from the run's config.json. Generation is one Session.run of an in-graph loop (rnn_model's
 build_generator) that feeds the prime through the cell once and then each sampled token, carrying the LSTM state
-inside the graph (the prefix is never re-run); --stepwise does the same with one Session.run per token.
-Classification reads --text, --file or standard input, one sentence per line.
+inside the graph; --num_samples N draws N samples in that one run, sample i with seed S + i, each the text its
+seed gives alone. The loop runs with or without XLA compilation ("xla" / "plain"); "stepwise" is one Session.run
+per token. "auto" takes whichever is fastest end to end for the length asked, compilation included, from timings
+made once per machine and kept in RUN_DIR/generation_speed.json.
+--score prints the perplexity of a text as train.py's evaluation computes it. Classification reads --text, --file
+or standard input, one sentence per line.
 """
 import sys
+import time
 
 import numpy as np
 
@@ -17,6 +24,8 @@ import config
 import data_handler
 import run_dir
 from config import UserError
+
+GENERATORS = ("auto", "plain", "xla", "stepwise")
 
 
 def parse_args(argv):
@@ -28,12 +37,13 @@ def parse_args(argv):
     lm = parser.add_argument_group("language model")
     lm.add_argument("--prime", default=None, help="text to start from (default: a line break, <eos> for words)")
     lm.add_argument("--length", type=int, default=500, help="tokens to generate")
+    lm.add_argument("--num_samples", type=int, default=1, help="samples drawn at once, sample i with seed + i")
     lm.add_argument("--temperature", type=float, default=1.0, help="below 1 is more conservative, above 1 wilder")
     lm.add_argument("--top_k", type=int, default=0, help="sample only among the k most likely tokens; 0 = all")
     lm.add_argument("--argmax", action="store_true", help="always take the most likely token (greedy)")
-    lm.add_argument("--stepwise", action="store_true",
-                    help="one Session.run per token instead of the in-graph loop (slower; for comparison)")
-    lm.add_argument("--no_jit", action="store_true", help="run the in-graph loop without XLA compilation")
+    lm.add_argument("--generator", choices=GENERATORS, default="auto",
+                    help="the in-graph loop without or with XLA, one Session.run per token, or the fastest (auto)")
+    lm.add_argument("--score", metavar="FILE", help="print the perplexity of FILE's text ('-' = standard input)")
     classify = parser.add_argument_group("classifier")
     classify.add_argument("--text", action="append", default=[], help="a sentence to classify (repeatable)")
     classify.add_argument("--file", help="a file of sentences, one per line")
@@ -41,12 +51,14 @@ def parse_args(argv):
     args = parser.parse_args(argv)
     if args.length < 0:
         raise UserError(f"--length: must not be negative, got {args.length}")
+    if args.num_samples < 1:
+        raise UserError(f"--num_samples: must be at least 1, got {args.num_samples}")
     if not args.temperature > 0:
         raise UserError(f"--temperature: must be positive, got {args.temperature}")
     if args.top_k < 0:
         raise UserError(f"--top_k: must not be negative, got {args.top_k}")
-    if not 0 <= args.seed < 2 ** 31:
-        raise UserError(f"--seed: must be in [0, 2**31), got {args.seed}")
+    if not 0 <= args.seed and args.seed + args.num_samples <= 2 ** 31:
+        raise UserError(f"--seed: must be in [0, 2**31 - num_samples], got {args.seed}")
     return args
 
 
@@ -60,6 +72,8 @@ def main(argv=None, out=None):
         config.tensorflow_environment(cfg, args.verbose)
         if cfg.task == "classify":
             return classify(args, cfg, vocab, run, out)
+        if args.score:
+            return score(args, cfg, vocab, run, out)
         return generate(args, cfg, vocab, run, out)
     except UserError as e:
         print(f"error: {e}", file=sys.stderr)
@@ -75,19 +89,20 @@ def main(argv=None, out=None):
 
 
 def refuse_options_of_the_other_task(args, cfg):
-    """A language model takes no sentences to label, a classifier no generation options: either would be ignored."""
-    if cfg.task == "lm":
-        given = [flag for flag, value in (("--text", args.text), ("--file", args.file), ("--all_probs", args.all_probs))
-                 if value]
-    else:
-        given = [flag for flag, value in (("--prime", args.prime is not None), ("--stepwise", args.stepwise),
-                                          ("--no_jit", args.no_jit), ("--argmax", args.argmax),
-                                          ("--top_k", args.top_k), ("--temperature", args.temperature != 1.0))
-                 if value]
-    if given:
-        other = "classifier" if cfg.task == "lm" else "language model"
-        raise UserError(f"{given[0]}: is for a {other}; this run ({cfg.task}) is a "
-                        f"{'language model' if cfg.task == 'lm' else 'classifier'}")
+    """Options that would be ignored are refused: a language model takes no sentences to label, a classifier no
+    generation or scoring options, and --score no generation options."""
+    generation = [("--prime", args.prime is not None), ("--generator", args.generator != "auto"),
+                  ("--argmax", args.argmax), ("--top_k", args.top_k), ("--temperature", args.temperature != 1.0),
+                  ("--num_samples", args.num_samples != 1)]
+    classification = [("--text", args.text), ("--file", args.file), ("--all_probs", args.all_probs)]
+    checks = [(classification, "is for a classifier; this run (lm) is a language model")] if cfg.task == "lm" else \
+        [(generation + [("--score", args.score)], "is for a language model; this run (classify) is a classifier")]
+    if cfg.task == "lm" and args.score:
+        checks.append((generation, "is for generation, not for --score"))
+    for options, reason in checks:
+        given = [flag for flag, value in options if value]
+        if given:
+            raise UserError(f"{given[0]}: {reason}")
 
 
 # --------------------------------------------------------------------------------------------------- generation
@@ -126,63 +141,171 @@ def detokenize(tokens, level):
 
 def generate(args, cfg, vocab, run, out):
     prime = prime_tokens(args.prime, cfg, vocab)
+    prime_ids = [vocab.id(t) for t in prime]
     candidates = run.use_candidates(args.checkpoint)
-    graph, model, saver, _ = generation_graph(cfg, len(vocab), args.stepwise, jit=not args.no_jit)
     import rnn_model as rm
+    machine = f"{config.cpu_description()}; TensorFlow {rm.tf.__version__}"
+    steps = len(prime_ids) - 1 + args.length
+    path, speed = choose_generator(args.generator, run.load_generation_speed(), machine, steps)
+    # Without timings for this machine both loops go into the graph: plain answers, then each is timed once.
+    graph, models, saver, _ = generation_graph(cfg, len(vocab), ["plain", "xla"] if speed is None else [path])
+    seeds = args.seed + np.arange(args.num_samples)
     with rm.tf.Session(graph=graph, config=rm.session_config(cfg)) as sess:
         run.restore_intact(sess, saver, candidates)
-        generated = generate_ids(sess, model, [vocab.id(t) for t in prime], args)
-    text = detokenize(prime + vocab.decode(generated), cfg.level).lstrip("\n")
-    out.write(text + "\n")
+        generated = generate_ids(sess, models[path], prime_ids, args.length, seeds, args.temperature, args.top_k,
+                                 args.argmax)
+        for i, row in enumerate(generated):
+            if len(generated) > 1:
+                out.write(f"--- sample {i + 1} of {len(generated)} (--seed {seeds[i]}) ---\n")
+            out.write(detokenize(prime + vocab.decode(row), cfg.level).lstrip("\n") + "\n")
+        out.flush()
+        if speed is None:
+            speed = time_generators(sess, models, prime_ids[:1], machine)
+            run.save_generation_speed(speed)
+            print(f"note: timed the generation loops once on this machine (kept in {run.generation_speed_path}): "
+                  + "; ".join(f"{p} {speed[p]['start_s']:.2f} s to start, then "
+                              f"{1 / speed[p]['step_s']:,.0f} tokens/s" for p in ("plain", "xla")), file=sys.stderr)
     return 0
 
 
-def generation_graph(cfg, vocab_size, stepwise=False, jit=True):
-    """(graph, model, saver, initializer): the in-graph generation loop, or with stepwise the one-step
-    language-model graph."""
+def choose_generator(asked, speed, machine, steps):
+    """(path, timings): the path asked for, or for "auto" the one predicted fastest end to end for `steps` loop
+    steps by this machine's timings; timings None where there are none for this machine yet."""
+    if asked != "auto":
+        return asked, {}
+    try:
+        if speed.get("machine") == machine:
+            return min(("plain", "xla"), key=lambda path: predicted_seconds(speed[path], steps)), speed
+    except (KeyError, TypeError):  # a damaged cache is timed again
+        pass
+    return "plain", None
+
+
+def predicted_seconds(timing, steps):
+    """A fresh process's time in its generation call: the start-up of a first call and `steps` steps."""
+    return timing["start_s"] + steps * timing["step_s"]
+
+
+TIMING_LENGTHS = (64, 576)  # a short and a long run: their difference gives the time of a step
+
+
+def time_generators(sess, models, prime_ids, machine):
+    """{path: {start_s, step_s}} for the plain and the XLA loop at one sample, and the machine. The first call of a
+    loop pays its start-up (for XLA the compilation, repeated for every new length), each step its own time."""
+    speed = {"machine": machine}
+    for path in ("plain", "xla"):
+        def seconds(length):
+            began = time.perf_counter()
+            generate_ids(sess, models[path], prime_ids, length, [0])
+            return time.perf_counter() - began
+        first, short, long = seconds(1), seconds(TIMING_LENGTHS[0]), seconds(TIMING_LENGTHS[1])
+        step = max((long - short) / (TIMING_LENGTHS[1] - TIMING_LENGTHS[0]), 1e-9)
+        speed[path] = {"start_s": max(first - step, 0.0), "step_s": step}
+    return speed
+
+
+def generation_graph(cfg, vocab_size, paths=("plain",)):
+    """(graph, {path: model}, saver, initializer) over one declaration of the weights: the generation loop without
+    ("plain") or with XLA ("xla"), or the one-step graph ("stepwise")."""
     import rnn_model as rm
     tf = rm.tf
     graph = tf.Graph()
     with graph.as_default():
         weights = rm.declare_weights(cfg, vocab_size)
-        if stepwise:
-            model = rm.build_step_sampler(cfg, weights, rm.build_controls(cfg, None))
-        else:
-            model = rm.build_generator(cfg, weights, jit=jit)
-        saver = tf.train.Saver()
+        models = {}
+        for path in paths:
+            with tf.name_scope(path):
+                models[path] = rm.build_step_sampler(cfg, weights, rm.build_controls(cfg, None)) \
+                    if path == "stepwise" else rm.build_generator(cfg, weights, jit=path == "xla")
+        # The weights only: the one-step graph's training controls are not in every checkpoint, nor needed.
+        saver = tf.train.Saver(weights.variables())
         initializer = tf.group(tf.global_variables_initializer(), tf.local_variables_initializer())
     graph.finalize()
-    return graph, model, saver, initializer
+    return graph, models, saver, initializer
 
 
-def generate_ids(sess, model, prime_ids, args):
-    """Generated token ids after the prime: one Session.run of the in-graph loop, or one per token (stepwise)."""
+def generate_ids(sess, model, prime_ids, length, seeds, temperature=1.0, top_k=0, argmax=False):
+    """[len(seeds), length] generated token ids after the prime, a row per seed: one Session.run of the in-graph
+    loop, or one per token (stepwise)."""
     import rnn_model as rm
     if isinstance(model, rm.StepSampler):
-        return generate_stepwise(sess, model, prime_ids, args)
-    return sess.run(model.tokens, {model.prime: prime_ids, model.length: args.length,
-                                   model.temperature: args.temperature, model.top_k: args.top_k,
-                                   model.argmax: args.argmax, model.seed: args.seed})
+        return generate_stepwise(sess, model, prime_ids, length, seeds, temperature, top_k, argmax)
+    return sess.run(model.tokens, {model.prime: prime_ids, model.length: length, model.seeds: seeds,
+                                   model.temperature: temperature, model.top_k: top_k, model.argmax: argmax})
 
 
-def generate_stepwise(sess, model, prime_ids, args):
+def generate_stepwise(sess, model, prime_ids, length, seeds, temperature, top_k, argmax):
     """The classic way: one Session.run per token on the one-step graph, the state carried in NumPy. Step t feeds
-    the same token and draws with the same seed (args.seed, t) as the in-graph loop, so both write the same text."""
+    the same tokens and draws with the same seed pairs (seed, t) as the in-graph loop, so both write the same
+    text."""
     import rnn_model as rm
-    lm = model.lm
-    rm.BatchSizeSetter(model.controls)(sess, 1)
-    state = [(np.zeros((1, c.shape[-1]), np.float32),) * 2 for c, _ in lm.final_state]
-    generated, token = [], prime_ids[0]
-    for t in range(len(prime_ids) - 1 + args.length):
-        feed = {lm.inputs: [[token]], lm.temperature: args.temperature, model.top_k: args.top_k,
-                model.argmax: args.argmax, model.seed: [args.seed, t]}
-        drawn, state = sess.run([model.token, lm.final_state], rm.feed_state(feed, lm.initial_state, state))
+    lm, num_samples = model.lm, len(seeds)
+    rm.BatchSizeSetter(model.controls)(sess, num_samples)
+    state = [(np.zeros((num_samples, c.shape[-1]), np.float32),) * 2 for c, _ in lm.final_state]
+    generated, tokens = [], np.full(num_samples, prime_ids[0], np.int32)
+    for t in range(len(prime_ids) - 1 + length):
+        feed = {lm.inputs: tokens[:, None], lm.temperature: temperature, model.top_k: top_k, model.argmax: argmax,
+                model.seeds: np.stack([seeds, np.full(num_samples, t)], axis=1)}
+        drawn, state = sess.run([model.tokens, lm.final_state], rm.feed_state(feed, lm.initial_state, state))
         if t + 1 < len(prime_ids):  # a prime token only moves the state
-            token = prime_ids[t + 1]
+            tokens = np.full(num_samples, prime_ids[t + 1], np.int32)
         else:
-            token = int(drawn)
-            generated.append(token)
-    return generated
+            tokens = drawn
+            generated.append(drawn)
+    return np.stack(generated, axis=1) if generated else np.zeros((num_samples, 0), np.int32)
+
+
+# --------------------------------------------------------------------------------------------------- scoring
+
+def score(args, cfg, vocab, run, out):
+    text = read_text_to_score(args.score, cfg.encoding)
+    log_likelihood, tokens, unknown = text_log_likelihood(cfg, vocab, run, run.use_candidates(args.checkpoint), text)
+    if not tokens:
+        raise UserError(f"{args.score}: no text to score")
+    nats = -log_likelihood / tokens
+    unit = "characters" if cfg.level == "char" else "words, with <eos> at each line end"
+    out.write(f"tokens      {tokens:,} ({unit})\n"
+              f"unknown     {unknown:,} (scored as <unk>)\n"
+              f"perplexity  {np.exp(nats):.4f}\n"
+              f"nats/token  {nats:.4f}\n"
+              f"bits/token  {nats / np.log(2):.4f}\n"
+              f"bits/char   {-log_likelihood / np.log(2) / len(text):.4f} ({len(text):,} characters)\n")
+    return 0
+
+
+def text_log_likelihood(cfg, vocab, run, candidates, text):
+    """(log-likelihood in nats, tokens scored, unknown tokens) of a text; its first token is predicted after a
+    start token, as a sample after the default prime. A text of no tokens is (0.0, 0, 0) without TensorFlow."""
+    tokens = list(text) if cfg.level == "char" else data_handler.lm_words(text)
+    if not tokens:
+        return 0.0, 0, 0
+    ids = np.concatenate([[vocab.id(prime_tokens(None, cfg, vocab)[0])], vocab.encode(tokens)]).astype(np.int32)
+    graph, scorer, saver = scoring_graph(cfg, len(vocab))
+    import rnn_model as rm
+    with rm.tf.Session(graph=graph, config=rm.session_config(cfg)) as sess:
+        run.restore_intact(sess, saver, candidates)
+        log_likelihood = sess.run(scorer.log_likelihood, {scorer.ids: [ids], scorer.lengths: [len(ids)]})[0]
+    return float(log_likelihood), len(tokens), sum(token not in vocab for token in tokens)
+
+
+def read_text_to_score(path, encoding):
+    if path == "-":
+        return data_handler.decode_text(sys.stdin.buffer.read(), encoding, "standard input")[0]
+    return data_handler.read_text(path, encoding)
+
+
+def scoring_graph(cfg, vocab_size):
+    """(graph, Scorer, saver): rnn_model's build_scorer over token ids fed as [1, T]."""
+    import rnn_model as rm
+    tf = rm.tf
+    graph = tf.Graph()
+    with graph.as_default():
+        weights = rm.declare_weights(cfg, vocab_size)
+        scorer = rm.build_scorer(cfg, weights, tf.placeholder(tf.int32, [None, None], name="ids"),
+                                 tf.placeholder(tf.int32, [None], name="lengths"))
+        saver = tf.train.Saver(weights.variables())
+    graph.finalize()
+    return graph, scorer, saver
 
 
 # --------------------------------------------------------------------------------------------------- classification
@@ -201,12 +324,24 @@ def read_sentences(args):
 
 
 def classify(args, cfg, vocab, run, out):
+    label_names = run.load_labels()
+    sentences = read_sentences(args)
+    probabilities = sentence_probabilities(cfg, vocab, label_names, run, run.use_candidates(args.checkpoint),
+                                           sentences)
+    for sentence, p in zip(sentences, probabilities):
+        best = int(np.argmax(p))
+        line = f"{label_names[best]}\t{p[best]:.3f}"
+        if args.all_probs:
+            line += "\t" + " ".join(f"{name}={q:.3f}" for name, q in zip(label_names, p))
+        out.write(f"{line}\t{sentence}\n")
+    return 0
+
+
+def sentence_probabilities(cfg, vocab, label_names, run, candidates, sentences):
+    """[len(sentences), classes] label probabilities, through the evaluation graphs of tasks.Classifier."""
     import rnn_model as rm
     import tasks
     tf = rm.tf
-    label_names = run.load_labels()
-    sentences = read_sentences(args)
-    candidates = run.use_candidates(args.checkpoint)
     graph = tf.Graph()
     with graph.as_default():
         controls = rm.build_controls(cfg, None)
@@ -218,14 +353,7 @@ def classify(args, cfg, vocab, run, out):
         run.restore_intact(sess, saver, candidates)
         sess.run(local_init)
         logits = classifier.logits(sess, seqs)
-    probabilities = np.exp(tasks.log_softmax(logits))
-    for sentence, p in zip(sentences, probabilities):
-        best = int(np.argmax(p))
-        line = f"{label_names[best]}\t{p[best]:.3f}"
-        if args.all_probs:
-            line += "\t" + " ".join(f"{name}={q:.3f}" for name, q in zip(label_names, p))
-        out.write(f"{line}\t{sentence}\n")
-    return 0
+    return np.exp(tasks.log_softmax(logits))
 
 
 if __name__ == "__main__":

@@ -145,6 +145,9 @@ def test_sample_refuses_options_of_the_other_task(finished_lm, tmp_path, capsys)
     capsys.readouterr()
     assert sample.main(["--run_dir", str(classifier), "--prime", "the", "--text", "goal"]) == 1
     assert_one_line(capsys.readouterr().err, "--prime: is for a language model")
+    for option in (["--score", "-"], ["--num_samples", "3"], ["--generator", "xla"]):
+        assert sample.main(["--run_dir", str(classifier), *option, "--text", "goal"]) == 1
+        assert_one_line(capsys.readouterr().err, f"{option[0]}: is for a language model")
 
 
 @pytest.mark.parametrize("learning_rate,what", [("1e9", "loss jumped to"), ("1e38", "loss is inf")])

@@ -150,7 +150,7 @@ def test_every_graph_of_a_model_reads_the_one_declaration_of_its_weights(task):
             step = rm.build_step_sampler(cfg, task_graphs.weights, controls)
             generator = rm.build_generator(cfg, task_graphs.weights)
             outputs = {"train": [task_graphs.train_model.cost], "eval": [task_graphs.eval_model.cost],
-                       "one step": [step.token], "generation loop": [generator.tokens]}
+                       "one step": [step.tokens], "generation loop": [generator.tokens]}
         else:
             outputs = {f"{kind} {width}": [models[width].logits] for kind, models in
                        (("train", task_graphs.train_models), ("eval", task_graphs.eval_models)) for width in models}
@@ -292,7 +292,7 @@ def test_generation_loop_follows_the_one_step_graph(vocab_size, jit, precision):
             picked, gaps = [], []
             for prime in rng.randint(0, vocab_size, (6, 5)).tolist():  # greedy runs settle; many primes vary
                 tokens = sess.run(generator.tokens, {generator.prime: prime, generator.length: 4,
-                                                     generator.argmax: True}).tolist()
+                                                     generator.argmax: True})[0].tolist()
                 logits = teacher_forced_logits(sess, lm, prime, tokens)
                 picked += tokens
                 gaps += list(logits.max(1) - logits[np.arange(len(tokens)), tokens])
@@ -308,14 +308,17 @@ def test_sampling_draws_tokens_with_their_softmax_probabilities():
     """Gumbel-max over the hashed uniforms: token frequencies over many seeds match softmax(logits), and the
     uniforms themselves are flat."""
     probabilities = np.array([0.5, 0.25, 0.15, 0.1])
+    seeds = np.array([(s, t) for s in range(100) for t in range(40)], np.int32)
     with tf.Graph().as_default():
-        seed = tf.placeholder(tf.int32, [2])
-        token = rm.sample_logits(tf.constant(np.log(probabilities), tf.float32), tf.constant(0), tf.constant(False),
-                                 seed)
-        uniform = rm.hashed_uniform(20000, tf.constant([7, 3]))
+        seed_pairs = tf.placeholder(tf.int32, [None, 2])
+        logits = tf.tile(tf.constant(np.log(probabilities)[None], tf.float32), [tf.shape(seed_pairs)[0], 1])
+        tokens = rm.sample_logits(logits, tf.constant(0), tf.constant(False), seed_pairs)
+        uniform = rm.hashed_uniform(20000, tf.constant([[7, 3]]))[0]
         with tf.Session() as sess:
-            draws = [sess.run(token, {seed: [s, t]}) for s in range(100) for t in range(40)]
+            draws = sess.run(tokens, {seed_pairs: seeds})  # one row per seed pair, all drawn at once
+            one_at_a_time = [int(sess.run(tokens, {seed_pairs: seeds[i:i + 1]})[0]) for i in range(0, 4000, 97)]
             values = sess.run(uniform)
+    assert one_at_a_time == draws[::97].tolist()  # a row's draw depends on its own seed only
     frequencies = np.bincount(draws, minlength=4) / len(draws)
     np.testing.assert_allclose(frequencies, probabilities, atol=0.025)  # 3 standard deviations for 4,000 draws
     assert 0 < values.min() and values.max() < 1

@@ -1,6 +1,10 @@
 """sample.py: generation from a language-model checkpoint (in-graph loop and one run per token) and its options."""
 import io
+import json
 
+import numpy as np
+
+import config
 import sample as sample_script
 from conftest import one_line_error, run_cli
 
@@ -34,9 +38,9 @@ def test_in_graph_loop_with_and_without_xla_equals_one_run_per_token(trained_lm)
     (both draw with the stateless seed (seed, t)), with a prime that is longer than one token."""
     for args in (["--argmax"], ["--seed", "3"], ["--seed", "4", "--top_k", "20", "--temperature", "1.5"]):
         args = [*args, "--length", "30", "--prime", "the value of"]
-        stepwise = sample(trained_lm, *args, "--stepwise")
-        assert sample(trained_lm, *args) == stepwise, args
-        assert sample(trained_lm, *args, "--no_jit") == stepwise, args
+        stepwise = sample(trained_lm, *args, "--generator", "stepwise")
+        assert sample(trained_lm, *args, "--generator", "xla") == stepwise, args
+        assert sample(trained_lm, *args, "--generator", "plain") == stepwise, args
 
 
 def test_top_k_only_draws_among_the_k_most_likely_tokens():
@@ -44,13 +48,15 @@ def test_top_k_only_draws_among_the_k_most_likely_tokens():
     import rnn_model as rm
     tf = rm.tf
     cfg = config.apply_overrides(config.named_config("test"), {"hidden_size": "8", "num_layers": "2"})
-    graph, model, _, initializer = sample_script.generation_graph(cfg, 50)
+    graph, models, _, initializer = sample_script.generation_graph(cfg, 50)
+    model = models["plain"]
     with tf.Session(graph=graph) as sess:
         sess.run(initializer)
         feed = {model.prime: [3], model.length: 1, model.temperature: 3.0}
-        first = {int(sess.run(model.tokens, {**feed, model.seed: s})[0]) for s in range(300)}
-        first_top3 = {int(sess.run(model.tokens, {**feed, model.top_k: 3, model.seed: s})[0]) for s in range(300)}
-        greedy = int(sess.run(model.tokens, {**feed, model.argmax: True})[0])
+        first = {int(sess.run(model.tokens, {**feed, model.seeds: [s]})[0, 0]) for s in range(300)}
+        first_top3 = {int(sess.run(model.tokens, {**feed, model.top_k: 3, model.seeds: [s]})[0, 0])
+                      for s in range(300)}
+        greedy = int(sess.run(model.tokens, {**feed, model.argmax: True})[0, 0])
     assert len(first) > 10  # hot sampling spreads over the vocabulary...
     assert len(first_top3) == 3 and greedy in first_top3  # ...top-k keeps k tokens, the most likely among them
 
@@ -78,3 +84,101 @@ def test_blank_and_unknown_primes(trained_lm, tmp_path):
     (char_run / "vocab.json").write_text(json.dumps({"tokens": ["<unk>", "a", "b"]}))
     line = one_line_error(run_cli("sample.py", "--run_dir", str(char_run), "--prime", "xyz"))
     assert "--prime: none of its characters is in the model's vocabulary" in line
+
+
+def test_batched_samples_equal_each_seed_alone(trained_lm):
+    """--num_samples 4 --seed 3 draws the samples of seeds 3, 4, 5, 6 in one run; each equals its seed alone, on
+    every generation path."""
+    args = ["--length", "25", "--prime", "the value of", "--temperature", "1.3"]
+    alone = [sample(trained_lm, *args, "--seed", str(seed), "--generator", "plain") for seed in range(3, 7)]
+    assert len(set(alone)) == 4
+    for generator in ("plain", "xla", "stepwise"):
+        batched = sample(trained_lm, *args, "--seed", "3", "--num_samples", "4", "--generator", generator)
+        headers = [line for line in batched.splitlines() if line.startswith("--- sample")]
+        assert headers == [f"--- sample {i + 1} of 4 (--seed {3 + i}) ---" for i in range(4)]
+        texts = [part.split("---\n", 1)[1] for part in batched.split("--- sample")[1:]]
+        assert texts == alone, generator
+
+
+def test_auto_takes_the_path_predicted_fastest_from_timings_made_once(trained_lm, tmp_path):
+    """Without timings for this machine, auto answers with the plain loop and then times both loops into
+    generation_speed.json; with them it picks by start-up + steps x step time."""
+    import shutil
+    run = tmp_path / "run"
+    shutil.copytree(trained_lm, run)
+    first = sample(run, "--length", "30", "--seed", "2")
+    assert first == sample(trained_lm, "--length", "30", "--seed", "2", "--generator", "plain")
+    speed = json.loads((run / "generation_speed.json").read_text())
+    assert speed["machine"].startswith(config.cpu_description())
+    for path in ("plain", "xla"):
+        assert speed[path]["start_s"] >= 0 and speed[path]["step_s"] > 0
+    written = (run / "generation_speed.json").stat().st_mtime_ns
+    assert sample(run, "--length", "30", "--seed", "2") == first  # the same text whichever path it took
+    assert (run / "generation_speed.json").stat().st_mtime_ns == written  # timed once
+
+    choose = sample_script.choose_generator
+    timings = {"machine": "m", "plain": {"start_s": 0.0, "step_s": 2e-4}, "xla": {"start_s": 1.0, "step_s": 1e-4}}
+    assert choose("auto", timings, "m", 500) == ("plain", timings)  # 0.1 s against 1.05 s
+    assert choose("auto", timings, "m", 50_000) == ("xla", timings)  # 10 s against 6 s
+    assert choose("auto", timings, "another machine", 500) == ("plain", None)  # timed again
+    assert choose("auto", {"machine": "m", "plain": {}}, "m", 500) == ("plain", None)  # a damaged cache too
+    assert choose("stepwise", {}, "m", 500) == ("stepwise", {})
+
+
+def test_score_is_the_evaluation_perplexity(trained_lm, tmp_path):
+    """build_scorer computes what the language model's evaluation computes: on token ids whose length fills whole
+    num_steps pieces at eval_batch_size 1 they agree to float32 rounding; `sample.py --score` on the test split's
+    text agrees with train.py's evaluation of that split, the one extra first token aside."""
+    import dataclasses
+    import data_handler
+    import rnn_model as rm
+    import run_dir
+    import tasks
+    tf = rm.tf
+    run = run_dir.RunDir(trained_lm)
+    cfg = dataclasses.replace(run.load_config(), eval_batch_size=1)
+    test_ids = data_handler.language_model_data(cfg).splits["test"].astype(np.int32)
+    aligned = test_ids[:(len(test_ids) - 1) // cfg.num_steps * cfg.num_steps + 1]
+    graph = tf.Graph()
+    with graph.as_default():
+        controls = rm.build_controls(cfg, None)
+        lm = tasks.LanguageModel(cfg, data_handler.TaskData(run.load_vocab(), None,
+                                                            {"whole": test_ids, "aligned": aligned}, None), controls)
+        scorer = rm.build_scorer(cfg, lm.weights, tf.placeholder(tf.int32, [None, None]),
+                                 tf.placeholder(tf.int32, [None]))
+        saver, local_init = tf.train.Saver(), tf.local_variables_initializer()
+    with tf.Session(graph=graph) as sess:
+        saver.restore(sess, run.use_candidates()[0])
+        sess.run(local_init)
+        evaluation = lm.evaluate(sess, "aligned")["loss"]
+        whole = lm.evaluate(sess, "whole")["loss"]
+        # Two rows of other lengths at once: the padding of the shorter one counts for nothing.
+        short = aligned[:len(aligned) // 3]
+        padded = np.zeros((2, len(aligned)), np.int32)
+        padded[0], padded[1, :len(short)] = aligned, short
+        log_likelihood, tokens = sess.run([scorer.log_likelihood, scorer.tokens],
+                                          {scorer.ids: padded, scorer.lengths: [len(aligned), len(short)]})
+        short_alone = sess.run(scorer.log_likelihood, {scorer.ids: [short], scorer.lengths: [len(short)]})[0]
+    assert tokens.tolist() == [len(aligned) - 1, len(short) - 1]
+    np.testing.assert_allclose(-log_likelihood[0] / tokens[0], evaluation, rtol=1e-5)
+    np.testing.assert_allclose(log_likelihood[1], short_alone, rtol=1e-5)
+
+    text = data_handler.split_by_fraction(data_handler.embedded_text(), cfg.valid_fraction, cfg.test_fraction)[2]
+    (tmp_path / "test.txt").write_text(text, encoding="utf-8")
+    out = sample(trained_lm, "--score", str(tmp_path / "test.txt"))
+    fields = {line.split()[0]: line.split()[1].replace(",", "") for line in out.splitlines()}
+    assert int(fields["tokens"]) == len(test_ids)
+    assert int(fields["unknown"]) == int(np.sum(test_ids == run.load_vocab().id("<unk>"))) - sum(
+        w == "<unk>" for w in data_handler.lm_words(text))
+    assert abs(float(fields["nats/token"]) - whole) < 0.01 * whole
+    assert abs(float(fields["perplexity"]) - np.exp(float(fields["nats/token"]))) < 1e-3 * float(fields["perplexity"])
+
+
+def test_score_and_num_samples_refuse_bad_input_in_one_line(trained_lm, tmp_path):
+    (tmp_path / "empty.txt").write_text(" \n\n")
+    assert "empty.txt: no text to score" in one_line_error(
+        run_cli("sample.py", "--run_dir", str(trained_lm), "--score", str(tmp_path / "empty.txt")))
+    assert "--num_samples: must be at least 1, got 0" in one_line_error(
+        run_cli("sample.py", "--run_dir", str(trained_lm), "--num_samples", "0"))
+    assert "--top_k: is for generation, not for --score" in one_line_error(
+        run_cli("sample.py", "--run_dir", str(trained_lm), "--score", "-", "--top_k", "3"))
