@@ -1,0 +1,193 @@
+"""Export a trained run as a TensorFlow SavedModel that takes raw text: serve it, or load it from any program.
+
+    python export.py --run_dir DIR [--checkpoint PATH] --out DIR
+
+The SavedModel (tag "serve") needs nothing of this repository: tokenization and the vocabulary lookup are graph
+ops (graph_text.py), and the run's config.json, vocab.json (and labels.json) travel in its assets/ folder.
+
+Classifier, signature "serving_default":
+    sentences [batch] string -> label [batch] string, probabilities [batch, classes] float32,
+                                class_names [classes] string
+Language model, signature "generate":
+    prime [] string, length [] int32, temperature [] float32, top_k [] int32 (0 = all), seed [N] int32
+        -> text [N] string: one sample per seed, each what `sample.py --prime P --seed S` writes
+Language model, signature "score" (also "serving_default"):
+    text [batch] string -> log_likelihood [batch] (nats), tokens [batch] int32, unknown_tokens [batch] int32,
+                           perplexity [batch], bits_per_character [batch]
+    as `sample.py --score` computes them: each text's first token follows a start token.
+"""
+import math
+import os
+import shutil
+import sys
+import tempfile
+
+import config
+import run_dir
+from config import UserError
+
+
+def parse_args(argv):
+    parser = config.ArgumentParser(description=__doc__.split("\n\n")[0], allow_abbrev=False)
+    parser.add_argument("--run_dir", required=True, help="the training run to export")
+    parser.add_argument("--checkpoint", help="a checkpoint prefix (default: the run's best, else its latest)")
+    parser.add_argument("--out", required=True, help="the SavedModel folder to write (must not exist, or be empty)")
+    parser.add_argument("--verbose", action="store_true", help="show TensorFlow's own log lines")
+    return parser.parse_args(argv)
+
+
+def main(argv=None):
+    try:
+        args = parse_args(sys.argv[1:] if argv is None else argv)
+        if os.path.exists(args.out) and (not os.path.isdir(args.out) or os.listdir(args.out)):
+            raise UserError(f"--out {args.out}: exists and is not an empty folder (choose a new one)")
+        run = run_dir.RunDir(args.run_dir)
+        cfg = run.load_config()
+        candidates = run.use_candidates(args.checkpoint)
+        config.tensorflow_environment(cfg, args.verbose)
+        checkpoint = export(run, cfg, candidates, args.out)
+    except UserError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 1
+    except OSError as e:
+        print(f"error: {e.filename or args.out}: {e.strerror or e}", file=sys.stderr)
+        return 1
+    print(f"exported {checkpoint} to {args.out} (signatures: "
+          f"{'serving_default' if cfg.task == 'classify' else 'generate, score (= serving_default)'})")
+    return 0
+
+
+def export(run, cfg, candidates, out):
+    """Writes the SavedModel of the first intact checkpoint among candidates to `out`, through a temporary folder
+    beside it (an interrupted export leaves no half model). Returns the checkpoint's path."""
+    import rnn_model as rm
+    tf = rm.tf
+    vocab = run.load_vocab()
+    label_names = run.load_labels() if cfg.task == "classify" else None
+    graph = tf.Graph()
+    with graph.as_default():
+        weights = rm.declare_weights(cfg, len(vocab), len(label_names or ()))
+        if cfg.task == "classify":
+            signatures = {"serving_default": classifier_signature(cfg, weights, vocab, label_names)}
+        else:
+            signatures = {"generate": generate_signature(cfg, weights, vocab)}
+            signatures["score"] = signatures["serving_default"] = score_signature(cfg, weights, vocab)
+        saver = tf.train.Saver(weights.variables())
+        parent = os.path.dirname(os.path.abspath(out))
+        os.makedirs(parent, exist_ok=True)
+        staging = tempfile.mkdtemp(prefix=".export-", dir=parent)
+        try:
+            assets = [tf.constant(path, name=f"asset_{os.path.splitext(os.path.basename(path))[0]}") for path in
+                      (run.config_path, run.vocab_path) + ((run.labels_path,) if label_names else ())]
+            with tf.Session(graph=graph, config=rm.session_config(cfg)) as sess:
+                checkpoint = run.restore_intact(sess, saver, candidates)
+                builder = tf.saved_model.Builder(os.path.join(staging, "model"))
+                builder.add_meta_graph_and_variables(
+                    sess, [tf.saved_model.SERVING], signature_def_map=signatures, assets_collection=assets,
+                    main_op=tf.tables_initializer(), strip_default_attrs=True)
+                builder.save()
+            if os.path.isdir(out):
+                os.rmdir(out)  # an empty folder the user made for it
+            os.replace(os.path.join(staging, "model"), out)
+        finally:
+            shutil.rmtree(staging, ignore_errors=True)
+    return checkpoint
+
+
+def signature(inputs, outputs, method):
+    import rnn_model as rm
+    info = rm.tf.saved_model.utils.build_tensor_info
+    return rm.tf.saved_model.signature_def_utils.build_signature_def(
+        {k: info(v) for k, v in inputs.items()}, {k: info(v) for k, v in outputs.items()}, method)
+
+
+def no_dropout(x, site):
+    return x
+
+
+def classifier_signature(cfg, weights, vocab, label_names):
+    """sentences -> labels and probabilities, through rnn_model's classifier_logits over graph_text's tokens
+    (sentences longer than num_steps are cut to it, as in training and sample.py)."""
+    import graph_text
+    import rnn_model as rm
+    tf = rm.tf
+    sentences = tf.placeholder(tf.string, [None], name="sentences")
+    table = graph_text.lookup_table(vocab.tokens, vocab.unk_id)
+    ids = graph_text.token_ids(table, graph_text.classifier_tokens(sentences))[:, :cfg.num_steps]
+    padded = ids.to_tensor(0, shape=[None, cfg.num_steps])  # [batch, num_steps], 0 = <pad>
+    mask = tf.sequence_mask(ids.row_lengths(), cfg.num_steps, tf.float32)
+    logits = rm.classifier_logits(cfg, weights, padded, mask, rm.zero_state(cfg, tf.shape(padded)[0]), no_dropout)
+    class_names = tf.constant(label_names, name="class_names")
+    label = tf.gather(class_names, tf.argmax(logits, axis=1), name="label")
+    return signature({"sentences": sentences},
+                     {"label": label, "probabilities": tf.nn.softmax(logits, name="probabilities"),
+                      "class_names": class_names}, tf.saved_model.PREDICT_METHOD_NAME)
+
+
+def start_id(cfg, vocab):
+    """The token a text follows: sample.py's default prime (a line break, <eos> for words)."""
+    import sample
+    return vocab.id(sample.prime_tokens(None, cfg, vocab)[0])
+
+
+def score_signature(cfg, weights, vocab):
+    """texts -> their log-likelihood under the model, after a start token; unknown tokens score as <unk>."""
+    import graph_text
+    import rnn_model as rm
+    tf = rm.tf
+    text = tf.placeholder(tf.string, [None], name="text")
+    tokens = graph_text.characters(text) if cfg.level == "char" else graph_text.lm_word_tokens(text)
+    found = graph_text.token_ids(graph_text.lookup_table(vocab.tokens, -1), tokens)  # -1: not in the vocabulary
+    unknown = tf.reduce_sum(tf.cast(tf.equal(found, -1), tf.int32), axis=1)
+    ids = tf.ragged.map_flat_values(lambda x: tf.where(x < 0, tf.fill(tf.shape(x), vocab.unk_id), x), found)
+    start = tf.fill([tf.shape(text)[0], 1], start_id(cfg, vocab))
+    with_start = tf.concat([start, ids.to_tensor(0)], axis=1)  # [batch, 1 + longest]
+    scorer = rm.build_scorer(cfg, weights, with_start, tf.cast(ids.row_lengths(), tf.int32) + 1)
+    num_tokens = tf.cast(scorer.tokens, tf.float32)
+    characters = tf.cast(tf.strings.length(text, unit="UTF8_CHAR"), tf.float32)
+    return signature({"text": text}, {
+        "log_likelihood": scorer.log_likelihood, "tokens": scorer.tokens, "unknown_tokens": unknown,
+        "perplexity": tf.exp(-scorer.log_likelihood / num_tokens, name="perplexity"),  # NaN for a text of no tokens
+        "bits_per_character": tf.math.divide(-scorer.log_likelihood / math.log(2), characters, name="bits_per_character"),
+    }, tf.saved_model.PREDICT_METHOD_NAME)
+
+
+def generate_signature(cfg, weights, vocab):
+    """prime and settings -> one text per seed, through rnn_model's generation loop (without XLA: a server
+    compiling on its first request would answer it late). The prime is read as sample.py reads it: unknown words
+    become <unk>, unknown characters are dropped; no known token starts at the start token."""
+    import graph_text
+    import rnn_model as rm
+    tf = rm.tf
+    prime = tf.placeholder(tf.string, [], name="prime")
+    length = tf.placeholder(tf.int32, [], name="length")
+    temperature = tf.placeholder(tf.float32, [], name="temperature")
+    top_k = tf.placeholder(tf.int32, [], name="top_k")
+    seed = tf.placeholder(tf.int32, [None], name="seed")
+    if cfg.level == "char":
+        found = graph_text.token_ids(graph_text.lookup_table(vocab.tokens, -1), graph_text.characters(prime[None]))
+        prime_ids = tf.boolean_mask(found.flat_values, found.flat_values >= 0)
+    else:
+        table = graph_text.lookup_table(vocab.tokens, vocab.unk_id)
+        # One line of words (str.split): lm_word_tokens of the prime without its line breaks, less its <eos>.
+        words = graph_text.lm_word_tokens(tf.strings.regex_replace(prime[None], "\n", " "))[:, :-1]
+        prime_ids = graph_text.token_ids(table, words).flat_values
+    prime_ids = tf.cond(tf.size(prime_ids) > 0, lambda: prime_ids, lambda: tf.constant([start_id(cfg, vocab)]))
+    generator = rm.build_generator(cfg, weights, jit=False,
+                                   inputs=(prime_ids, length, temperature, top_k, tf.constant(False), seed))
+    vocabulary = tf.constant(vocab.tokens)
+    tokens = tf.gather(vocabulary, tf.concat([tf.tile(prime_ids[None], [tf.shape(seed)[0], 1]), generator.tokens],
+                                              axis=1))  # [N, prime + length] strings
+    if cfg.level == "char":
+        text = tf.strings.reduce_join(tokens, axis=1)
+    else:  # sample.py's detokenize: words joined by spaces, <eos> a line break
+        text = tf.strings.reduce_join(tf.where(tf.equal(tokens, "<eos>"), tf.fill(tf.shape(tokens), "\n"), tokens),
+                                      axis=1, separator=" ")
+        text = tf.strings.regex_replace(text, " ?\n ?", "\n")
+    text = tf.strings.regex_replace(text, "^\n+", "", name="text")
+    return signature({"prime": prime, "length": length, "temperature": temperature, "top_k": top_k, "seed": seed},
+                     {"text": text}, tf.saved_model.PREDICT_METHOD_NAME)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
