@@ -28,6 +28,7 @@ import time
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
+import config  # noqa: E402  (after the path insert)
 
 VOCAB = 10000
 GENERATION = dict(level="char", num_layers=2, hidden_size=512, vocab=65)
@@ -125,28 +126,86 @@ def bench_train_torch(cfg, warmup, steps, repeats):
     return timed(step, warmup, steps, repeats)
 
 
-def bench_generate(mode, length, repeats, overrides):
+def generation_config(overrides):
+    return config.apply_overrides(config.named_config("char"), dict(
+        overrides, num_layers=GENERATION["num_layers"], hidden_size=GENERATION["hidden_size"]))
+
+
+def bench_generate(mode, length, num_samples, repeats, overrides):
     import numpy as np
-    import config
     import sample
     import rnn_model as rm
-    cfg = config.apply_overrides(config.named_config("char"), dict(
-        overrides, num_layers=GENERATION["num_layers"], hidden_size=GENERATION["hidden_size"]))
-    graph, model, _, initializer = sample.generation_graph(cfg, GENERATION["vocab"], stepwise=mode == "stepwise",
-                                              jit=mode == "loop-xla")
-    args = argparse.Namespace(length=length, temperature=1.0, top_k=0, argmax=False, seed=0)
+    cfg = generation_config(overrides)
+    graph, models, _, initializer = sample.generation_graph(cfg, GENERATION["vocab"], [mode])
     with rm.tf.Session(graph=graph, config=rm.session_config(cfg)) as sess:
         sess.run(initializer)
         prime = list(np.random.RandomState(0).randint(0, GENERATION["vocab"], 5))
-        times = timed(lambda: sample.generate_ids(sess, model, prime, args), 1, 1, repeats)
+        times = timed(lambda: sample.generate_ids(sess, models[mode], prime, length, np.arange(num_samples)), 1, 1,
+                      repeats)
     return times
+
+
+def generation_run(folder, overrides):
+    """A run directory holding a 2x512 character model with random weights, for sample.py end to end."""
+    import string
+    import data_handler
+    import sample
+    import rnn_model as rm
+    import run_dir
+    cfg = generation_config(overrides)
+    vocab = data_handler.Vocab(["<unk>", "\n"] + list(string.printable[:GENERATION["vocab"] - 2]))
+    run = run_dir.RunDir(folder)
+    run.prepare(cfg, vocab)
+    graph, _, saver, initializer = sample.generation_graph(cfg, len(vocab))
+    with rm.tf.Session(graph=graph) as sess:
+        sess.run(initializer)
+        saver.save(sess, os.path.join(run.checkpoint_dir, "model.ckpt"), global_step=0)
+    return run
+
+
+def seconds_of(command, repeats, env):
+    """Median wall seconds of a fresh process running command."""
+    times = []
+    for _ in range(repeats):
+        began = time.perf_counter()
+        done = subprocess.run(command, capture_output=True, text=True, env=env, cwd=ROOT)
+        times.append(time.perf_counter() - began)
+        if done.returncode:
+            raise RuntimeError(f"{command}: failed:\n{done.stderr[-3000:]}")
+    return statistics.median(times)
+
+
+def end_to_end(lengths, repeats, overrides, env, rates):
+    """Wall seconds of `python sample.py --length L --generator G` (TensorFlow's import, the graph, the restore and
+    the generation) on a random 2x512 character model, beside `python -c "import tensorflow"`; then how the default
+    compares with the import plus the fastest path's generation time at the measured steady rates."""
+    import tempfile
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")  # this process builds the model: TensorFlow quiet, as below
+    import sample
+    with tempfile.TemporaryDirectory() as folder:
+        run = generation_run(folder, overrides)
+        importing = seconds_of([sys.executable, "-c", "import tensorflow"], repeats, env)
+        print(f"{'end to end (fresh process)':<46} {'seconds':>10}")
+        print(f"{'import tensorflow':<46} {importing:>10.2f}")
+        base = [sys.executable, "sample.py", "--run_dir", run.path]
+        subprocess.run(base + ["--length", "1"], capture_output=True, env=env, cwd=ROOT)  # auto's one-time timing
+        speed = run.load_generation_speed()
+        for length in lengths:
+            for generator in sample.GENERATORS:
+                seconds = seconds_of(base + ["--length", str(length), "--generator", generator], repeats, env)
+                chosen = f" (took {sample.choose_generator('auto', speed, speed['machine'], length)[0]})" \
+                    if generator == "auto" else ""
+                print(f"{f'sample.py --length {length} --generator {generator}':<46} {seconds:>10.2f}{chosen}")
+                if generator == "auto":
+                    fastest = min(length / rate for rate in rates.values())
+                    print(f"fast start: the default at {length} chars took {seconds / (importing + fastest):.2f}x "
+                          f"(import {importing:.2f} s + fastest path's generation {fastest:.2f} s)")
 
 
 def child(spec):
     """Runs one measurement (in its own process) and prints its JSON."""
     kind, name, framework = spec["kind"], spec["name"], spec["framework"]
     if kind == "train":
-        import config
         cfg = config.apply_overrides(config.named_config(name), spec.get("overrides", {}))
         bench = bench_train_tf if framework == "tf" else bench_train_torch
         times = bench(cfg, spec["warmup"], spec["steps"], spec["repeats"])
@@ -154,9 +213,11 @@ def child(spec):
         result = {"rates": [items / t for t in times], "ms_per_step": [1000 * t / spec["steps"] for t in times],
                   "gflops": flops_per_token(cfg, VOCAB) / 1e9}
     else:
-        times = bench_generate(framework, spec["length"], spec["repeats"], spec.get("overrides", {}))
-        result = {"rates": [spec["length"] / t for t in times], "ms_per_step": [1000 * t / spec["length"]
-                                                                               for t in times]}
+        num_samples = spec.get("num_samples", 1)
+        times = bench_generate(framework, spec["length"], num_samples, spec["repeats"], spec.get("overrides", {}))
+        # Rates count the characters of all samples; a step is one token of every sample.
+        result = {"rates": [spec["length"] * num_samples / t for t in times],
+                  "ms_per_step": [1000 * t / spec["length"] for t in times]}
     result["peak_rss_mb"] = peak_rss_mb()
     print("RESULT " + json.dumps(result))
 
@@ -180,7 +241,6 @@ def torch_available():
 
 def parse_settings(parser, items):
     """--set KEY=VALUE items -> {key: value}, each checked against the config (one-line parser error if bad)."""
-    import config
     settings = {}
     for item in items:
         key, _, value = item.partition("=")
@@ -192,25 +252,12 @@ def parse_settings(parser, items):
     return settings
 
 
-def cpu_description():
-    """'MODEL (N cores; bfloat16 instructions: FLAGS)' from /proc/cpuinfo: the ratios hold for this CPU only."""
-    try:
-        with open("/proc/cpuinfo") as f:
-            text = f.read()
-    except OSError:
-        return "unknown"
-    model = next((line.split(":", 1)[1].strip() for line in text.splitlines() if line.startswith("model name")), "?")
-    bf16 = sorted(set(text.split()) & {"amx_bf16", "avx512_bf16"})
-    return f"{model} ({os.cpu_count()} cores; bfloat16 instructions: {', '.join(bf16) or 'none'})"
-
-
 def main(argv=None):
     return run_script(run, argv)
 
 
 def run_script(run, argv):
     """run(argv) of a benchmark script, a bad flag said in one line with exit code 2."""
-    import config
     try:
         return run(argv)
     except config.UserError as error:
@@ -220,7 +267,6 @@ def run_script(run, argv):
 
 def parse_arguments(argv):
     """(args, precisions, settings) of the command line, each flag checked."""
-    import config
     parser = config.ArgumentParser(description=__doc__.split("\n\n")[0], allow_abbrev=False)
     parser.add_argument("--configs", default="small,medium", help="PTB configs to train (comma-separated)")
     parser.add_argument("--repeats", type=int, default=5, help="timed repeats of each measurement")
@@ -274,7 +320,7 @@ def run(argv):
               + (f" {result['gflops'] * statistics.median(rates):>8.1f}" if "gflops" in result else ""), flush=True)
         return statistics.median(rates)
 
-    print(f"cpu: {cpu_description()}")
+    print(f"cpu: {config.cpu_description()}")
     print(f"{'measurement':<46} {'min/s':>10} {'median/s':>10} {'max/s':>10} {'ms/step':>9} {'peak MB':>8} "
           f"{'GFLOP/s':>8}")
     ratios = []
@@ -295,18 +341,24 @@ def run(argv):
             ratios.append((f"graphlstm / pytorch, train {name} {precision}", ours[precision] / theirs[precision]))
         if "bfloat16" in ours and "float32" in theirs:
             ratios.append((f"graphlstm bfloat16 / pytorch float32, train {name}", ours["bfloat16"] / theirs["float32"]))
-    generation = {"kind": "generate", "name": "char-2x512", "repeats": args.repeats}
+    generation = {"kind": "generate", "name": "char-2x512", "repeats": args.repeats, "length": args.length}
     loop = {}
     for precision in precisions:
         loop[precision] = record(f"generate 2x512 loop+xla {precision} (chars)",
-                                 dict(generation, framework="loop-xla", length=args.length,
-                                      overrides={"precision": precision}))
-    record("generate 2x512 loop float32 (chars)", dict(generation, framework="loop", length=args.length))
-    stepwise = record("generate 2x512 run/token float32 (chars)", dict(generation, framework="stepwise",
-                                                                        length=max(args.length // 10, 10)))
+                                 dict(generation, framework="xla", overrides={"precision": precision}))
+    rates = {"xla": loop.get("float32", loop[precisions[0]])}
+    rates["plain"] = record("generate 2x512 loop float32 (chars)", dict(generation, framework="plain"))
+    rates["stepwise"] = record("generate 2x512 run/token float32 (chars)",
+                               dict(generation, framework="stepwise", length=max(args.length // 10, 10)))
     same = "float32" if "float32" in loop else precisions[0]
     print(f"generation: in-graph loop with XLA ({same}) / one Session.run per token (float32) = "
-          f"{loop[same] / stepwise:.2f}x")
+          f"{loop[same] / rates['stepwise']:.2f}x")
+    for framework in ("plain", "xla"):
+        for num_samples in (8, 32):
+            record(f"generate 2x512 {framework} float32, {num_samples} samples (chars)",
+                   dict(generation, framework=framework, num_samples=num_samples))
+    end_to_end((20,) if args.smoke else (500, 5000), 1 if args.smoke else min(args.repeats, 3),
+               overrides if args.smoke else {}, env, rates)
     if args.json:
         with open(args.json, "w") as f:
             json.dump({label: result for label, result in rows}, f, indent=2)

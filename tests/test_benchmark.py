@@ -17,11 +17,18 @@ def test_benchmark_smoke_mode_prints_every_measurement():
     assert lines[1].split() == ["measurement", "min/s", "median/s", "max/s", "ms/step", "peak", "MB", "GFLOP/s"]
     labels = ["train small graphlstm float32 (words)", "train small graphlstm bfloat16 (words)",
               "generate 2x512 loop+xla float32 (chars)", "generate 2x512 loop+xla bfloat16 (chars)",
-              "generate 2x512 loop float32 (chars)", "generate 2x512 run/token float32 (chars)"]
+              "generate 2x512 loop float32 (chars)", "generate 2x512 run/token float32 (chars)"] + [
+              f"generate 2x512 {loop} float32, {n} samples (chars)" for loop in ("plain", "xla") for n in (8, 32)]
     for label in labels:
         row = next(line for line in lines if line.startswith(label))
         numbers = [float(n.replace(",", "")) for n in re.findall(r"[\d,]+\.?\d*", row[len(label):])]
         assert len(numbers) >= 5 and numbers[0] <= numbers[1] <= numbers[2] and numbers[0] > 0, row
+    for generator in ("auto", "plain", "xla", "stepwise"):
+        row = next(line for line in lines if line.startswith(f"sample.py --length 20 --generator {generator} "))
+        assert float(row.split()[5]) > 0, row
+    importing = next(line for line in lines if line.startswith("import tensorflow "))
+    assert float(importing.split()[-1]) > 0
+    assert any(line.startswith("fast start: the default at 20 chars took ") for line in lines)
     assert lines[-1] == "pytorch: skipped (--no_torch), no ratio"
 
 
