@@ -224,7 +224,8 @@ def cpu_description():
         return "unknown"
     model = next((line.split(":", 1)[1].strip() for line in text.splitlines() if line.startswith("model name")), "?")
     bf16 = sorted(set(text.split()) & {"amx_bf16", "avx512_bf16"})
-    return f"{model} ({os.cpu_count()} cores; bfloat16 instructions: {', '.join(bf16) or 'none'})"
+    cores = len(os.sched_getaffinity(0))  # the cores this process may use (a container's limit), not the host's
+    return f"{model} ({cores} cores; bfloat16 instructions: {', '.join(bf16) or 'none'})"
 
 
 def check_memory(cfg, vocab_size, num_classes=0):

@@ -24,6 +24,7 @@ import tempfile
 
 import config
 import run_dir
+import sample
 from config import UserError
 
 
@@ -44,6 +45,7 @@ def main(argv=None):
         run = run_dir.RunDir(args.run_dir)
         cfg = run.load_config()
         candidates = run.use_candidates(args.checkpoint)
+        os.makedirs(os.path.dirname(os.path.abspath(args.out)), exist_ok=True)  # before the slow part
         config.tensorflow_environment(cfg, args.verbose)
         checkpoint = export(run, cfg, candidates, args.out)
     except UserError as e:
@@ -51,6 +53,11 @@ def main(argv=None):
         return 1
     except OSError as e:
         print(f"error: {e.filename or args.out}: {e.strerror or e}", file=sys.stderr)
+        return 1
+    except Exception as e:  # TensorFlow's own errors (a full disk while saving), named without importing it here
+        if not type(e).__module__.startswith("tensorflow."):
+            raise
+        print(f"error: {args.out}: {getattr(e, 'message', e)}", file=sys.stderr)
         return 1
     print(f"exported {checkpoint} to {args.out} (signatures: "
           f"{'serving_default' if cfg.task == 'classify' else 'generate, score (= serving_default)'})")
@@ -73,9 +80,7 @@ def export(run, cfg, candidates, out):
             signatures = {"generate": generate_signature(cfg, weights, vocab)}
             signatures["score"] = signatures["serving_default"] = score_signature(cfg, weights, vocab)
         saver = tf.train.Saver(weights.variables())
-        parent = os.path.dirname(os.path.abspath(out))
-        os.makedirs(parent, exist_ok=True)
-        staging = tempfile.mkdtemp(prefix=".export-", dir=parent)
+        staging = tempfile.mkdtemp(prefix=".export-", dir=os.path.dirname(os.path.abspath(out)))
         try:
             assets = [tf.constant(path, name=f"asset_{os.path.splitext(os.path.basename(path))[0]}") for path in
                       (run.config_path, run.vocab_path) + ((run.labels_path,) if label_names else ())]
@@ -101,10 +106,6 @@ def signature(inputs, outputs, method):
         {k: info(v) for k, v in inputs.items()}, {k: info(v) for k, v in outputs.items()}, method)
 
 
-def no_dropout(x, site):
-    return x
-
-
 def classifier_signature(cfg, weights, vocab, label_names):
     """sentences -> labels and probabilities, through rnn_model's classifier_logits over graph_text's tokens
     (sentences longer than num_steps are cut to it, as in training and sample.py)."""
@@ -116,7 +117,8 @@ def classifier_signature(cfg, weights, vocab, label_names):
     ids = graph_text.token_ids(table, graph_text.classifier_tokens(sentences))[:, :cfg.num_steps]
     padded = ids.to_tensor(0, shape=[None, cfg.num_steps])  # [batch, num_steps], 0 = <pad>
     mask = tf.sequence_mask(ids.row_lengths(), cfg.num_steps, tf.float32)
-    logits = rm.classifier_logits(cfg, weights, padded, mask, rm.zero_state(cfg, tf.shape(padded)[0]), no_dropout)
+    logits = rm.classifier_logits(cfg, weights, padded, mask, rm.zero_state(cfg, tf.shape(padded)[0]),
+                                  rm.no_dropout)
     class_names = tf.constant(label_names, name="class_names")
     label = tf.gather(class_names, tf.argmax(logits, axis=1), name="label")
     return signature({"sentences": sentences},
@@ -124,55 +126,61 @@ def classifier_signature(cfg, weights, vocab, label_names):
                       "class_names": class_names}, tf.saved_model.PREDICT_METHOD_NAME)
 
 
-def start_id(cfg, vocab):
-    """The token a text follows: sample.py's default prime (a line break, <eos> for words)."""
-    import sample
-    return vocab.id(sample.prime_tokens(None, cfg, vocab)[0])
-
-
 def score_signature(cfg, weights, vocab):
     """texts -> their log-likelihood under the model, after a start token; unknown tokens score as <unk>."""
     import graph_text
     import rnn_model as rm
     tf = rm.tf
-    text = tf.placeholder(tf.string, [None], name="text")
+    raw_text = tf.placeholder(tf.string, [None], name="text")
+    # Line ends and a byte-order mark as sample.py reads a file (data_handler.decode_text).
+    text = tf.strings.regex_replace(tf.strings.regex_replace(raw_text, "\r\n?", "\n"), "^\ufeff+", "")
     tokens = graph_text.characters(text) if cfg.level == "char" else graph_text.lm_word_tokens(text)
     found = graph_text.token_ids(graph_text.lookup_table(vocab.tokens, -1), tokens)  # -1: not in the vocabulary
     unknown = tf.reduce_sum(tf.cast(tf.equal(found, -1), tf.int32), axis=1)
     ids = tf.ragged.map_flat_values(lambda x: tf.where(x < 0, tf.fill(tf.shape(x), vocab.unk_id), x), found)
-    start = tf.fill([tf.shape(text)[0], 1], start_id(cfg, vocab))
+    start = tf.fill([tf.shape(text)[0], 1], sample.start_id(cfg, vocab))
     with_start = tf.concat([start, ids.to_tensor(0)], axis=1)  # [batch, 1 + longest]
     scorer = rm.build_scorer(cfg, weights, with_start, tf.cast(ids.row_lengths(), tf.int32) + 1)
     num_tokens = tf.cast(scorer.tokens, tf.float32)
     characters = tf.cast(tf.strings.length(text, unit="UTF8_CHAR"), tf.float32)
-    return signature({"text": text}, {
+    return signature({"text": raw_text}, {
         "log_likelihood": scorer.log_likelihood, "tokens": scorer.tokens, "unknown_tokens": unknown,
         "perplexity": tf.exp(-scorer.log_likelihood / num_tokens, name="perplexity"),  # NaN for a text of no tokens
-        "bits_per_character": tf.math.divide(-scorer.log_likelihood / math.log(2), characters, name="bits_per_character"),
+        "bits_per_character": tf.math.divide(-scorer.log_likelihood / math.log(2), characters,
+                                             name="bits_per_character"),
     }, tf.saved_model.PREDICT_METHOD_NAME)
 
 
 def generate_signature(cfg, weights, vocab):
     """prime and settings -> one text per seed, through rnn_model's generation loop (without XLA: a server
-    compiling on its first request would answer it late). The prime is read as sample.py reads it: unknown words
-    become <unk>, unknown characters are dropped; no known token starts at the start token."""
+    compiling on its first request would answer it late). The prime is read as sample.py reads it (words with
+    <eos> between lines; unknown words become <unk>, unknown characters are dropped); a prime with no known token
+    starts at the start token."""
     import graph_text
     import rnn_model as rm
     tf = rm.tf
-    prime = tf.placeholder(tf.string, [], name="prime")
-    length = tf.placeholder(tf.int32, [], name="length")
-    temperature = tf.placeholder(tf.float32, [], name="temperature")
-    top_k = tf.placeholder(tf.int32, [], name="top_k")
-    seed = tf.placeholder(tf.int32, [None], name="seed")
+    inputs = {"prime": tf.placeholder(tf.string, [], name="prime"),
+              "length": tf.placeholder(tf.int32, [], name="length"),
+              "temperature": tf.placeholder(tf.float32, [], name="temperature"),
+              "top_k": tf.placeholder(tf.int32, [], name="top_k"),
+              "seed": tf.placeholder(tf.int32, [None], name="seed")}
+    # A request out of range is refused with this message (INVALID_ARGUMENT in TF Serving), as sample.py refuses it.
+    checks = [tf.debugging.assert_non_negative(inputs["length"], message="length: must not be negative"),
+              tf.debugging.assert_positive(inputs["temperature"], message="temperature: must be positive"),
+              tf.debugging.assert_non_negative(inputs["top_k"], message="top_k: must not be negative"),
+              tf.debugging.assert_non_negative(inputs["seed"], message="seed: must not be negative")]
+    with tf.control_dependencies(checks):  # the checked values, not the placeholders, feed the loop
+        prime, length, temperature, top_k, seed = (tf.identity(inputs[name]) for name in
+                                                   ("prime", "length", "temperature", "top_k", "seed"))
     if cfg.level == "char":
         found = graph_text.token_ids(graph_text.lookup_table(vocab.tokens, -1), graph_text.characters(prime[None]))
         prime_ids = tf.boolean_mask(found.flat_values, found.flat_values >= 0)
     else:
         table = graph_text.lookup_table(vocab.tokens, vocab.unk_id)
-        # One line of words (str.split): lm_word_tokens of the prime without its line breaks, less its <eos>.
-        words = graph_text.lm_word_tokens(tf.strings.regex_replace(prime[None], "\n", " "))[:, :-1]
+        # As sample.py: the prime's lm_words without the <eos> that ends its last line.
+        words = graph_text.lm_word_tokens(prime[None])[:, :-1]
         prime_ids = graph_text.token_ids(table, words).flat_values
-    prime_ids = tf.cond(tf.size(prime_ids) > 0, lambda: prime_ids, lambda: tf.constant([start_id(cfg, vocab)]))
+    prime_ids = tf.cond(tf.size(prime_ids) > 0, lambda: prime_ids, lambda: tf.constant([sample.start_id(cfg, vocab)]))
     generator = rm.build_generator(cfg, weights, jit=False,
                                    inputs=(prime_ids, length, temperature, top_k, tf.constant(False), seed))
     vocabulary = tf.constant(vocab.tokens)
@@ -185,8 +193,7 @@ def generate_signature(cfg, weights, vocab):
                                       axis=1, separator=" ")
         text = tf.strings.regex_replace(text, " ?\n ?", "\n")
     text = tf.strings.regex_replace(text, "^\n+", "", name="text")
-    return signature({"prime": prime, "length": length, "temperature": temperature, "top_k": top_k, "seed": seed},
-                     {"text": text}, tf.saved_model.PREDICT_METHOD_NAME)
+    return signature(inputs, {"text": text}, tf.saved_model.PREDICT_METHOD_NAME)
 
 
 if __name__ == "__main__":

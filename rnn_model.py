@@ -175,6 +175,11 @@ def make_dropout(keep_prob, seed, global_step):
     return dropout
 
 
+def no_dropout(x, site):
+    """The dropout of a graph that only infers."""
+    return x
+
+
 def compute_dtype(cfg):
     """The dtype matmul operands are rounded to: float32, or bfloat16 for mixed precision (--precision)."""
     return tf.bfloat16 if cfg.precision == "bfloat16" else tf.float32
@@ -492,7 +497,6 @@ def build_scorer(cfg, weights, ids, lengths):
     padded = tf.pad(ids, [[0, 0], [0, tf.maximum(width - tf.shape(ids)[1], 0)]])[:, :width]  # [B, width]
     scored = tf.cast(tf.range(1, width)[None] < lengths[:, None], tf.float32)  # [B, width - 1]: targets to count
     zeros = tf.zeros(tf.stack([tf.shape(ids)[0], hidden_size]))
-    no_dropout = lambda x, site: x  # noqa: E731
 
     def body(k, state, total):
         begin = k * num_steps
@@ -513,6 +517,9 @@ def build_scorer(cfg, weights, ids, lengths):
 
 
 class Generator(NamedTuple):
+    """Text generation in one Session.run: the prime goes through the cell token by token, then each sampled token
+    is fed back, all inside one tf.while_loop, for every sample at once. Token t of the sample of seed s is drawn
+    with the stateless seed pair (s, t): the same seed gives the same text, alone or among others."""
     prime: tf.Tensor  # [P] int32: the prime's token ids, P >= 1
     length: tf.Tensor  # [] int32: tokens to generate after the prime
     temperature: tf.Tensor  # [] float32
@@ -525,8 +532,10 @@ class Generator(NamedTuple):
 def generator_inputs():
     """The generation loop's inputs as placeholders (sample.py feeds them; an export computes them from text)."""
     return (tf.placeholder(tf.int32, [None], name="prime"), tf.placeholder(tf.int32, [], name="length"),
-            tf.placeholder_with_default(1.0, [], name="temperature"), tf.placeholder_with_default(0, [], name="top_k"),
-            tf.placeholder_with_default(False, [], name="argmax"), tf.placeholder_with_default([0], [None], name="seeds"))
+            tf.placeholder_with_default(1.0, [], name="temperature"),
+            tf.placeholder_with_default(0, [], name="top_k"),
+            tf.placeholder_with_default(False, [], name="argmax"),
+            tf.placeholder_with_default([0], [None], name="seeds"))
 
 
 def build_generator(cfg, weights, jit=True, inputs=None):
@@ -571,13 +580,14 @@ def build_generator(cfg, weights, jit=True, inputs=None):
             sampled = sample_logits(logits / temperature, top_k, argmax, step_seeds)
             prime_token = tf.fill([num_samples], prime[tf.minimum(t + 1, num_prime - 1)])
             next_tokens = tf.where(t + 1 < num_prime, prime_token, sampled)
-            return t + 1, next_tokens, state, out.write(t, next_tokens)
+            return t + 1, next_tokens, state, out.write(t + 1, next_tokens)
 
-        out = tf.TensorArray(tf.int32, size=total, element_shape=[None])
-        zeros = tf.zeros(tf.stack([num_samples, cfg.hidden_size]))
+        # Row 0 holds the first prime token, row t + 1 the token after step t: never empty, even for length 0.
         start = tf.fill([num_samples], prime[0])
+        out = tf.TensorArray(tf.int32, size=total + 1, element_shape=[None]).write(0, start)
+        zeros = tf.zeros(tf.stack([num_samples, cfg.hidden_size]))
         *_, out = tf.while_loop(lambda t, *_: t < total, body, [0, start, [(zeros, zeros)] * len(layers), out])
-        return tf.transpose(tf.reshape(out.stack(), [total, num_samples])[num_prime - 1:])  # [N, length]
+        return tf.transpose(tf.reshape(out.stack(), [total + 1, num_samples])[num_prime:])  # [N, length]
 
     if jit:
         generate = tf.function(generate, jit_compile=True, autograph=False)

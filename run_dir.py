@@ -31,7 +31,7 @@ from config import UserError
 
 
 def write_json(path, value, indent=2):
-    tmp = f"{path}.tmp"
+    tmp = f"{path}.{uuid.uuid4().hex[:8]}.tmp"  # its own name: two writers never share a temporary file
     with open(tmp, "w", encoding="utf-8") as f:
         json.dump(value, f, indent=indent, ensure_ascii=False)
         f.write("\n")
@@ -145,7 +145,7 @@ class RunDir:
         """sample.py's timings of the generation paths, {} when absent or unreadable (it is only a cache)."""
         try:
             speed = read_json(self.generation_speed_path)
-        except UserError:
+        except (UserError, OSError):
             return {}
         return speed if isinstance(speed, dict) else {}
 

@@ -57,8 +57,9 @@ def parse_args(argv):
         raise UserError(f"--temperature: must be positive, got {args.temperature}")
     if args.top_k < 0:
         raise UserError(f"--top_k: must not be negative, got {args.top_k}")
-    if not 0 <= args.seed and args.seed + args.num_samples <= 2 ** 31:
-        raise UserError(f"--seed: must be in [0, 2**31 - num_samples], got {args.seed}")
+    if not (0 <= args.seed and args.seed + args.num_samples <= 2 ** 31):
+        raise UserError(f"--seed: with --num_samples {args.num_samples} it must be in "
+                        f"[0, {2 ** 31 - args.num_samples}], got {args.seed}")
     return args
 
 
@@ -121,8 +122,14 @@ def prime_tokens(prime, cfg, vocab):
             print(f"note: prime characters not in the vocabulary were dropped: {''.join(unknown)!r}",
                   file=sys.stderr)
         return tokens
-    tokens = prime.split() if prime else []
+    # Words as the corpus was read (lm_words: <eos> between lines), without the <eos> that would end the last line.
+    tokens = data_handler.lm_words(prime or "")[:-1]
     return [t if t in vocab else "<unk>" for t in tokens] or ["<eos>"]
+
+
+def start_id(cfg, vocab):
+    """The token a text or a sample follows: the default prime's (a line break, <eos> for words)."""
+    return vocab.id(prime_tokens(None, cfg, vocab)[0])
 
 
 def detokenize(tokens, level):
@@ -279,7 +286,9 @@ def text_log_likelihood(cfg, vocab, run, candidates, text):
     tokens = list(text) if cfg.level == "char" else data_handler.lm_words(text)
     if not tokens:
         return 0.0, 0, 0
-    ids = np.concatenate([[vocab.id(prime_tokens(None, cfg, vocab)[0])], vocab.encode(tokens)]).astype(np.int32)
+    # A str of characters encodes vectorised (a long text would take seconds one token at a time).
+    ids = np.concatenate([[start_id(cfg, vocab)], vocab.encode(text if cfg.level == "char" else tokens)])
+    ids = ids.astype(np.int32)
     graph, scorer, saver = scoring_graph(cfg, len(vocab))
     import rnn_model as rm
     with rm.tf.Session(graph=graph, config=rm.session_config(cfg)) as sess:

@@ -188,7 +188,7 @@ def end_to_end(lengths, repeats, overrides, env, rates):
         print(f"{'end to end (fresh process)':<46} {'seconds':>10}")
         print(f"{'import tensorflow':<46} {importing:>10.2f}")
         base = [sys.executable, "sample.py", "--run_dir", run.path]
-        subprocess.run(base + ["--length", "1"], capture_output=True, env=env, cwd=ROOT)  # auto's one-time timing
+        seconds_of(base + ["--length", "1"], 1, env)  # auto's one-time timing, kept in the run directory
         speed = run.load_generation_speed()
         for length in lengths:
             for generator in sample.GENERATORS:
@@ -298,6 +298,27 @@ def parse_arguments(argv):
     return args, precisions, parse_settings(parser, args.set)
 
 
+def generation_rows(args, precisions, record):
+    """The generation measurements (each through record); returns the batch-1 float32 rates of each path."""
+    generation = {"kind": "generate", "name": "char-2x512", "repeats": args.repeats, "length": args.length}
+    loop = {}
+    for precision in precisions:
+        loop[precision] = record(f"generate 2x512 loop+xla {precision} (chars)",
+                                 dict(generation, framework="xla", overrides={"precision": precision}))
+    rates = {"xla": loop.get("float32", loop[precisions[0]])}
+    rates["plain"] = record("generate 2x512 loop float32 (chars)", dict(generation, framework="plain"))
+    rates["stepwise"] = record("generate 2x512 run/token float32 (chars)",
+                               dict(generation, framework="stepwise", length=max(args.length // 10, 10)))
+    same = "float32" if "float32" in loop else precisions[0]
+    print(f"generation: in-graph loop with XLA ({same}) / one Session.run per token (float32) = "
+          f"{loop[same] / rates['stepwise']:.2f}x")
+    for framework in ("plain", "xla"):
+        for num_samples in (8, 32):
+            record(f"generate 2x512 {framework} float32, {num_samples} samples (chars)",
+                   dict(generation, framework=framework, num_samples=num_samples))
+    return rates
+
+
 def run(argv):
     args, precisions, settings = parse_arguments(argv)
     if args.child:
@@ -341,22 +362,7 @@ def run(argv):
             ratios.append((f"graphlstm / pytorch, train {name} {precision}", ours[precision] / theirs[precision]))
         if "bfloat16" in ours and "float32" in theirs:
             ratios.append((f"graphlstm bfloat16 / pytorch float32, train {name}", ours["bfloat16"] / theirs["float32"]))
-    generation = {"kind": "generate", "name": "char-2x512", "repeats": args.repeats, "length": args.length}
-    loop = {}
-    for precision in precisions:
-        loop[precision] = record(f"generate 2x512 loop+xla {precision} (chars)",
-                                 dict(generation, framework="xla", overrides={"precision": precision}))
-    rates = {"xla": loop.get("float32", loop[precisions[0]])}
-    rates["plain"] = record("generate 2x512 loop float32 (chars)", dict(generation, framework="plain"))
-    rates["stepwise"] = record("generate 2x512 run/token float32 (chars)",
-                               dict(generation, framework="stepwise", length=max(args.length // 10, 10)))
-    same = "float32" if "float32" in loop else precisions[0]
-    print(f"generation: in-graph loop with XLA ({same}) / one Session.run per token (float32) = "
-          f"{loop[same] / rates['stepwise']:.2f}x")
-    for framework in ("plain", "xla"):
-        for num_samples in (8, 32):
-            record(f"generate 2x512 {framework} float32, {num_samples} samples (chars)",
-                   dict(generation, framework=framework, num_samples=num_samples))
+    rates = generation_rows(args, precisions, record)
     end_to_end((20,) if args.smoke else (500, 5000), 1 if args.smoke else min(args.repeats, 3),
                overrides if args.smoke else {}, env, rates)
     if args.json:

@@ -70,7 +70,8 @@ def test_exported_models_answer_as_sample_py_in_a_fresh_process(runs, tmp_path):
     word_run, word_model = runs["word"]
     char_run, char_model = runs["char"]
     classifier_run, classifier_model = runs["classify"]
-    texts = ["the value of the", "", "a new line\nand <unk> zzqx words\n\n here", "ROMEO: what light, ñ?"]
+    texts = ["the value of the", "", "a new line\nand <unk> zzqx words\n\n here", "ROMEO: what light, ñ?",
+             "\ufeffWindows\r\nline ends\rhere"]
     generate = [(word_model, dict(prime="the value of", length=30, temperature=1.0, top_k=0, seed=[3, 4])),
                 (word_model, dict(prime="zzqx  the\nvalue", length=12, temperature=1.5, top_k=20, seed=[7])),
                 (word_model, dict(prime="", length=12, temperature=1.0, top_k=0, seed=[1])),
@@ -91,6 +92,7 @@ def test_exported_models_answer_as_sample_py_in_a_fresh_process(runs, tmp_path):
         r = run_dir.RunDir(run)
         cfg, vocab, candidates = r.load_config(), r.load_vocab(), r.use_candidates()
         for i, text in enumerate(texts):
+            text = text.replace("\r\n", "\n").replace("\r", "\n").lstrip("\ufeff")  # as sample.py reads a file
             log_likelihood, tokens, unknown = sample.text_log_likelihood(cfg, vocab, r, candidates, text)
             assert (answer["tokens"][i], answer["unknown_tokens"][i]) == (tokens, unknown), text
             np.testing.assert_allclose(answer["log_likelihood"][i], log_likelihood, rtol=1e-5, atol=1e-4)
@@ -130,6 +132,38 @@ def test_saved_model_cli_runs_the_signatures_and_assets_travel(runs):
                                                   r.use_candidates(), ["ball goal team", "soup oven"])
     labels = [r.load_labels()[i] for i in probabilities.argmax(1)]
     assert f"[b'{labels[0]}' b'{labels[1]}']" in ran.stdout, ran.stdout
+    ran = subprocess.run(cli + ["run", "--dir", str(word_model), "--tag_set", "serve", "--signature_def", "score",
+                                "--input_exprs", 'text=["the value of the"]'], capture_output=True, text=True)
+    assert ran.returncode == 0, ran.stderr[-2000:]
+    r = run_dir.RunDir(word_run)
+    log_likelihood, tokens, _ = sample.text_log_likelihood(r.load_config(), r.load_vocab(), r, r.use_candidates(),
+                                                           "the value of the")
+    printed = ran.stdout.split("log_likelihood")[1]
+    assert float(printed.split("[")[1].split("]")[0]) == pytest.approx(log_likelihood, rel=1e-4), ran.stdout
+    assert f"[{tokens}]" in ran.stdout.split("Result for output key tokens:")[1], ran.stdout
+
+
+def test_generate_refuses_requests_out_of_range(runs):
+    """A bad request fails with a message naming the input (TF Serving's INVALID_ARGUMENT), not garbage."""
+    import rnn_model as rm
+    tf = rm.tf
+    _, word_model = runs["word"]
+    good = dict(prime="the", length=5, temperature=1.0, top_k=0, seed=[1])
+    with tf.Graph().as_default(), tf.Session() as sess:
+        meta = tf.saved_model.loader.load(sess, [tf.saved_model.SERVING], str(word_model))
+        signature = meta.signature_def["generate"]
+
+        def run(**changes):
+            inputs = dict(good, **changes)
+            return sess.run(signature.outputs["text"].name,
+                            {signature.inputs[k].name: v for k, v in inputs.items()})
+        assert len(run()) == 1 and len(run(seed=[1, 2, 3])) == 3
+        for changes, message in ((dict(length=-1), "length: must not be negative"),
+                                 (dict(temperature=0.0), "temperature: must be positive"),
+                                 (dict(top_k=-2), "top_k: must not be negative"),
+                                 (dict(seed=[-1]), "seed: must not be negative")):
+            with pytest.raises(tf.errors.InvalidArgumentError, match=message):
+                run(**changes)
 
 
 def test_export_refuses_bad_input_in_one_line(runs, tmp_path):
@@ -145,3 +179,6 @@ def test_export_refuses_bad_input_in_one_line(runs, tmp_path):
     assert not (tmp_path / "model").exists()
     assert "no such run directory" in one_line_error(
         run_cli("export.py", "--run_dir", str(tmp_path / "nothing"), "--out", str(tmp_path / "model")))
+    (tmp_path / "a_file").write_text("")
+    assert "a_file" in one_line_error(
+        run_cli("export.py", "--run_dir", str(word_run), "--out", str(tmp_path / "a_file" / "model")))

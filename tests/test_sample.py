@@ -100,6 +100,13 @@ def test_batched_samples_equal_each_seed_alone(trained_lm):
         assert texts == alone, generator
 
 
+def test_length_zero_prints_the_prime_on_every_path(trained_lm):
+    for generator in ("plain", "xla", "stepwise"):
+        assert sample(trained_lm, "--prime", "the value\nof", "--length", "0", "--generator", generator,
+                      "--num_samples", "2") == "--- sample 1 of 2 (--seed 0) ---\nthe value\nof\n" \
+                                               "--- sample 2 of 2 (--seed 1) ---\nthe value\nof\n"
+
+
 def test_auto_takes_the_path_predicted_fastest_from_timings_made_once(trained_lm, tmp_path):
     """Without timings for this machine, auto answers with the plain loop and then times both loops into
     generation_speed.json; with them it picks by start-up + steps x step time."""
@@ -111,7 +118,7 @@ def test_auto_takes_the_path_predicted_fastest_from_timings_made_once(trained_lm
     speed = json.loads((run / "generation_speed.json").read_text())
     assert speed["machine"].startswith(config.cpu_description())
     for path in ("plain", "xla"):
-        assert speed[path]["start_s"] >= 0 and speed[path]["step_s"] > 0
+        assert sorted(speed[path]) == ["start_s", "step_s"] and speed[path]["step_s"] < 0.1  # seconds, not ms
     written = (run / "generation_speed.json").stat().st_mtime_ns
     assert sample(run, "--length", "30", "--seed", "2") == first  # the same text whichever path it took
     assert (run / "generation_speed.json").stat().st_mtime_ns == written  # timed once
@@ -180,5 +187,7 @@ def test_score_and_num_samples_refuse_bad_input_in_one_line(trained_lm, tmp_path
         run_cli("sample.py", "--run_dir", str(trained_lm), "--score", str(tmp_path / "empty.txt")))
     assert "--num_samples: must be at least 1, got 0" in one_line_error(
         run_cli("sample.py", "--run_dir", str(trained_lm), "--num_samples", "0"))
+    assert "--seed: with --num_samples 2 it must be in [0, 2147483646], got 2147483647" in one_line_error(
+        run_cli("sample.py", "--run_dir", str(trained_lm), "--seed", "2147483647", "--num_samples", "2"))
     assert "--top_k: is for generation, not for --score" in one_line_error(
         run_cli("sample.py", "--run_dir", str(trained_lm), "--score", "-", "--top_k", "3"))
