@@ -52,6 +52,7 @@ class Config:
     lr_decay: float = 0.5  # learning rate multiplier per epoch once past max_epoch
     max_epoch: int = 4  # epochs trained at the initial learning rate
     max_max_epoch: int = 13  # total epochs
+    patience: int = 0  # stop after this many epochs without a better validation metric; 0 = train every epoch
     max_grad_norm: float = 5.0  # gradients are clipped to this global norm
     batch_size: int = 20  # sequences per batch
     eval_batch_size: int = 0  # sequences per validation/test batch; 0 = batch_size
@@ -104,11 +105,12 @@ CONFIGS = {
     "char": _named(level="char", vocab_size=0, init_scale=0.08, optimizer="adam", learning_rate=0.002,
                    max_grad_norm=5, num_layers=2, num_steps=100, hidden_size=256, max_epoch=6, max_max_epoch=16,
                    keep_prob=0.9, lr_decay=0.85, batch_size=32, forget_bias=1.0),
-    # Sentence classifier: one layer, sentences up to 60 tokens, masked mean pooling.
+    # Sentence classifier: one layer, sentences up to 60 tokens, masked mean pooling. Patience 3: on MR, CR and TREC
+    # the same or better accuracy than all 10 epochs, in 51-100% of the time (README, Results).
     "classify": _named(task="classify", encoding="auto", vocab_size=0, valid_fraction=0.1, test_fraction=0.1,
                        num_layers=1, hidden_size=150, embedding_size=300, num_steps=60, keep_prob=0.5,
                        forget_bias=1.0, optimizer="adam", learning_rate=0.002, lr_decay=0.8, max_epoch=4,
-                       max_max_epoch=10, max_grad_norm=5, batch_size=50, init_scale=0.1),
+                       max_max_epoch=10, patience=3, max_grad_norm=5, batch_size=50, init_scale=0.1),
 }
 DEFAULT_CONFIG = "small"
 
@@ -123,9 +125,9 @@ CHOICES = {
 }
 POSITIVE = ("num_layers", "hidden_size", "num_steps", "batch_size", "max_max_epoch", "summary_every")
 NON_NEGATIVE = ("vocab_size", "embedding_size", "eval_batch_size", "max_epoch", "max_steps", "checkpoint_every",
-                "intra_op_threads", "inter_op_threads", "min_count", "seed")
+                "patience", "intra_op_threads", "inter_op_threads", "min_count", "seed")
 # Keys that may change when a run is resumed; every other key shapes the model or its data and must match.
-RESUMABLE_KEYS = ("max_max_epoch", "eval_batch_size", "learning_rate", "max_grad_norm", "max_steps",
+RESUMABLE_KEYS = ("max_max_epoch", "patience", "eval_batch_size", "learning_rate", "max_grad_norm", "max_steps",
                   "checkpoint_every", "summary_every", "device", "xla", "xla_loss", "precision", "intra_op_threads",
                   "inter_op_threads")
 # The static unroll builds num_steps copies of the cell's ops in every graph (~30 ops a step and layer, forward and

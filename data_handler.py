@@ -103,6 +103,28 @@ def tokenize(sentence):
     return _TOKEN.findall(sentence.replace("<br />", " ").lower())
 
 
+def start_token(level, vocab):
+    """The token a text or a sample follows: a line break (for a character vocabulary without one, its first real
+    character), <eos> for words."""
+    if level == "word":
+        return "<eos>"
+    return "\n" if "\n" in vocab else vocab.tokens[1 if len(vocab) > 1 else 0]
+
+
+def detokenize(tokens, level):
+    """Characters join as they are; words join with spaces, and <eos> ends a line (PTB convention)."""
+    if level == "char":
+        return "".join(tokens)
+    lines, words = [], []
+    for token in tokens:
+        if token == "<eos>":
+            lines.append(" ".join(words))
+            words = []
+        else:
+            words.append(token)
+    return "\n".join(lines + [" ".join(words)])
+
+
 # --------------------------------------------------------------------------------------------------- vocabulary
 
 class Vocab:

@@ -188,7 +188,7 @@ def generate_signature(cfg, weights, vocab):
                                               axis=1))  # [N, prime + length] strings
     if cfg.level == "char":
         text = tf.strings.reduce_join(tokens, axis=1)
-    else:  # sample.py's detokenize: words joined by spaces, <eos> a line break
+    else:  # data_handler.detokenize: words joined by spaces, <eos> a line break
         text = tf.strings.reduce_join(tf.where(tf.equal(tokens, "<eos>"), tf.fill(tf.shape(tokens), "\n"), tokens),
                                       axis=1, separator=" ")
         text = tf.strings.regex_replace(text, " ?\n ?", "\n")

@@ -17,6 +17,8 @@ from typing import NamedTuple
 
 import numpy as np
 
+from summaries import DETAIL, METRICS
+
 
 def _import_tensorflow(quiet):
     """TF 2.21 writes start-up lines to stderr before its log settings apply; a quiet import hides just those."""
@@ -429,8 +431,11 @@ def build_train_op(cost, controls, cfg, optimizer):
         name = variable.op.name.replace("model/", "")
         # The histogram op refuses NaN and inf; a diverging step is the train loop's to report, not the summary's.
         finite = tf.boolean_mask(tf.reshape(values, [-1]), tf.math.is_finite(tf.reshape(values, [-1])))
-        summaries.append(histogram_summary(f"gradients/{name}", finite))
-        summaries.append(scalar_summary(f"gradient_sparsity/{name}", tf.nn.zero_fraction(values)))
+        summaries.append(histogram_summary(f"{DETAIL}/gradients/{name}", finite))
+        # Over the whole gradient: an embedding's IndexedSlices hold only the rows a batch touched, so the zero
+        # fraction of their values says nothing; densified, it is (about) the fraction of untouched rows.
+        summaries.append(scalar_summary(f"{DETAIL}/gradient_sparsity/{name}",
+                                        tf.nn.zero_fraction(tf.convert_to_tensor(gradient))))
     return TrainOp(train_op, step, gradient_norm, summaries)
 
 
@@ -471,9 +476,10 @@ def build_lm(cfg, weights, controls, num_steps, optimizer=None):
     if training:
         train = build_train_op(cost, controls, cfg, optimizer)
         loss = cost / num_steps
-        summary = tf.summary.merge([scalar_summary("loss", loss), scalar_summary("perplexity", tf.exp(loss)),
-                                    scalar_summary("learning_rate", controls.learning_rate),
-                                    scalar_summary("gradient_norm", train.gradient_norm)] + train.summaries)
+        summary = tf.summary.merge([scalar_summary(f"{METRICS}/loss", loss),
+                                    scalar_summary(f"{METRICS}/perplexity", tf.exp(loss)),
+                                    scalar_summary(f"{METRICS}/learning_rate", controls.learning_rate),
+                                    scalar_summary(f"{DETAIL}/gradient_norm", train.gradient_norm)] + train.summaries)
         save_state = tf.assign(controls.carried_state, tf.stack([tf.stack(state) for state in final_state])).op
     return LMGraph(inputs, targets, initial_state, final_state, cost, logits, probabilities, temperature, train,
                    summary, save_state)
@@ -716,9 +722,10 @@ def build_classifier(cfg, weights, controls, num_steps, optimizer=None):
     if training:
         train = build_train_op(loss, controls, cfg, optimizer)
         accuracy = tf.cast(correct, tf.float32) / tf.cast(tf.shape(inputs)[0], tf.float32)
-        summary = tf.summary.merge([scalar_summary("loss", loss), scalar_summary("accuracy", accuracy),
-                                    scalar_summary("learning_rate", controls.learning_rate),
-                                    scalar_summary("gradient_norm", train.gradient_norm)] + train.summaries)
+        summary = tf.summary.merge([scalar_summary(f"{METRICS}/loss", loss),
+                                    scalar_summary(f"{METRICS}/accuracy", accuracy),
+                                    scalar_summary(f"{METRICS}/learning_rate", controls.learning_rate),
+                                    scalar_summary(f"{DETAIL}/gradient_norm", train.gradient_norm)] + train.summaries)
     return ClassifierGraph(inputs, mask, labels, logits, tf.nn.softmax(logits), predictions, loss, correct, train,
                            summary)
 
@@ -755,28 +762,6 @@ def pool(outputs, mask, last_step, pooling):
     if pooling == "max":
         return masked_max(outputs, mask)
     return output_at(outputs, last_step)
-
-
-class EpochSummaries(NamedTuple):
-    """Whole-epoch numbers computed in Python, written through placeholders so no op is created while training."""
-    values: dict  # tag -> float32 placeholder
-    confusion: tf.Tensor  # string placeholder: the confusion matrix as a markdown table
-    scalars: tf.Tensor  # merged scalar summaries
-    text: tf.Tensor  # the confusion-matrix text summary
-
-
-def epoch_scalars(sess, summaries, metrics):
-    """The serialized scalar summary of whole-epoch metrics, through the pre-built placeholders."""
-    return sess.run(summaries.scalars, {placeholder: metrics[tag] for tag, placeholder in summaries.values.items()})
-
-
-def build_epoch_summaries(tags):
-    with tf.name_scope("epoch_summaries"):
-        values = {tag: tf.placeholder(tf.float32, [], name=tag) for tag in tags}
-        confusion = tf.placeholder(tf.string, [], name="confusion_matrix")
-        scalars = tf.summary.merge([scalar_summary(tag, value) for tag, value in values.items()])
-        text = tf.summary.text("confusion_matrix", confusion)
-    return EpochSummaries(values, confusion, scalars, text)
 
 
 def session_config(cfg):

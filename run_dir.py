@@ -6,7 +6,9 @@
     RUN_DIR/checkpoints/       the latest checkpoints (model.ckpt-STEP.*), the last 3 kept
     RUN_DIR/best/              the best checkpoint by validation metric, and best.json (its step, epoch, metric)
     RUN_DIR/results.json       final validation and test metrics of the best checkpoint
-    RUN_DIR/train|valid|test/  TensorBoard event files
+    RUN_DIR/train|valid|test/  TensorBoard event files; train/ also has the embedding projector's config,
+                               metadata.tsv and a `checkpoint` file naming the newest checkpoint
+    RUN_DIR/events.out.tfevents.*  the run's hyperparameters and final metrics (TensorBoard's HParams tab)
     RUN_DIR/fold_K/            cross-validation: one run directory per fold, cv_results.json beside them
     RUN_DIR/logs/              cluster mode: the parameter server's and the other workers' output
     RUN_DIR/generation_speed.json  sample.py: how fast each generation path ran on this machine (a cache)
@@ -90,6 +92,17 @@ class RunDir:
 
     def __str__(self):
         return self.path
+
+    @property
+    def name(self):
+        """The run's name for TensorBoard's HParams: its folder, and for a fold its cross-validation's too."""
+        name = os.path.basename(os.path.normpath(self.path))
+        parent = os.path.basename(os.path.dirname(os.path.normpath(self.path)))
+        return f"{parent}/{name}" if name.startswith("fold_") else name
+
+    def has_run_events(self):
+        """Whether the run's own folder has an event file (its HParams session was written)."""
+        return bool(glob.glob(os.path.join(glob.escape(self.path), "events.out.tfevents.*")))
 
     def events_dir(self, name):
         return os.path.join(self.path, name)
@@ -185,6 +198,22 @@ class RunDir:
     def save_cv_results(self, results):
         write_json(self.cv_results_path, results)
 
+    # ---- TensorBoard's embedding projector
+    def write_projector(self, embedding_name, vocab, counts):
+        import summaries
+        with self.writing("the embedding projector's files"):
+            summaries.projector_files(self.events_dir("train"), embedding_name, vocab, counts)
+
+    def show_checkpoint(self, path):
+        """Points the projector (which reads train/'s `checkpoint` file) at a newly saved checkpoint."""
+        folder = self.events_dir("train")
+        pointer = os.path.join(folder, "checkpoint")
+        with self.writing("the embedding projector's files"):
+            os.makedirs(folder, exist_ok=True)
+            with open(pointer + ".tmp", "w") as f:
+                f.write(f'model_checkpoint_path: "{os.path.relpath(path, folder)}"\n')
+            os.replace(pointer + ".tmp", pointer)
+
     # ---- checkpoints
     def checkpoints(self, folder):
         """Checkpoint prefixes in folder, newest step first, found from their index files, so that a damaged
@@ -241,8 +270,11 @@ class RunDir:
             if int(prefix.rsplit("-", 1)[1]) >= step:
                 for path in glob.glob(glob.escape(prefix) + ".*"):
                     os.remove(path)
-        left = self.checkpoints(self.checkpoint_dir) + self.checkpoints(self.best_dir)
-        return max((int(prefix.rsplit("-", 1)[1]) for prefix in left), default=None)
+        left = sorted(self.checkpoints(self.checkpoint_dir) + self.checkpoints(self.best_dir),
+                      key=lambda prefix: int(prefix.rsplit("-", 1)[1]))
+        if left:
+            self.show_checkpoint(left[-1])  # the projector's pointer named a removed one
+        return int(left[-1].rsplit("-", 1)[1]) if left else None
 
     def remember_checkpoints(self, saver, best_saver):
         """Keeps the newest 3 latest and 1 best checkpoints on disk and tells the savers about them, oldest first,
@@ -260,7 +292,8 @@ class RunDir:
         leftovers = []
         for run in [self] + [self.fold(k) for k in range(len(glob.glob(os.path.join(glob.escape(self.path),
                                                                                       "fold_*"))))]:
-            leftovers += glob.glob(os.path.join(glob.escape(run.path), "*.tmp"))
+            for folder in (run.path, run.events_dir("train")):
+                leftovers += glob.glob(os.path.join(glob.escape(folder), "*.tmp"))
             for folder in (run.checkpoint_dir, run.best_dir):
                 leftovers += [path for path in glob.glob(os.path.join(glob.escape(folder), "*"))
                               if any(mark in os.path.basename(path) for mark in (".tempstate", "_temp", ".tmp"))]
@@ -301,15 +334,16 @@ class RunDir:
     def writing(self, what):
         """Turns a failed write (a full disk, no permission) inside the block into one line naming the path."""
         import rnn_model as rm
+        advice = "the last complete checkpoint is kept: run the same command again once the disk has room"
         try:
             yield
         except OSError as e:
-            raise UserError(f"{e.filename or self.path}: cannot write {what} ({e.strerror}); the last complete "
-                            "checkpoint is kept: run the same command again once the disk has room") from None
+            raise UserError(f"{e.filename or self.path}: cannot write {what} ({e.strerror}); {advice}") from None
         except (rm.tf.errors.ResourceExhaustedError, rm.tf.errors.UnknownError,
                 rm.tf.errors.PermissionDeniedError, rm.tf.errors.FailedPreconditionError) as e:
-            raise UserError(f"{self.path}: cannot write {what} ({error_reason(e)}); the last complete checkpoint "
-                            "is kept: run the same command again once the disk has room") from None
+            raise UserError(f"{self.path}: cannot write {what} ({error_reason(e)}); {advice}") from None
+        except RuntimeError as e:  # an event file's first write, failed (a full disk), comes back as this
+            raise UserError(f"{self.path}: cannot write {what} ({str(e).splitlines()[0]}); {advice}") from None
 
 
 def error_reason(error):
@@ -352,17 +386,26 @@ class EventWriters:
 
     def writer(self, name, graph=None):
         if name not in self.writers:
-            self.writers[name] = self.tf.summary.FileWriter(self.run.events_dir(name), graph,
-                                                            filename_suffix="." + uuid.uuid4().hex[:8])
+            with self.run.writing("TensorBoard events"):
+                self.writers[name] = self.tf.summary.FileWriter(self.run.events_dir(name), graph,
+                                                                filename_suffix="." + uuid.uuid4().hex[:8])
         return self.writers[name]
 
     def add_step(self, summary, step):
         with self.run.writing("TensorBoard events"):  # the writer's thread re-raises a failed write here
             self.train.add_summary(summary, step)
 
+    def add_to_run(self, summaries, step=0):
+        """Serialized summaries in the run's own folder (the HParams session and the final metrics)."""
+        writer = self.writer(".")
+        with self.run.writing("TensorBoard events"):
+            for summary in summaries:
+                writer.add_summary(summary, step)
+            writer.flush()
+
     def add(self, sess, task, name, metrics, step):
         writer = self.writer(name)
-        for summary in task.epoch_summaries(sess, metrics):
+        for summary in task.epoch_summaries(sess, name, metrics):
             writer.add_summary(summary, step)
         writer.flush()
 

@@ -112,8 +112,8 @@ def prime_tokens(prime, cfg, vocab):
     """The prime as tokens in the vocabulary: unknown words become <unk>; unknown characters are dropped, said once.
     No prime starts at a line break (<eos> for words)."""
     if cfg.level == "char":
-        if prime is None:  # a line break, or the first real character of a vocabulary without one
-            return ["\n"] if "\n" in vocab else [vocab.tokens[1 if len(vocab) > 1 else 0]]
+        if prime is None:
+            return [data_handler.start_token(cfg.level, vocab)]
         tokens = [t for t in prime if t in vocab]
         if not tokens:
             raise UserError("--prime: none of its characters is in the model's vocabulary")
@@ -124,26 +124,11 @@ def prime_tokens(prime, cfg, vocab):
         return tokens
     # Words as the corpus was read (lm_words: <eos> between lines), without the <eos> that would end the last line.
     tokens = data_handler.lm_words(prime or "")[:-1]
-    return [t if t in vocab else "<unk>" for t in tokens] or ["<eos>"]
+    return [t if t in vocab else "<unk>" for t in tokens] or [data_handler.start_token("word", vocab)]
 
 
 def start_id(cfg, vocab):
-    """The token a text or a sample follows: the default prime's (a line break, <eos> for words)."""
-    return vocab.id(prime_tokens(None, cfg, vocab)[0])
-
-
-def detokenize(tokens, level):
-    """Characters join as they are; words join with spaces, and <eos> ends a line (PTB convention)."""
-    if level == "char":
-        return "".join(tokens)
-    lines, words = [], []
-    for token in tokens:
-        if token == "<eos>":
-            lines.append(" ".join(words))
-            words = []
-        else:
-            words.append(token)
-    return "\n".join(lines + [" ".join(words)])
+    return vocab.id(data_handler.start_token(cfg.level, vocab))
 
 
 def generate(args, cfg, vocab, run, out):
@@ -164,7 +149,7 @@ def generate(args, cfg, vocab, run, out):
         for i, row in enumerate(generated):
             if len(generated) > 1:
                 out.write(f"--- sample {i + 1} of {len(generated)} (--seed {seeds[i]}) ---\n")
-            out.write(detokenize(prime + vocab.decode(row), cfg.level).lstrip("\n") + "\n")
+            out.write(data_handler.detokenize(prime + vocab.decode(row), cfg.level).lstrip("\n") + "\n")
         out.flush()
         if speed is None:
             speed = time_generators(sess, models, prime_ids[:1], machine)

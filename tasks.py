@@ -7,7 +7,8 @@ train.py's epoch loop knows a task only through what the task declares:
     num_outputs               the width of the output softmax (vocabulary or classes): the loss of a uniform guess
     init_feed                 what the variables' initializer is fed (pretrained embeddings)
     train_batches(epoch, start), train_step(sess, batch, fetch_summary) -> StepResult
-    evaluate(sess, split) -> metrics, epoch_summaries(sess, metrics), has_split(name), describe(metrics)
+    evaluate(sess, split) -> metrics, epoch_summaries(sess, split, metrics) -> serialized Summary protos (of the
+    split's evaluation just run), has_split(name), describe(metrics)
 
 The data a task reads is data_handler's TaskData. Each task declares its model's weights once
 (rnn_model.declare_weights) and builds its training and evaluation graphs from them. Built without an optimizer, a
@@ -19,7 +20,9 @@ from typing import NamedTuple
 import numpy as np
 
 import batch_generator
+import data_handler
 import rnn_model as rm
+import summaries
 
 class StepResult(NamedTuple):
     metrics: dict  # this batch's loss (and accuracy)
@@ -30,6 +33,9 @@ class StepResult(NamedTuple):
 
 
 # --------------------------------------------------------------------------------------------------- language model
+
+SAMPLE_LENGTH = {"char": 400, "word": 60}  # tokens of the sample logged after each validation
+
 
 class LanguageModel:
     """Truncated backpropagation through time: the state after one batch is the next batch's initial state, row by
@@ -43,7 +49,9 @@ class LanguageModel:
         self.unit = "chars/s" if cfg.level == "char" else "words/s"
         self.train_model = rm.build_lm(cfg, self.weights, controls, cfg.num_steps, optimizer) if optimizer else None
         self.eval_model = rm.build_lm(cfg, self.weights, controls, cfg.num_steps)
-        self.summaries = rm.build_epoch_summaries(["loss", "perplexity"])
+        self.level, self.vocab = cfg.level, data.vocab
+        # Built with the training graph: the epoch's sample text runs it, so no op is added to the finalized graph.
+        self.generator = rm.build_generator(cfg, self.weights, jit=False) if optimizer else None
         self.num_batches = batch_generator.lm_epoch_size(len(self.splits.get("train", ())), cfg.batch_size,
                                                          cfg.num_steps)
         self.init_feed = {}
@@ -87,8 +95,17 @@ class LanguageModel:
         loss = total_cost / total_steps
         return {"loss": loss, "perplexity": math.exp(min(loss, 700))}  # a diverged run reports a huge number
 
-    def epoch_summaries(self, sess, metrics):
-        return [rm.epoch_scalars(sess, self.summaries, metrics)]
+    def epoch_summaries(self, sess, split, metrics):
+        """The split's loss and perplexity; after validation, a sample from the fixed start token and seed 0
+        (SAMPLE_LENGTH tokens), which shows the model learning to write."""
+        logged = [summaries.scalars({"loss": metrics["loss"], "perplexity": metrics["perplexity"]})]
+        if split == "valid" and self.generator:
+            g = self.generator
+            start = [self.vocab.id(data_handler.start_token(self.level, self.vocab))]
+            tokens = sess.run(g.tokens, {g.prime: start, g.length: SAMPLE_LENGTH[self.level], g.seeds: [0]})[0]
+            logged.append(summaries.text(summaries.SAMPLE_TAG,
+                                         summaries.generated_sample(self.vocab.decode(tokens), self.level)))
+        return logged
 
     def has_split(self, name):
         return self.splits[name].size > 0
@@ -115,7 +132,8 @@ class Classifier:
         self.train_models = {w: rm.build_classifier(cfg, self.weights, controls, w, optimizer)
                              for w in widths} if optimizer else {}
         self.eval_models = {w: rm.build_classifier(cfg, self.weights, controls, w) for w in widths}
-        self.summaries = rm.build_epoch_summaries(["loss", "accuracy"])
+        self.vocab = data.vocab
+        self.last_logits = {}  # split -> its logits at the last evaluation, for that epoch's summaries
         self.num_batches = batch_generator.classify_num_batches(self.splits["train"][0], cfg.batch_size,
                                                                 cfg.num_steps, self.bucket_widths) \
             if "train" in self.splits else 0
@@ -154,14 +172,31 @@ class Classifier:
 
     def evaluate(self, sess, split):
         seqs, labels = self.splits[split]
-        logits = self.logits(sess, seqs)
+        logits = self.last_logits[split] = self.logits(sess, seqs)
         report = classification_report(labels, logits.argmax(1), self.label_names)
         report["loss"] = float(np.mean(-log_softmax(logits)[np.arange(len(labels)), labels]))
         return report
 
-    def epoch_summaries(self, sess, metrics):
-        return [rm.epoch_scalars(sess, self.summaries, metrics),
-                sess.run(self.summaries.text, {self.summaries.confusion: confusion_markdown(metrics)})]
+    def epoch_summaries(self, sess, split, metrics):
+        """The split's loss, accuracy and confusion matrix; after validation also a PR curve per class and the first
+        misclassified sentences with their true and predicted labels."""
+        logged = [summaries.scalars({"loss": metrics["loss"], "accuracy": metrics["accuracy"]}),
+                  summaries.text(summaries.CONFUSION_TAG, confusion_markdown(metrics))]
+        if split == "valid":
+            seqs, labels = self.splits[split]
+            probabilities = np.exp(log_softmax(self.last_logits[split]))
+            predicted = probabilities.argmax(1)
+            wrong = np.flatnonzero(predicted != labels)[:summaries.MISCLASSIFIED_SHOWN]
+            rows = [(self.as_seen(seqs[i]), self.label_names[labels[i]], self.label_names[predicted[i]],
+                     probabilities[i, predicted[i]]) for i in wrong]
+            logged.append(summaries.text(summaries.MISCLASSIFIED_TAG, summaries.misclassified_table(rows)))
+            logged += summaries.pr_curves(labels, probabilities, self.label_names)
+        return logged
+
+    def as_seen(self, ids):
+        """A sentence as the model read it: its tokens (lower-cased, <unk> for unknown words), cut at num_steps."""
+        cut = " ..." if len(ids) > self.cfg.num_steps else ""
+        return " ".join(self.vocab.decode(ids[:self.cfg.num_steps])) + cut
 
     def has_split(self, name):
         return len(self.splits[name][0]) > 0

@@ -8,6 +8,7 @@ Running again with the same run directory (or --resume) continues from the lates
 """
 import argparse
 import contextlib
+import dataclasses
 import os
 import sys
 import time
@@ -20,6 +21,7 @@ import config
 import data_handler
 import run_dir
 import stopping
+import summaries
 from config import UserError
 
 
@@ -30,6 +32,13 @@ def main(argv=None):
         role = cluster.role_from_args(args)
         if (role or args.local_cluster) and cfg.cv:
             raise UserError("--cv: cross-validation runs in a single process, not in cluster mode")
+        if (role or args.local_cluster) and cfg.patience:
+            if any(a == "--patience" or a.startswith("--patience=") for a in argv):
+                raise UserError("--patience: early stopping runs in a single process; cluster workers follow the "
+                                "schedule (set --max_max_epoch instead)")
+            print(f"note: cluster mode trains every epoch of the schedule (the config's patience {cfg.patience} "
+                  "applies to single-process runs)", file=sys.stderr)
+            cfg = dataclasses.replace(cfg, patience=0)
         if role and args.local_cluster:
             raise UserError("--local_cluster starts its own cluster: leave out --ps_hosts, --worker_hosts and "
                             "--job_name")
@@ -158,16 +167,20 @@ def train(cfg, data, run, resuming, runtime):
     config.check_memory(cfg, len(data.vocab), len(data.label_names or ()))
     if runtime.is_chief:
         run.prepare(cfg, data.vocab, data.label_names, resuming)
+    train_tokens = data.splits["train"][0] if data.label_names else data.splits["train"]  # classify: (seqs, labels)
+    counts = summaries.token_counts(data.vocab, train_tokens)  # the projector's metadata, from all the data
     data = data._replace(splits={**data.splits, "train": runtime.shard(data.splits["train"])})
     g = build_training_graph(cfg, data, runtime)
     if not g.task.num_batches:
         raise UserError("the training data (this worker's shard of it) has no full batch: use fewer workers, or a "
                         "smaller batch_size or num_steps")
+    if runtime.is_chief:
+        run.write_projector(g.task.weights.embedding.op.name, data.vocab, counts)
     print(f"run directory: {run}; vocabulary {len(data.vocab):,}; {g.task.num_batches} batches per epoch")
 
     def prepare(sess):  # the chief's (or the single process's) start: the latest checkpoint, or a fresh model
         if resuming:
-            run.restore_intact(sess, g.saver, run.resume_candidates())
+            run.show_checkpoint(run.restore_intact(sess, g.saver, run.resume_candidates()))
             run.remember_checkpoints(g.saver, g.best_saver)
             sess.run(g.local_init)
         else:
@@ -178,6 +191,8 @@ def train(cfg, data, run, resuming, runtime):
         with runtime.session(g.graph, prepare) as sess, stopping.StopRequest() as stop:
             resumed_at = int(sess.run(g.controls.global_step)) if resuming else None
             with run.event_writers(g.graph, resumed_at) if runtime.is_chief else contextlib.nullcontext() as writers:
+                if writers and not run.has_run_events():  # HParams shows the config a run started with
+                    writers.add_to_run(summaries.hparams(config.to_dict(cfg), trial_id=run.name))
                 outcome = fit(cfg, g, sess, run, runtime, writers, stop)
                 if outcome.reason in ("interrupt", "max_steps"):
                     print(f"{'interrupted' if outcome.reason == 'interrupt' else 'stopped (--max_steps)'} at step "
@@ -186,6 +201,7 @@ def train(cfg, data, run, resuming, runtime):
                            "Raise --max_steps (or leave it out) and run again to continue."))
                 elif runtime.is_chief:
                     results = final_results(cfg, g, sess, run, writers, outcome.global_step)
+                    results["stopped"] = stopped_because(cfg, outcome, run.load_best(), g.task.metric)
                     results["cluster"] = runtime.describe(outcome.global_step)
                     with run.writing("results.json"):
                         run.save_results(results)
@@ -196,8 +212,21 @@ def train(cfg, data, run, resuming, runtime):
 
 
 class Outcome(NamedTuple):
-    reason: str  # why training stopped: "interrupt", "max_steps", or None (the schedule is done)
+    reason: str  # why training stopped: "interrupt", "max_steps", "patience", or None (the schedule is done)
     global_step: int
+    epochs_done: int  # epochs trained to their end
+
+
+def stopped_because(cfg, outcome, best, metric):
+    """results.json's account of why and when training ended."""
+    if outcome.reason == "patience":
+        detail = (f"early stopping: no better validation {metric} in the {cfg.patience} epochs after epoch "
+                  f"{best['epoch']} (--patience {cfg.patience})")
+    else:
+        detail = f"the schedule ended: {outcome.epochs_done} of --max_max_epoch {cfg.max_max_epoch} epochs trained"
+    return {"why": outcome.reason or "schedule", "detail": detail,
+            "epochs_trained": min(outcome.epochs_done, cfg.max_max_epoch),
+            "global_step": outcome.global_step, "best_epoch": best.get("epoch")}
 
 
 def fit(cfg, g, sess, run, runtime, writers, stop):
@@ -211,12 +240,12 @@ def fit(cfg, g, sess, run, runtime, writers, stop):
     epoch, start = global_step // steps_per_epoch, global_step % steps_per_epoch // runtime.workers_per_step
     if global_step:
         print(f"resuming at step {global_step} (epoch {epoch + 1}, batch {start})", flush=True)
-    best = run.load_best() if runtime.is_chief else {}
+    best = run.load_best() if runtime.is_chief and global_step else {}  # a fresh run ignores an old best.json
     guard = stopping.DivergenceGuard(task.num_outputs, run if runtime.is_chief else None)
 
     def save_latest(step):
         with run.writing("a checkpoint"):
-            g.saver.save(sess, os.path.join(run.checkpoint_dir, "model.ckpt"), global_step=step)
+            run.show_checkpoint(g.saver.save(sess, os.path.join(run.checkpoint_dir, "model.ckpt"), global_step=step))
 
     def validate(step):
         """The chief's end of an epoch: validation, its summaries, the latest checkpoint and, if better, the best."""
@@ -236,9 +265,17 @@ def fit(cfg, g, sess, run, runtime, writers, stop):
                 run.save_best(best)
         return f"  valid {task.describe(valid)}" + ("  (best)" if improved else "")
 
+    def out_of_patience(epochs_done):  # counted from best.json, so a resumed run remembers it
+        return bool(cfg.patience and best and epochs_done - best["epoch"] >= cfg.patience)
+
     reason = None
     # A cluster's chief trains on until the last step, even when the other workers have finished their epochs.
     while global_step < last_step and (epoch < cfg.max_max_epoch or runtime.is_chief):
+        if out_of_patience(epoch):
+            reason = "patience"
+            print(f"early stopping: no better validation {task.metric} since epoch {best['epoch']} "
+                  f"(--patience {cfg.patience}); the best checkpoint is evaluated", flush=True)
+            break
         learning_rate = learning_rate_at(cfg, min(epoch, cfg.max_max_epoch - 1))
         sess.run(controls.learning_rate_update, {controls.new_learning_rate: learning_rate})
         done = train_epoch(cfg, task, sess, epoch, start, global_step, last_step, writers, stop,
@@ -259,7 +296,7 @@ def fit(cfg, g, sess, run, runtime, writers, stop):
         epoch, start = max(epoch + 1, global_step // steps_per_epoch), 0
     if reason is None and cfg.max_steps and global_step >= cfg.max_steps and global_step < schedule_end:
         reason = "max_steps"
-    return Outcome(reason, global_step)
+    return Outcome(reason, global_step, epoch)
 
 
 def learning_rate_at(cfg, epoch):
@@ -323,6 +360,7 @@ def final_results(cfg, g, sess, run, writers, global_step):
         with run.writing("TensorBoard events"):
             writers.add(sess, g.task, "test", results["test"], global_step)
         line += f"  test {g.task.describe(results['test'])}"
+    writers.add_to_run([summaries.final_metrics(results, g.task.metric)], global_step)  # the HParams metrics
     print(line)
     return results
 

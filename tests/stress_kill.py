@@ -92,7 +92,7 @@ def stress(trials, epochs, seed, workdir):
     leftovers = [name for name in os.listdir(os.path.join(run, "checkpoints")) if "tmp" in name or "temp" in name]
     if leftovers:
         return f"temporary files left: {leftovers}"
-    losses, wanted = (event_scalars(os.path.join(folder, "train"), "loss") for folder in (run, reference))
+    losses, wanted = (event_scalars(os.path.join(folder, "train"), "metrics/loss") for folder in (run, reference))
     if sorted(losses) != sorted(wanted):
         return f"the finished run logged steps {len(losses)}, the uninterrupted one {len(wanted)}"
     worst = max(abs(losses[s] - wanted[s]) / abs(wanted[s]) for s in wanted)

@@ -78,15 +78,20 @@ def test_sample_classifies_new_text_from_the_checkpoint(trained_classifier, tmp_
 
 def test_cross_validation_reports_every_fold(topic_data, tmp_path):
     run_dir = tmp_path / "cv"
+    # Frozen after epoch 1 (the learning rate drops to 1e-30): with patience 1 every fold stops after epoch 2.
     assert train.main(classify_args(run_dir, "--data", str(topic_data / "train.txt"), "--cv", "3",
-                                    "--max_max_epoch", "2")) == 0
+                                    "--max_max_epoch", "4", "--patience", "1", "--max_epoch", "1",
+                                    "--lr_decay", "1e-30")) == 0
     results = json.loads((run_dir / "cv_results.json").read_text())
+    assert [(fold["stopped"]["why"], fold["stopped"]["epochs_trained"], fold["best"]["epoch"])
+            for fold in results["per_fold"]] == [("patience", 2, 1)] * 3
     assert results["folds"] == 3 and len(results["accuracy_per_fold"]) == 3
     assert results["mean_accuracy"] == pytest.approx(np.mean(results["accuracy_per_fold"]))
     assert sum(fold["test"]["examples"] for fold in results["per_fold"]) == 300  # the folds cover the data once
     # Running the folds again with another model is refused (the top-level config.json guards them).
     line = one_line_error(run_cli("train.py", *classify_args(run_dir, "--data", str(topic_data / "train.txt"), "--cv",
-                                                             "3", "--max_max_epoch", "2", "--keep_prob", "0.3")))
+                                                             "3", "--max_max_epoch", "2", "--keep_prob", "0.3",
+                                                             "--max_epoch", "1", "--lr_decay", "1e-30")))
     assert "keep_prob=0.5" in line and "keep_prob=0.3" in line
 
 

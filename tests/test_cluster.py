@@ -111,8 +111,9 @@ def test_the_classifier_trains_in_cluster_mode(tmp_path, replicas):
     result = run_cli("train.py", *classify_args(run_dir, "--data", str(data), "--max_max_epoch", "3"),
                      "--local_cluster", "2", "--replicas", replicas, timeout=TIMEOUT)
     assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-3000:]
+    assert "note: cluster mode trains every epoch of the schedule (the config's patience 3" in result.stderr
     results = json.loads((run_dir / "results.json").read_text())
-    assert results["cluster"]["replicas"] == replicas
+    assert results["cluster"]["replicas"] == replicas and results["stopped"]["epochs_trained"] == 3
     assert results["test"]["examples"] == 60
     assert clearly_above_chance(results["test"]["accuracy"], 60, classes=3)
     labelled = run_cli("sample.py", "--run_dir", str(run_dir), "--text", "goal team match score", timeout=120)
@@ -121,6 +122,8 @@ def test_the_classifier_trains_in_cluster_mode(tmp_path, replicas):
 
 def test_cluster_flags_are_checked(tmp_path):
     base = ["--config", "test", "--run_dir", str(tmp_path / "r")]
+    assert "--patience: early stopping runs in a single process" in one_line_error(
+        run_cli("train.py", *base, "--patience", "2", "--local_cluster", "2"))
     assert "needs all of --ps_hosts" in one_line_error(run_cli("train.py", *base, "--job_name", "worker"))
     assert "'nohost' is not host:port" in one_line_error(run_cli(
         "train.py", *base, "--ps_hosts", "nohost", "--worker_hosts", "127.0.0.1:1", "--job_name", "worker"))

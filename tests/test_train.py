@@ -1,12 +1,7 @@
-"""End-to-end runs of train.py on tiny configs: files written, learning, resume, TensorBoard, bad input."""
+"""End-to-end runs of train.py on tiny configs: files written, learning, resume, early stopping, bad input."""
 import contextlib
 import dataclasses
 import json
-import socket
-import subprocess
-import sys
-import time
-import urllib.request
 
 import numpy as np
 import pytest
@@ -34,32 +29,40 @@ def test_test_config_cli_finishes_and_writes_its_files(tmp_path):
 
 
 def test_training_lowers_validation_perplexity(trained_lm):
-    valid = event_scalars(trained_lm / "valid", "perplexity")
+    valid = event_scalars(trained_lm / "valid", "metrics/perplexity")
     assert len(valid) == 3
     per_epoch = [valid[s] for s in sorted(valid)]
     assert per_epoch[2] < per_epoch[0]
     assert per_epoch[2] < 0.5 * 500  # far below the uniform guess over the 500-word vocabulary
-    train_loss = event_scalars(trained_lm / "train", "loss")
+    train_loss = event_scalars(trained_lm / "train", "metrics/loss")
     steps = sorted(train_loss)
     assert steps[0] == 1 and len(steps) == steps[-1]  # a loss at every step, summary_every=1
     assert np.mean([train_loss[s] for s in steps[-20:]]) < np.mean([train_loss[s] for s in steps[:20]]) - 0.5
 
 
 def test_learning_rate_follows_the_ptb_schedule(trained_lm):
-    lr = event_scalars(trained_lm / "train", "learning_rate")
+    lr = event_scalars(trained_lm / "train", "metrics/learning_rate")
     per_epoch = sorted(set(round(v, 6) for v in lr.values()), reverse=True)
     assert per_epoch == [1.0, 0.5, 0.25]  # max_epoch 1, lr_decay 0.5
 
 
-def test_the_run_loop_adds_no_op_to_the_graph(tmp_path, monkeypatch):
+@pytest.mark.parametrize("task", ["lm", "classify"])
+def test_the_run_loop_adds_no_op_to_the_graph(tmp_path, monkeypatch, task):
     """Build the graph once, then only run it: with finalize switched off (so that adding an op would not raise),
-    a whole run with validation, checkpoints, summaries and a resume leaves the op count as it was built."""
+    a whole run with validation (the language model's sample, the classifier's PR curves and texts), checkpoints,
+    summaries and a resume leaves the op count as it was built."""
     import cluster
     import data_handler
     import run_dir
-    cfg = config.apply_overrides(config.named_config("test"), {"summary_every": "5", "vocab_size": "500",
-                                                               "checkpoint_every": "100"})
-    data = data_handler.language_model_data(cfg)
+    from test_classify import write_labelled
+    if task == "lm":
+        cfg = config.apply_overrides(config.named_config("test"), {"summary_every": "5", "vocab_size": "500",
+                                                                   "checkpoint_every": "100"})
+    else:
+        cfg = config.apply_overrides(config.named_config("classify"), {
+            "data": str(write_labelled(tmp_path / "topics.txt", 150, seed=0)), "hidden_size": "8",
+            "embedding_size": "8", "num_steps": "16", "batch_size": "10", "summary_every": "5"})
+    data = data_handler.task_data(cfg)
     built = {}
 
     class UnfinalizedRuntime(cluster.LocalRuntime):
@@ -90,57 +93,19 @@ def test_resume_continues_step_epoch_and_learning_rate_exactly(tmp_path):
              "--learning_rate", "0.01"]
     whole, parts = tmp_path / "whole", tmp_path / "parts"
     assert train.main(tiny_lm_args(whole, *extra)) == 0
-    steps_per_epoch = max(event_scalars(whole / "train", "loss")) // 2
+    steps_per_epoch = max(event_scalars(whole / "train", "metrics/loss")) // 2
     stop_at = steps_per_epoch + steps_per_epoch // 3  # mid-way through the second epoch
     assert train.main(tiny_lm_args(parts, *extra, "--max_steps", str(stop_at))) == 0
     assert train.main(tiny_lm_args(parts, *extra)) == 0  # same run_dir: continues from the checkpoint
-    uninterrupted, resumed = event_scalars(whole / "train", "loss"), event_scalars(parts / "train", "loss")
+    uninterrupted, resumed = event_scalars(whole / "train", "metrics/loss"), event_scalars(parts / "train", "metrics/loss")
     assert sorted(resumed) == sorted(uninterrupted)
     np.testing.assert_allclose([resumed[s] for s in sorted(resumed)],
                                [uninterrupted[s] for s in sorted(uninterrupted)], rtol=1e-5)
-    lr = event_scalars(parts / "train", "learning_rate")
+    lr = event_scalars(parts / "train", "metrics/learning_rate")
     assert lr[stop_at + 1] == pytest.approx(0.005)  # second epoch's decayed rate, restored after the restart
-    valid = [event_scalars(d / "valid", "perplexity") for d in (whole, parts)]
+    valid = [event_scalars(d / "valid", "metrics/perplexity") for d in (whole, parts)]
     assert valid[0].keys() == valid[1].keys()
     np.testing.assert_allclose(list(valid[0].values()), list(valid[1].values()), rtol=1e-5)
-
-
-def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def test_tensorboard_serves_train_and_valid_scalars(trained_lm):
-    port = free_port()
-    tensorboard = [sys.executable, "-c", "from tensorboard.main import run_main; run_main()"]
-    server = subprocess.Popen(tensorboard + ["--logdir", str(trained_lm), "--host", "127.0.0.1", "--port", str(port),
-                                             "--reload_interval", "1"],
-                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    try:
-        found, deadline = {}, time.time() + 90
-        wanted = [(run, tag) for run in ("train", "valid") for tag in ("loss", "perplexity")]
-        while time.time() < deadline and len(found) < len(wanted):
-            for run, tag in wanted:
-                url = f"http://127.0.0.1:{port}/data/plugin/scalars/scalars?run={run}&tag={tag}"
-                try:
-                    with urllib.request.urlopen(url, timeout=5) as response:
-                        series = json.loads(response.read())
-                except (OSError, ValueError):
-                    continue
-                if series:
-                    found[run, tag] = series
-            time.sleep(1)
-        assert set(found) == set(wanted)
-        assert len(found["valid", "perplexity"]) == 3  # one point per epoch
-        for run, tag in wanted:  # every served point is the logged value at its step (TensorBoard may downsample)
-            logged = event_scalars(trained_lm / run, tag)
-            served = {step: value for _, step, value in found[run, tag]}
-            assert len(served) >= min(len(logged), 500) and max(served) == max(logged)
-            np.testing.assert_allclose([served[s] for s in served], [logged[s] for s in served], rtol=1e-6)
-    finally:
-        server.terminate()
-        server.wait(timeout=20)
 
 
 def test_bad_input_gets_one_clear_line(tmp_path):
@@ -175,7 +140,7 @@ def test_a_run_dir_whose_checkpoint_does_not_match_is_refused(trained_lm):
 def training_losses(tmp_path, name, steps, *extra):
     run_dir = tmp_path / name
     assert train.main(tiny_lm_args(run_dir, "--max_steps", str(steps), *extra)) == 0
-    curve = event_scalars(run_dir / "train", "loss")
+    curve = event_scalars(run_dir / "train", "metrics/loss")
     assert sorted(curve) == list(range(1, steps + 1))
     return np.array([curve[step] for step in range(1, steps + 1)])
 
@@ -211,14 +176,14 @@ def test_bfloat16_follows_the_float32_loss_curve(tmp_path):
 def test_a_stop_on_an_epochs_last_batch_still_validates_that_epoch(tmp_path, capsys):
     run_dir = tmp_path / "run"
     assert train.main(tiny_lm_args(run_dir, "--max_max_epoch", "2")) == 0
-    steps_per_epoch = min(event_scalars(run_dir / "valid", "perplexity"))
+    steps_per_epoch = min(event_scalars(run_dir / "valid", "metrics/perplexity"))
     other = tmp_path / "stopped"
     assert train.main(tiny_lm_args(other, "--max_max_epoch", "2", "--max_steps", str(steps_per_epoch))) == 0
-    assert list(event_scalars(other / "valid", "perplexity")) == [steps_per_epoch]
+    assert list(event_scalars(other / "valid", "metrics/perplexity")) == [steps_per_epoch]
     assert (other / "best" / "best.json").exists()
     # The same command again trains nothing more: the limit is checked before each step.
     assert train.main(tiny_lm_args(other, "--max_max_epoch", "2", "--max_steps", str(steps_per_epoch))) == 0
-    assert max(event_scalars(other / "train", "loss")) == steps_per_epoch
+    assert max(event_scalars(other / "train", "metrics/loss")) == steps_per_epoch
     assert "Raise --max_steps" in capsys.readouterr().out
 
 
@@ -227,3 +192,45 @@ def test_a_split_too_small_for_one_batch_is_refused(tmp_path, capsys):
     small.write_text("one two three four five six seven eight nine ten\n" * 10)
     assert train.main(["--config", "test", "--data", str(small), "--run_dir", str(tmp_path / "r")]) == 1
     assert "too few for one batch" in capsys.readouterr().err
+
+
+def frozen_after_one_epoch(run_dir, *extra):
+    """A run that learns in epoch 1 and then cannot change (the learning rate drops to 1e-30, far below a weight's
+    rounding step): every later validation equals epoch 1's, so none is better."""
+    return tiny_lm_args(run_dir, "--max_max_epoch", "6", "--max_epoch", "1", "--lr_decay", "1e-30", "--patience",
+                        "2", *extra)
+
+
+def test_early_stopping_ends_a_run_that_no_longer_improves_and_evaluates_the_best(tmp_path, capsys):
+    run_dir = tmp_path / "run"
+    assert train.main(frozen_after_one_epoch(run_dir)) == 0
+    assert "early stopping: no better validation perplexity since epoch 1 (--patience 2)" in capsys.readouterr().out
+    results = json.loads((run_dir / "results.json").read_text())
+    valid = event_scalars(run_dir / "valid", "metrics/perplexity")
+    steps_per_epoch = min(valid)
+    assert sorted(valid) == [steps_per_epoch * k for k in (1, 2, 3)]  # epochs 2 and 3 ran, 4 to 6 did not
+    assert results["stopped"] == {"why": "patience", "epochs_trained": 3, "global_step": 3 * steps_per_epoch,
+                                  "best_epoch": 1, "detail": "early stopping: no better validation perplexity in "
+                                  "the 2 epochs after epoch 1 (--patience 2)"}
+    assert results["best"]["step"] == steps_per_epoch
+    assert results["checkpoint"] == str(run_dir / "best" / f"model.ckpt-{steps_per_epoch}")
+    assert results["valid"]["perplexity"] == pytest.approx(valid[steps_per_epoch], rel=1e-6)
+
+    # Interrupted after epoch 2 (--max_steps), the resumed run remembers the epoch without improvement it had.
+    parts = tmp_path / "parts"
+    assert train.main(frozen_after_one_epoch(parts, "--max_steps", str(2 * steps_per_epoch))) == 0
+    assert train.main(frozen_after_one_epoch(parts, "--max_steps", "0")) == 0
+    assert json.loads((parts / "results.json").read_text())["stopped"] == results["stopped"]
+    assert sorted(event_scalars(parts / "valid", "metrics/perplexity")) == sorted(valid)
+
+    # A run already out of patience stops at once when run again: no epoch more, the same results.
+    capsys.readouterr()
+    assert train.main(frozen_after_one_epoch(run_dir)) == 0
+    assert "early stopping" in capsys.readouterr().out
+    assert sorted(event_scalars(run_dir / "valid", "metrics/perplexity")) == sorted(valid)
+    assert json.loads((run_dir / "results.json").read_text())["stopped"] == results["stopped"]
+
+    # A finished schedule says so.
+    done = tmp_path / "done"
+    assert train.main(tiny_lm_args(done, "--max_max_epoch", "2")) == 0
+    assert json.loads((done / "results.json").read_text())["stopped"]["why"] == "schedule"

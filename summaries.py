@@ -1,0 +1,130 @@
+"""What a run shows in TensorBoard beyond the step summaries of the training graph: per-epoch metrics, texts, PR
+curves, hyperparameters and the embedding projector's files.
+
+Everything here is built in Python as a Summary protocol buffer through TensorBoard's own plugin APIs (text,
+pr_curve, hparams, projector), so nothing adds an op to the finalized graph. TensorBoard orders its card groups
+alphabetically, so the group names put first what a user reads first: METRICS ("metrics/loss", "metrics/perplexity"
+or "metrics/accuracy", "metrics/learning_rate"), then DETAIL (gradient norms, histograms and sparsity), then FINAL
+(the best checkpoint's numbers, one point each).
+"""
+import html
+import os
+import re
+
+import numpy as np
+
+import data_handler
+
+METRICS = "metrics"  # rnn_model's step summaries use the same group, so train and valid curves share a card
+DETAIL = "optimization"  # the gradients' norm, histograms and sparsity per variable (step summaries)
+FINAL = "results"  # the best checkpoint's validation and test metrics, in the run's own folder: the HParams metrics
+SAMPLE_TAG = "text/generated_sample"
+MISCLASSIFIED_TAG = "text/misclassified_validation_sentences"
+CONFUSION_TAG = "text/confusion_matrix"
+SPECIAL_TOKENS = set(data_handler.CLASSIFY_SPECIALS) | {t for specials in data_handler.LM_SPECIALS.values()
+                                                         for t in specials}
+MARKDOWN_SPECIALS = re.compile(r"([\\`*_{}\[\]()#+\-.!|])")  # what python-markdown lets a backslash escape
+PR_THRESHOLDS = 101
+MISCLASSIFIED_SHOWN = 8  # misclassified validation sentences logged after each validation
+
+
+def serialized(summary):
+    """TensorBoard's Summary protos are another class than TensorFlow's: FileWriter takes either as bytes."""
+    return summary.SerializeToString()
+
+
+def scalars(values, group=METRICS):
+    """{name: number} -> one Summary with a scalar per name under group/."""
+    from tensorboard.compat.proto import summary_pb2
+    return serialized(summary_pb2.Summary(value=[summary_pb2.Summary.Value(tag=f"{group}/{name}",
+                                                                           simple_value=float(value))
+                                                 for name, value in values.items()]))
+
+
+def text(tag, markdown):
+    from tensorboard.plugins.text.summary_v2 import text_pb
+    return serialized(text_pb(tag, markdown))
+
+
+def code_block(text_value):
+    """Markdown that shows a text as written (line breaks, spaces and markup characters kept)."""
+    fence = "~~~~" if "```" in text_value else "```"
+    return f"{fence}\n{text_value}\n{fence}"
+
+
+def markdown_cell(value):
+    """A table cell showing a text as it is: HTML-escaped (TensorBoard drops unknown tags such as <unk>) and
+    markdown's own characters backslash-escaped."""
+    return MARKDOWN_SPECIALS.sub(r"\\\1", html.escape(str(value), quote=False)).replace("\n", " ")
+
+
+def misclassified_table(rows):
+    """rows of (sentence, true label, predicted label, its probability) -> a markdown table."""
+    lines = ["| true | predicted (probability) | sentence |", "|---|---|---|"]
+    lines += [f"| {markdown_cell(true)} | {markdown_cell(predicted)} ({p:.2f}) | {markdown_cell(sentence)} |"
+              for sentence, true, predicted, p in rows]
+    return "\n".join(lines) if rows else "every validation sentence was labelled right"
+
+
+def pr_curves(labels, probabilities, label_names):
+    """One precision-recall curve per class (one against the rest), from true label ids [N] and probabilities
+    [N, classes]: tags CLASS/pr_curves."""
+    from tensorboard.plugins.pr_curve import summary as pr_curve
+    return [serialized(pr_curve.pb(name, labels=np.equal(labels, c), predictions=probabilities[:, c],
+                                   num_thresholds=PR_THRESHOLDS))
+            for c, name in enumerate(label_names)]
+
+
+def final_metrics(results, metric):
+    """The best checkpoint's validation and test loss and metric, as FINAL/valid_loss, FINAL/test_perplexity, ..."""
+    values = {}
+    for split in ("valid", "test"):
+        if results.get(split):
+            values[f"{split}_loss"] = results[split]["loss"]
+            values[f"{split}_{metric}"] = results[split][metric]
+    return scalars(values, FINAL)
+
+
+def hparams(hyperparameters, trial_id):
+    """The HParams plugin's two records for a run: the experiment (every config key; the final metrics of both
+    tasks: the same for every run, so any run's copy describes them all) and this run's session (its values)."""
+    from tensorboard.plugins.hparams import summary_v2 as hp
+    metrics = [hp.Metric(f"{FINAL}/{split}_{name}", group="", display_name=f"{split} {name}")
+               for split in ("valid", "test") for name in ("loss", "perplexity", "accuracy")]
+    experiment = hp.hparams_config_pb([hp.HParam(name) for name in sorted(hyperparameters)], metrics)
+    return [serialized(experiment), serialized(hp.hparams_pb(hyperparameters, trial_id=trial_id))]
+
+
+def projector_files(folder, embedding_name, vocab, counts):
+    """The embedding projector's config (through the plugin's own config API) and its metadata: one row per
+    vocabulary entry with the token, its count in the training split and whether it is a special token. The
+    projector finds the checkpoint through the `checkpoint` file of the folder (RunDir.show_checkpoint)."""
+    from tensorboard.plugins import projector
+    os.makedirs(folder, exist_ok=True)
+    rows = ["token\ttraining_count\tspecial"]
+    rows += [f"{readable(token)}\t{int(count)}\t{'yes' if token in SPECIAL_TOKENS else 'no'}"
+             for token, count in zip(vocab.tokens, counts)]
+    metadata = os.path.join(folder, "metadata.tsv")
+    with open(metadata + ".tmp", "w", encoding="utf-8") as f:
+        f.write("\n".join(rows) + "\n")
+    os.replace(metadata + ".tmp", metadata)
+    config = projector.ProjectorConfig()
+    embedding = config.embeddings.add()
+    embedding.tensor_name = embedding_name
+    embedding.metadata_path = "metadata.tsv"  # relative to the config's folder, as the plugin requires
+    projector.visualize_embeddings(folder, config)
+
+
+def readable(token):
+    """A token as one TSV cell: whitespace characters named, since a tab or a line break would break the row."""
+    return {"\n": "\\n", "\t": "\\t", "\r": "\\r", " ": "<space>"}.get(token, token.replace("\t", " "))
+
+
+def token_counts(vocab, train_split):
+    """How often each vocabulary id occurs in the training split (an id array, or a list of id arrays)."""
+    ids = np.concatenate(train_split) if isinstance(train_split, list) else np.asarray(train_split)
+    return np.bincount(ids.astype(np.int64), minlength=len(vocab))
+
+
+def generated_sample(tokens, level):
+    return code_block(data_handler.detokenize(tokens, level).lstrip("\n"))
