@@ -32,12 +32,16 @@ import data_handler
 from config import UserError
 
 
-def write_json(path, value, indent=2):
+def write_text(path, text):
+    """Writes to a temporary name, then renames: a reader never sees half a file."""
     tmp = f"{path}.{uuid.uuid4().hex[:8]}.tmp"  # its own name: two writers never share a temporary file
     with open(tmp, "w", encoding="utf-8") as f:
-        json.dump(value, f, indent=indent, ensure_ascii=False)
-        f.write("\n")
+        f.write(text)
     os.replace(tmp, path)
+
+
+def write_json(path, value, indent=2):
+    write_text(path, json.dumps(value, indent=indent, ensure_ascii=False) + "\n")
 
 
 def read_json(path):
@@ -201,8 +205,11 @@ class RunDir:
     # ---- TensorBoard's embedding projector
     def write_projector(self, embedding_name, vocab, counts):
         import summaries
+        folder = self.events_dir("train")
         with self.writing("the embedding projector's files"):
-            summaries.projector_files(self.events_dir("train"), embedding_name, vocab, counts)
+            os.makedirs(folder, exist_ok=True)
+            write_text(os.path.join(folder, summaries.PROJECTOR_METADATA), summaries.projector_metadata(vocab, counts))
+            summaries.projector_config(folder, embedding_name)
 
     def show_checkpoint(self, path):
         """Points the projector (which reads train/'s `checkpoint` file) at a newly saved checkpoint."""
@@ -210,9 +217,7 @@ class RunDir:
         pointer = os.path.join(folder, "checkpoint")
         with self.writing("the embedding projector's files"):
             os.makedirs(folder, exist_ok=True)
-            with open(pointer + ".tmp", "w") as f:
-                f.write(f'model_checkpoint_path: "{os.path.relpath(path, folder)}"\n')
-            os.replace(pointer + ".tmp", pointer)
+            write_text(pointer, f'model_checkpoint_path: "{os.path.relpath(path, folder)}"\n')
 
     # ---- checkpoints
     def checkpoints(self, folder):

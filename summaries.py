@@ -8,7 +8,6 @@ or "metrics/accuracy", "metrics/learning_rate"), then DETAIL (gradient norms, hi
 (the best checkpoint's numbers, one point each).
 """
 import html
-import os
 import re
 
 import numpy as np
@@ -25,6 +24,7 @@ SPECIAL_TOKENS = set(data_handler.CLASSIFY_SPECIALS) | {t for specials in data_h
                                                          for t in specials}
 MARKDOWN_SPECIALS = re.compile(r"([\\`*_{}\[\]()#+\-.!|])")  # what python-markdown lets a backslash escape
 PR_THRESHOLDS = 101
+PROJECTOR_METADATA = "metadata.tsv"
 MISCLASSIFIED_SHOWN = 8  # misclassified validation sentences logged after each validation
 
 
@@ -95,23 +95,23 @@ def hparams(hyperparameters, trial_id):
     return [serialized(experiment), serialized(hp.hparams_pb(hyperparameters, trial_id=trial_id))]
 
 
-def projector_files(folder, embedding_name, vocab, counts):
-    """The embedding projector's config (through the plugin's own config API) and its metadata: one row per
-    vocabulary entry with the token, its count in the training split and whether it is a special token. The
-    projector finds the checkpoint through the `checkpoint` file of the folder (RunDir.show_checkpoint)."""
-    from tensorboard.plugins import projector
-    os.makedirs(folder, exist_ok=True)
+def projector_metadata(vocab, counts):
+    """The projector's metadata (TSV, PROJECTOR_METADATA): one row per vocabulary entry with the token, its count
+    in the training split and whether it is a special token."""
     rows = ["token\ttraining_count\tspecial"]
     rows += [f"{readable(token)}\t{int(count)}\t{'yes' if token in SPECIAL_TOKENS else 'no'}"
              for token, count in zip(vocab.tokens, counts)]
-    metadata = os.path.join(folder, "metadata.tsv")
-    with open(metadata + ".tmp", "w", encoding="utf-8") as f:
-        f.write("\n".join(rows) + "\n")
-    os.replace(metadata + ".tmp", metadata)
+    return "\n".join(rows) + "\n"
+
+
+def projector_config(folder, embedding_name):
+    """The embedding projector's config, through the plugin's own config API. The projector finds the checkpoint
+    through the `checkpoint` file of the folder (RunDir.show_checkpoint)."""
+    from tensorboard.plugins import projector
     config = projector.ProjectorConfig()
     embedding = config.embeddings.add()
     embedding.tensor_name = embedding_name
-    embedding.metadata_path = "metadata.tsv"  # relative to the config's folder, as the plugin requires
+    embedding.metadata_path = PROJECTOR_METADATA  # relative to the config's folder, as the plugin requires
     projector.visualize_embeddings(folder, config)
 
 

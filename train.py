@@ -156,7 +156,7 @@ def build_training_graph(cfg, data, runtime):
         optimizer = runtime.wrap_optimizer(rm.make_optimizer(cfg, controls.learning_rate))
         task = tasks.build(cfg, data, controls, optimizer, runtime.allows_buckets)
         saver, best_saver = tf.train.Saver(max_to_keep=3), tf.train.Saver(max_to_keep=1)
-        weights_saver = tf.train.Saver([w for w in tf.nest.flatten(task.weights) if isinstance(w, tf.Variable)])
+        weights_saver = tf.train.Saver(task.weights.variables())
         init = tf.group(tf.global_variables_initializer(), tf.local_variables_initializer())
         local_init = tf.local_variables_initializer()
     return TrainingGraph(graph, controls, task, saver, best_saver, weights_saver, init, local_init)
