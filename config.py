@@ -54,6 +54,7 @@ class Config:
     max_max_epoch: int = 13  # total epochs
     patience: int = 0  # stop after this many epochs without a better validation metric; 0 = train every epoch
     max_grad_norm: float = 5.0  # gradients are clipped to this global norm
+    weight_decay: float = 0.0  # L2 penalty on the weight matrices (LSTM kernels, output layer), not embeddings/biases
     batch_size: int = 20  # sequences per batch
     eval_batch_size: int = 0  # sequences per validation/test batch; 0 = batch_size
     seed: int = 1234  # seeds initialisation, dropout masks and shuffling: same seed, same run
@@ -62,6 +63,9 @@ class Config:
     bidirectional: bool = False  # classify: make the top layer bidirectional
     embeddings: str = ""  # classify: word2vec/GloVe text file to initialise the embedding from
     train_embeddings: bool = True  # classify: keep training a pre-initialised embedding
+    word_dropout: float = 0.0  # classify: while training, each token becomes <unk> with this probability
+    init_from: str = ""  # classify: a word language-model run whose embedding and LSTM layers start the classifier
+    pretrain_epochs: int = 0  # classify: epochs of a word LM pretrained on the training sentences only; 0 = none
     label_mode: str = "coarse"  # classify, TREC-style labels: "coarse" (ABBR, ...) or "fine" (ABBR:abb, ...)
     cv: int = 0  # classify: K-fold cross-validation over all the data when > 1
     bucket: bool = True  # classify: batch sentences of similar length together, each bucket its own unroll
@@ -125,7 +129,7 @@ CHOICES = {
 }
 POSITIVE = ("num_layers", "hidden_size", "num_steps", "batch_size", "max_max_epoch", "summary_every")
 NON_NEGATIVE = ("vocab_size", "embedding_size", "eval_batch_size", "max_epoch", "max_steps", "checkpoint_every",
-                "patience", "intra_op_threads", "inter_op_threads", "min_count", "seed")
+                "patience", "intra_op_threads", "inter_op_threads", "min_count", "seed", "pretrain_epochs")
 # Keys that may change when a run is resumed; every other key shapes the model or its data and must match.
 RESUMABLE_KEYS = ("max_max_epoch", "patience", "eval_batch_size", "learning_rate", "max_grad_norm", "max_steps",
                   "checkpoint_every", "summary_every", "device", "xla", "xla_loss", "precision", "intra_op_threads",
@@ -174,6 +178,15 @@ def validate(cfg):
             raise UserError(f"--{key}: must be a positive number, got {value}")
     if not 0.0 < cfg.keep_prob <= 1.0:
         raise UserError(f"--keep_prob: must be in (0, 1], got {cfg.keep_prob}")
+    if not 0.0 <= cfg.word_dropout < 1.0:
+        raise UserError(f"--word_dropout: must be in [0, 1), got {cfg.word_dropout}")
+    if not (math.isfinite(cfg.weight_decay) and cfg.weight_decay >= 0):
+        raise UserError(f"--weight_decay: must be a non-negative number, got {cfg.weight_decay}")
+    for key in ("word_dropout", "init_from", "pretrain_epochs", "embeddings"):
+        if getattr(cfg, key) and cfg.task != "classify":
+            raise UserError(f"--{key}: for --task classify (a language model trains from scratch)")
+    if cfg.init_from and cfg.pretrain_epochs:
+        raise UserError("--init_from and --pretrain_epochs: choose one (pretraining makes its own language model)")
     for key in ("valid_fraction", "test_fraction"):
         if not 0.0 <= getattr(cfg, key) < 1.0:
             raise UserError(f"--{key}: must be in [0, 1), got {getattr(cfg, key)}")

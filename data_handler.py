@@ -450,6 +450,11 @@ class ClassificationData(NamedTuple):
     test: LabelledExamples
     skipped_empty: int  # empty lines (or labels with no text) skipped
 
+    def everything(self):
+        """All the examples in one LabelledExamples (cross-validation cuts its own folds from them)."""
+        return LabelledExamples(self.train.texts + self.valid.texts + self.test.texts,
+                                self.train.labels + self.valid.labels + self.test.labels)
+
 
 _TREC_LABEL = re.compile(r"^([A-Z]+):(\S+)\s+(.*)$")
 _NUMBER_LABEL = re.compile(r"^\d+ +\S")
@@ -664,6 +669,18 @@ def cv_folds(num_examples, folds, seed):
     return [np.sort(part) for part in np.array_split(order, folds)]
 
 
+def cv_parts(examples, folds, valid_fraction, seed):
+    """(train, valid, test) LabelledExamples of each fold: fold k's test part once, the rest shuffled and split
+    into validation (valid_fraction of it) and training."""
+    parts = []
+    for k, test_index in enumerate(cv_folds(len(examples.texts), folds, seed)):
+        rest = np.setdiff1d(np.arange(len(examples.texts)), test_index)
+        rest = rest[np.random.RandomState(seed + k).permutation(len(rest))]
+        num_valid = max(1, int(round(len(rest) * valid_fraction)))
+        parts.append(tuple(subset(examples, index) for index in (rest[num_valid:], rest[:num_valid], test_index)))
+    return parts
+
+
 def load_embeddings(path, vocab, dim, seed=0):
     """An embedding matrix [len(vocab), dim] from a word2vec / GloVe text file (a word2vec "count dim" first line is
     allowed). Words the file lacks get uniform(-0.25, 0.25) rows; <pad> stays zero. Returns (matrix, words found)."""
@@ -703,7 +720,7 @@ class TaskData(NamedTuple):
     vocab: Vocab
     label_names: list  # classify: class names in id order; lm: None
     splits: dict  # "train"/"valid"/"test" -> lm: id array; classify: (list of id arrays, label id array)
-    embeddings: np.ndarray  # classify --embeddings: [vocab, embedding_dim] initial vectors; else None
+    initial_weights: dict  # weight name -> the array it starts from (--embeddings: "embedding"; --init_from: more)
 
 
 def task_data(cfg):
@@ -730,7 +747,7 @@ def language_model_data(cfg):
         raise UserError(f"{corpus.name}: the validation split is empty")
     print(f"data: {corpus.source}; {cfg.level} vocabulary {len(vocab)}; tokens train {splits['train'].size:,} "
           f"valid {splits['valid'].size:,} test {splits['test'].size:,}")
-    return TaskData(vocab, None, splits, None)
+    return TaskData(vocab, None, splits, {})
 
 
 def classification_data(cfg):
@@ -756,11 +773,11 @@ def encode_classification(cfg, train, valid, test, label_names):
                         np.array([label_index[label] for label in examples.labels], np.int32))
     if not splits["train"][0]:
         raise UserError("the training split is empty")
-    embeddings = None
+    initial_weights = {}
     if cfg.embeddings:
-        embeddings, found = load_embeddings(cfg.embeddings, vocab, cfg.embedding_dim)
+        initial_weights["embedding"], found = load_embeddings(cfg.embeddings, vocab, cfg.embedding_dim, cfg.seed)
         print(f"embeddings: {found:,} of {len(vocab):,} words found in {cfg.embeddings}")
-    return TaskData(vocab, list(label_names), splits, embeddings)
+    return TaskData(vocab, list(label_names), splits, initial_weights)
 
 
 def main(argv):

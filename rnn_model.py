@@ -119,7 +119,7 @@ class Weights(NamedTuple):
     backward: LayerWeights  # classify --bidirectional: a backward layer over the embeddings; else None
     output_weights: tf.Variable  # lm: softmax [H, vocab]; classify: [H (2H bidirectional), classes]
     output_bias: tf.Variable  # [vocab] or [classes]
-    embedding_init: tf.Tensor  # placeholder fed to the initializer with pretrained vectors (--embeddings); or None
+    preset: dict  # weight name ("embedding", "layer_0/kernel_x") -> the placeholder its initializer is fed
 
     def variables(self):
         """The variables, for a Saver of the model alone."""
@@ -127,36 +127,46 @@ class Weights(NamedTuple):
                                             self.output_bias)) if v is not None]
 
 
-def declare_weights(cfg, vocab_size, num_classes=0):
-    """The model's variables under the `model` scope (their names are what checkpoints hold)."""
-    trainable_embedding = cfg.task == "lm" or cfg.train_embeddings
+def declare_weights(cfg, vocab_size, num_classes=0, preset=()):
+    """The model's variables under the `model` scope (their names are what checkpoints hold). The weights named in
+    `preset` start from values fed to the initializer (pretrained vectors, a language model's layers) instead of
+    random ones."""
+    placeholders = {}
+
+    def variable(name, shape, initializer=None, trainable=True):
+        if name not in preset:
+            return new_variable(name, shape, initializer, trainable)
+        placeholders[name] = tf.placeholder(tf.float32, shape, name=name.replace("/", "_") + "_init")
+        return tf.get_variable(name.split("/")[-1], initializer=placeholders[name], trainable=trainable)
+
     with tf.variable_scope("model"):
-        embedding_init = None
-        if cfg.task == "classify" and cfg.embeddings:
-            embedding_init = tf.placeholder(tf.float32, [vocab_size, cfg.embedding_dim], name="embedding_init")
-            embedding = tf.get_variable("embedding", initializer=embedding_init, trainable=trainable_embedding)
-        else:
-            embedding = tf.get_variable("embedding", [vocab_size, cfg.embedding_dim], trainable=trainable_embedding)
+        embedding = variable("embedding", [vocab_size, cfg.embedding_dim],
+                             trainable=cfg.task == "lm" or cfg.train_embeddings)
         layers, in_size = [], cfg.embedding_dim
         for layer in range(cfg.num_layers):
-            layers.append(layer_weights(in_size, cfg.hidden_size, f"layer_{layer}"))
+            layers.append(layer_weights(in_size, cfg.hidden_size, f"layer_{layer}", variable))
             in_size = cfg.hidden_size
         backward = None
         if cfg.task == "classify" and cfg.bidirectional:
-            backward = layer_weights(cfg.embedding_dim, cfg.hidden_size, "layer_backward")
+            backward = layer_weights(cfg.embedding_dim, cfg.hidden_size, "layer_backward", variable)
         if cfg.task == "lm":
             output_weights, output_bias = dense_weights(cfg.hidden_size, vocab_size, "softmax")
         else:
             pooled_size = cfg.hidden_size * (2 if backward else 1)
             output_weights, output_bias = dense_weights(pooled_size, num_classes, "classifier")
-    return Weights(embedding, tuple(layers), backward, output_weights, output_bias, embedding_init)
+    return Weights(embedding, tuple(layers), backward, output_weights, output_bias, placeholders)
 
 
-def layer_weights(in_size, hidden_size, scope):
+def new_variable(name, shape, initializer=None, trainable=True):
+    """A variable of the current scope named by the last part of `name` ("layer_0/bias" -> bias)."""
+    return tf.get_variable(name.split("/")[-1], shape, initializer=initializer, trainable=trainable)
+
+
+def layer_weights(in_size, hidden_size, scope, variable=new_variable):
     with tf.variable_scope(scope):
-        return LayerWeights(tf.get_variable("kernel_x", [in_size, 4 * hidden_size]),
-                            tf.get_variable("kernel_h", [hidden_size, 4 * hidden_size]),
-                            tf.get_variable("bias", [4 * hidden_size], initializer=tf.zeros_initializer()))
+        return LayerWeights(variable(f"{scope}/kernel_x", [in_size, 4 * hidden_size]),
+                            variable(f"{scope}/kernel_h", [hidden_size, 4 * hidden_size]),
+                            variable(f"{scope}/bias", [4 * hidden_size], initializer=tf.zeros_initializer()))
 
 
 def dense_weights(in_size, units, scope):
@@ -175,6 +185,14 @@ def make_dropout(keep_prob, seed, global_step):
         keep = tf.random.stateless_uniform(tf.shape(x), seed=step_seed) < keep_prob
         return x * tf.cast(keep, x.dtype) / keep_prob
     return dropout
+
+
+def drop_words(ids, rate, seed, global_step):
+    """Word dropout: each real token of ids [B, T] becomes <unk> (id 1) with probability `rate`, so that the model
+    cannot lean on any single word; <pad> (0) stays. The draw is a pure function of (seed, global step)."""
+    step_seed = tf.stack([tf.cast(global_step, tf.int64), tf.constant(seed * 1000 + 200, tf.int64)])
+    dropped = tf.logical_and(tf.random.stateless_uniform(tf.shape(ids), seed=step_seed) < rate, ids > 1)
+    return tf.where(dropped, tf.ones_like(ids), ids)
 
 
 def no_dropout(x, site):
@@ -420,6 +438,9 @@ class TrainOp(NamedTuple):
 def build_train_op(cost, controls, cfg, optimizer):
     """Gradients clipped by their global norm, then one optimizer step that also increments the global step."""
     variables = tf.trainable_variables()
+    if cfg.weight_decay:  # L2 on the matrices (LSTM kernels, output weights); embedding rows and biases are free
+        matrices = [v for v in variables if v.op.name.endswith(("kernel_x", "kernel_h", "weights"))]
+        cost = cost + cfg.weight_decay * tf.add_n([tf.nn.l2_loss(v) for v in matrices])
     gradients = tf.gradients(cost, variables)
     clipped, gradient_norm = tf.clip_by_global_norm(gradients, cfg.max_grad_norm)
     train_op = optimizer.apply_gradients(zip(clipped, variables), global_step=controls.global_step)
@@ -463,6 +484,8 @@ def build_lm(cfg, weights, controls, num_steps, optimizer=None):
         initial_state = zero_state(cfg, controls.batch_size)
         dropout = make_dropout(cfg.keep_prob if training else 1.0, cfg.seed, controls.global_step)
         ids = rows_checked(inputs, controls.batch_size)
+        if training and cfg.word_dropout:
+            ids = drop_words(ids, cfg.word_dropout, cfg.seed, controls.global_step)
         embedded = dropout(embed(ids, weights.embedding), site=0)  # [T, B, E]
         outputs, final_state = lstm_stack(embedded, initial_state, cfg, weights.layers, dropout)  # [T, B, H]
         labels = tf.reshape(tf.transpose(targets), [-1])  # time-major like the outputs
@@ -714,6 +737,8 @@ def build_classifier(cfg, weights, controls, num_steps, optimizer=None):
         labels = tf.placeholder(tf.int32, [None], name="labels")
         dropout = make_dropout(cfg.keep_prob if training else 1.0, cfg.seed, controls.global_step)
         ids = rows_checked(inputs, controls.batch_size)
+        if training and cfg.word_dropout:
+            ids = drop_words(ids, cfg.word_dropout, cfg.seed, controls.global_step)
         logits = classifier_logits(cfg, weights, ids, mask, zero_state(cfg, controls.batch_size), dropout)
         loss = tf.reduce_mean(tf.nn.sparse_softmax_cross_entropy_with_logits(labels=labels, logits=logits))
         predictions = tf.argmax(logits, axis=1, output_type=tf.int32)

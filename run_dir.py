@@ -10,6 +10,8 @@
                                metadata.tsv and a `checkpoint` file naming the newest checkpoint
     RUN_DIR/events.out.tfevents.*  the run's hyperparameters and final metrics (TensorBoard's HParams tab)
     RUN_DIR/fold_K/            cross-validation: one run directory per fold, cv_results.json beside them
+    RUN_DIR/pretrain/          classify --pretrain_epochs: the word language model the classifier starts from (a run
+                               directory of its own, with its corpus/train.txt); in cross-validation, one per fold
     RUN_DIR/logs/              cluster mode: the parameter server's and the other workers' output
     RUN_DIR/generation_speed.json  sample.py: how fast each generation path ran on this machine (a cache)
     RUN_DIR/lock               flock'ed by the run training here (its process id and host), empty otherwise
@@ -101,8 +103,9 @@ class RunDir:
     def name(self):
         """The run's name for TensorBoard's HParams: its folder, and for a fold its cross-validation's too."""
         name = os.path.basename(os.path.normpath(self.path))
-        parent = os.path.basename(os.path.dirname(os.path.normpath(self.path)))
-        return f"{parent}/{name}" if name.startswith("fold_") else name
+        if name.startswith("fold_") or name == "pretrain":
+            return f"{RunDir(os.path.dirname(os.path.normpath(self.path))).name}/{name}"
+        return name
 
     def has_run_events(self):
         """Whether the run's own folder has an event file (its HParams session was written)."""
@@ -116,6 +119,10 @@ class RunDir:
 
     def fold(self, k):
         return RunDir(os.path.join(self.path, f"fold_{k}"))
+
+    def pretrain(self):
+        """The language model that --pretrain_epochs trains for this run (or fold) to start from."""
+        return RunDir(os.path.join(self.path, "pretrain"))
 
     # ---- state
     def has_checkpoint(self):
@@ -246,16 +253,26 @@ class RunDir:
             raise UserError(f"{self.path}: no checkpoint found (has training saved one yet?)")
         return ([explicit] if explicit else []) + candidates
 
-    def restore_intact(self, sess, saver, candidates):
-        """Restores the first of the candidate checkpoints that reads back whole and finite, saying in one line
-        each damaged one it passes over. Returns the path restored."""
+    def first_intact(self, candidates):
+        """The first of the candidate checkpoints that reads back whole and finite, saying in one line each damaged
+        one it passes over."""
         for path in candidates:
             problem = checkpoint_problem(path)
             if problem is None:
-                return self.restore(sess, saver, path)
+                return path
             print(f"warning: {path}: {problem}; trying the next checkpoint", file=sys.stderr)
         raise UserError(f"{self.path}: no intact checkpoint ({len(candidates)} damaged); remove the run directory "
                         "or train into another --run_dir")
+
+    def restore_intact(self, sess, saver, candidates):
+        """Restores the first intact candidate checkpoint. Returns the path restored."""
+        return self.restore(sess, saver, self.first_intact(candidates))
+
+    def read_weights(self):
+        """{variable name: array} of the checkpoint a user of the model gets (the best, else the latest)."""
+        import rnn_model as rm
+        reader = rm.tf.train.load_checkpoint(self.first_intact(self.use_candidates()))
+        return {name: reader.get_tensor(name) for name in reader.get_variable_to_dtype_map()}
 
     @staticmethod
     def restore(sess, saver, path):
@@ -295,8 +312,8 @@ class RunDir:
         """Deletes what writes cut short left behind: JSON `*.tmp` files and TensorFlow's temporary checkpoint
         files. Only the holder of the lock calls this, so no write is in progress."""
         leftovers = []
-        for run in [self] + [self.fold(k) for k in range(len(glob.glob(os.path.join(glob.escape(self.path),
-                                                                                      "fold_*"))))]:
+        runs = [self] + [self.fold(k) for k in range(len(glob.glob(os.path.join(glob.escape(self.path), "fold_*"))))]
+        for run in runs + [run.pretrain() for run in runs]:
             for folder in (run.path, run.events_dir("train")):
                 leftovers += glob.glob(os.path.join(glob.escape(folder), "*.tmp"))
             for folder in (run.checkpoint_dir, run.best_dir):

@@ -339,7 +339,7 @@ def sentence_probabilities(cfg, vocab, label_names, run, candidates, sentences):
     graph = tf.Graph()
     with graph.as_default():
         controls = rm.build_controls(cfg, None)
-        classifier = tasks.Classifier(cfg, data_handler.TaskData(vocab, label_names, {}, None), controls)
+        classifier = tasks.Classifier(cfg, data_handler.TaskData(vocab, label_names, {}, {}), controls)
         saver, local_init = tf.train.Saver(), tf.local_variables_initializer()
     graph.finalize()
     seqs = [vocab.encode(data_handler.tokenize(s)).astype(np.int32) for s in sentences]

@@ -44,7 +44,7 @@ class LanguageModel:
 
     def __init__(self, cfg, data, controls, optimizer=None):
         self.cfg, self.splits, self.controls = cfg, data.splits, controls
-        self.weights = rm.declare_weights(cfg, len(data.vocab))
+        self.weights = rm.declare_weights(cfg, len(data.vocab), preset=data.initial_weights)
         self.num_outputs = len(data.vocab)  # the softmax's width
         self.unit = "chars/s" if cfg.level == "char" else "words/s"
         self.train_model = rm.build_lm(cfg, self.weights, controls, cfg.num_steps, optimizer) if optimizer else None
@@ -54,7 +54,7 @@ class LanguageModel:
         self.generator = rm.build_generator(cfg, self.weights, jit=False) if optimizer else None
         self.num_batches = batch_generator.lm_epoch_size(len(self.splits.get("train", ())), cfg.batch_size,
                                                          cfg.num_steps)
-        self.init_feed = {}
+        self.init_feed = {self.weights.preset[name]: value for name, value in data.initial_weights.items()}
         self.set_batch_size = rm.BatchSizeSetter(controls)
         self.state = None  # [(c, h)] per layer after the last trained batch; None until the first step here
 
@@ -127,7 +127,7 @@ class Classifier:
         self.bucket_widths = batch_generator.default_bucket_widths(cfg.num_steps) if bucketed and cfg.bucket \
             else None
         widths = self.bucket_widths or [cfg.num_steps]
-        self.weights = rm.declare_weights(cfg, len(data.vocab), len(data.label_names))
+        self.weights = rm.declare_weights(cfg, len(data.vocab), len(data.label_names), data.initial_weights)
         self.num_outputs = len(data.label_names)
         self.train_models = {w: rm.build_classifier(cfg, self.weights, controls, w, optimizer)
                              for w in widths} if optimizer else {}
@@ -137,7 +137,7 @@ class Classifier:
         self.num_batches = batch_generator.classify_num_batches(self.splits["train"][0], cfg.batch_size,
                                                                 cfg.num_steps, self.bucket_widths) \
             if "train" in self.splits else 0
-        self.init_feed = {self.weights.embedding_init: data.embeddings} if data.embeddings is not None else {}
+        self.init_feed = {self.weights.preset[name]: value for name, value in data.initial_weights.items()}
         self.set_batch_size = rm.BatchSizeSetter(controls)
 
     def train_batches(self, epoch, start):

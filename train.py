@@ -32,6 +32,9 @@ def main(argv=None):
         role = cluster.role_from_args(args)
         if (role or args.local_cluster) and cfg.cv:
             raise UserError("--cv: cross-validation runs in a single process, not in cluster mode")
+        if (role or args.local_cluster) and cfg.pretrain_epochs:
+            raise UserError("--pretrain_epochs: pretraining runs in a single process; pretrain there, then give "
+                            "the cluster --init_from RUN_DIR/pretrain")
         if (role or args.local_cluster) and cfg.patience:
             if any(a == "--patience" or a.startswith("--patience=") for a in argv):
                 raise UserError("--patience: early stopping runs in a single process; cluster workers follow the "
@@ -105,20 +108,15 @@ def cross_validate(cfg, run):
     """K-fold CV over all examples: each fold is the test set once, the rest is split into train and valid; every
     fold is a run directory of its own, so an interrupted CV resumes at the fold it was in."""
     cdata = data_handler.classification_data(cfg)
-    everything = data_handler.LabelledExamples(cdata.train.texts + cdata.valid.texts + cdata.test.texts,
-                                               cdata.train.labels + cdata.valid.labels + cdata.test.labels)
+    everything = cdata.everything()
     if len(everything.texts) < 2 * cfg.cv:
         raise UserError(f"{cdata.name}: {len(everything.texts)} examples are too few for --cv {cfg.cv}")
     run.save_config(cfg)  # what a rerun of the folds is checked against
     results = []
-    for k, test_index in enumerate(data_handler.cv_folds(len(everything.texts), cfg.cv, cfg.seed)):
-        rest = np.setdiff1d(np.arange(len(everything.texts)), test_index)
-        rest = rest[np.random.RandomState(cfg.seed + k).permutation(len(rest))]
-        num_valid = max(1, int(round(len(rest) * cfg.valid_fraction)))
-        print(f"--- fold {k + 1}/{cfg.cv}: train {len(rest) - num_valid:,} valid {num_valid:,} "
-              f"test {len(test_index):,}")
-        train_part, valid, test = (data_handler.subset(everything, index)
-                                   for index in (rest[num_valid:], rest[:num_valid], test_index))
+    for k, (train_part, valid, test) in enumerate(data_handler.cv_parts(everything, cfg.cv, cfg.valid_fraction,
+                                                                        cfg.seed)):
+        print(f"--- fold {k + 1}/{cfg.cv}: train {len(train_part.texts):,} valid {len(valid.texts):,} "
+              f"test {len(test.texts):,}")
         data = data_handler.encode_classification(cfg, train_part, valid, test, cdata.label_names)
         fold = run.fold(k)
         code = train(cfg, data, fold, fold.has_checkpoint(), cluster.LocalRuntime(cfg))
@@ -165,6 +163,10 @@ def build_training_graph(cfg, data, runtime):
 def train(cfg, data, run, resuming, runtime):
     """One run: the graph built once, then epochs of training and validation, then the best checkpoint's results."""
     config.check_memory(cfg, len(data.vocab), len(data.label_names or ()))
+    if not resuming and (cfg.init_from or cfg.pretrain_epochs):
+        code, data = start_from_language_model(cfg, data, run)
+        if code:
+            return code
     if runtime.is_chief:
         run.prepare(cfg, data.vocab, data.label_names, resuming)
     train_tokens = data.splits["train"][0] if data.label_names else data.splits["train"]  # classify: (seqs, labels)
@@ -209,6 +211,35 @@ def train(cfg, data, run, resuming, runtime):
         raise UserError(f"out of memory ({run_dir.error_reason(e)}); lower batch_size, eval_batch_size, "
                         "num_steps or hidden_size") from None
     return 130 if outcome.reason == "interrupt" else 0
+
+
+def start_from_language_model(cfg, data, run):
+    """--init_from, --pretrain_epochs: (exit code, data with the initial weights of the classifier from a word
+    language model). Pretraining trains one in RUN_DIR/pretrain (resumed or reused on a rerun) whose corpus is
+    written from the training split alone, so no validation or test sentence reaches it."""
+    import pretrain
+    path = cfg.init_from
+    if cfg.pretrain_epochs:
+        lm_run = run.pretrain()
+        corpus = pretrain.write_corpus(os.path.join(lm_run.path, "corpus"),
+                                       [data.vocab.decode(ids) for ids in data.splits["train"][0]])
+        lm_cfg = pretrain.lm_config(cfg, corpus)
+        lm_resuming = lm_run.check_config(lm_cfg)
+        if not os.path.exists(lm_run.results_path):  # a finished one is reused
+            print(f"--- pretraining a word language model on the {len(data.splits['train'][0]):,} training "
+                  f"sentences for {cfg.pretrain_epochs} epochs")
+            lm_data = data_handler.task_data(lm_cfg)
+            if cfg.embeddings:  # the pretrained vectors start the language model's embedding
+                lm_data = lm_data._replace(initial_weights={"embedding": data_handler.load_embeddings(
+                    cfg.embeddings, lm_data.vocab, cfg.embedding_dim, cfg.seed)[0]})
+            code = train(lm_cfg, lm_data, lm_run, lm_resuming, cluster.LocalRuntime(lm_cfg))
+            if code:
+                return code, data
+            print(f"--- the classifier, from {lm_run}")
+        path = lm_run.path
+    weights, mapped = pretrain.initial_weights(path, cfg, data.vocab, data.initial_weights.get("embedding"))
+    print(f"init_from: {path}: the LSTM layers, and the embedding of {mapped:,} of {len(data.vocab):,} words")
+    return 0, data._replace(initial_weights={**data.initial_weights, **weights})
 
 
 class Outcome(NamedTuple):

@@ -70,7 +70,7 @@ def random_lm_graph(cfg, vocab_size, num_batches):
     tokens = cfg.batch_size * (cfg.num_steps * (num_batches + 2) + 1)
     splits = {name: rng.randint(0, vocab_size, tokens).astype(np.int32) for name in ("train", "valid", "test")}
     vocab = data_handler.Vocab([f"w{i}" for i in range(vocab_size)])
-    return train.build_training_graph(cfg, data_handler.TaskData(vocab, None, splits, None),
+    return train.build_training_graph(cfg, data_handler.TaskData(vocab, None, splits, {}),
                                       cluster.LocalRuntime(cfg))
 
 

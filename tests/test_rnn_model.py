@@ -144,7 +144,7 @@ def test_every_graph_of_a_model_reads_the_one_declaration_of_its_weights(task):
     with graph.as_default():
         controls = rm.build_controls(cfg, None)
         optimizer = rm.make_optimizer(cfg, controls.learning_rate)
-        task_graphs = tasks.build(cfg, data_handler.TaskData(vocab, ["a", "b"], {}, None), controls, optimizer)
+        task_graphs = tasks.build(cfg, data_handler.TaskData(vocab, ["a", "b"], {}, {}), controls, optimizer)
         declared = {v.op.name for v in tf.nest.flatten(task_graphs.weights) if v is not None}
         if task == "lm":
             step = rm.build_step_sampler(cfg, task_graphs.weights, controls)

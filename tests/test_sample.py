@@ -150,7 +150,7 @@ def test_score_is_the_evaluation_perplexity(trained_lm, tmp_path):
     with graph.as_default():
         controls = rm.build_controls(cfg, None)
         lm = tasks.LanguageModel(cfg, data_handler.TaskData(run.load_vocab(), None,
-                                                            {"whole": test_ids, "aligned": aligned}, None), controls)
+                                                            {"whole": test_ids, "aligned": aligned}, {}), controls)
         scorer = rm.build_scorer(cfg, lm.weights, tf.placeholder(tf.int32, [None, None]),
                                  tf.placeholder(tf.int32, [None]))
         saver, local_init = tf.train.Saver(), tf.local_variables_initializer()

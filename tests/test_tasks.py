@@ -39,7 +39,7 @@ def test_classifier_evaluation_in_uneven_batches_equals_all_examples_at_once():
     rng = np.random.RandomState(0)
     vocab = data_handler.Vocab(["<pad>", "<unk>"] + [f"w{i}" for i in range(30)])
     seqs, labels = random_sentences(rng, 23, len(vocab), 12), rng.randint(0, 3, 23).astype(np.int32)
-    data = data_handler.TaskData(vocab, ["a", "b", "c"], {"test": (seqs, labels)}, None)
+    data = data_handler.TaskData(vocab, ["a", "b", "c"], {"test": (seqs, labels)}, {})
     graph = tf.Graph()
     with graph.as_default():
         controls = rm.build_controls(cfg, None)
@@ -76,7 +76,7 @@ def test_language_model_evaluates_at_its_own_batch_size():
     rng = np.random.RandomState(2)
     vocab = data_handler.Vocab(["<unk>"] + [f"w{i}" for i in range(11)])
     ids = {name: rng.randint(0, len(vocab), n).astype(np.int32) for name, n in (("train", 81), ("valid", 31))}
-    data = data_handler.TaskData(vocab, None, ids, None)
+    data = data_handler.TaskData(vocab, None, ids, {})
     graph = tf.Graph()
     with graph.as_default():
         controls = rm.build_controls(cfg, None)

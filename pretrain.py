@@ -1,0 +1,94 @@
+"""A classifier that starts from a language model of its own LSTM stack (Dai & Le 2015; later ULMFiT).
+
+The language model and the classifier declare the same embedding and layers (rnn_model.declare_weights), so a word
+LM run can give a classifier everything but its output layer:
+    --init_from RUN_DIR     any word LM run (trained on a larger unlabelled corpus, say);
+    --pretrain_epochs N     train.py first trains one on the training split's sentences alone, in RUN_DIR/pretrain
+                            (FOLD/pretrain for each fold of a cross-validation), so that no validation or test
+                            sentence is ever in its corpus.
+The LM's embedding is mapped token by token onto the classifier's vocabulary; its softmax is dropped.
+"""
+import dataclasses
+import os
+
+import numpy as np
+
+import config
+import run_dir
+from config import UserError
+
+LM_NUM_STEPS = 35  # the pretraining LM's BPTT length (the PTB medium/large unroll)
+LM_BATCH_SIZE = 20  # its batch size (the PTB tutorial's)
+LM_VALID_FRACTION = 0.05  # the end of the training sentences that validates it (picks its best checkpoint)
+LM_EVAL_BATCH_SIZE = 1  # in one row, so that the few sentences of a small set fill a batch
+# What must agree between the LM and the classifier: the shapes, and the forget bias the layers were trained with.
+MATCHING_KEYS = ("num_layers", "hidden_size", "embedding_dim", "forget_bias")
+
+
+def lm_config(cfg, corpus_folder):
+    """The language model pretrained for classifier `cfg`: the same stack, dropout and optimizer, trained for
+    pretrain_epochs epochs at the classifier's initial learning rate on the corpus folder's train.txt."""
+    same = {key: getattr(cfg, key) for key in (
+        "num_layers", "hidden_size", "forget_bias", "keep_prob", "init_scale", "optimizer", "learning_rate",
+        "max_grad_norm", "weight_decay", "seed", "summary_every", "device", "xla", "xla_loss", "precision",
+        "intra_op_threads", "inter_op_threads")}
+    return config.validate(dataclasses.replace(
+        config.Config(), task="lm", level="word", data=corpus_folder, encoding="utf-8", vocab_size=0, min_count=1,
+        valid_fraction=LM_VALID_FRACTION, test_fraction=0.0, embedding_size=cfg.embedding_dim,
+        num_steps=LM_NUM_STEPS, batch_size=LM_BATCH_SIZE, eval_batch_size=LM_EVAL_BATCH_SIZE, max_epoch=cfg.pretrain_epochs,
+        max_max_epoch=cfg.pretrain_epochs, patience=0, **same))
+
+
+def write_corpus(folder, texts):
+    """The classifier's training sentences (token lists) as an LM corpus: folder/train.txt, one tokenized sentence
+    a line, which the LM reads back as the same tokens with <eos> at each line end. Returns the folder."""
+    os.makedirs(folder, exist_ok=True)
+    run_dir.write_text(os.path.join(folder, "train.txt"), "".join(" ".join(tokens) + "\n" for tokens in texts
+                                                                   if tokens))
+    return folder
+
+
+def load_language_model(path, cfg):
+    """(config, vocabulary, RunDir) of the word LM run at path, refused in one line unless its stack fits cfg."""
+    lm_run = run_dir.RunDir(path)
+    if not os.path.exists(lm_run.config_path):
+        raise UserError(f"--init_from {path}: not a run directory (no config.json)")
+    lm_cfg = lm_run.load_config()
+    if lm_cfg.task != "lm" or lm_cfg.level != "word":
+        raise UserError(f"--init_from {path}: a {lm_cfg.level + ' ' if lm_cfg.task == 'lm' else ''}{lm_cfg.task} "
+                        "run; a classifier starts from a word language model")
+    if cfg.data and lm_cfg.data and (lm_cfg.data == cfg.data or
+                                     os.path.realpath(lm_cfg.data) == os.path.realpath(cfg.data)):
+        raise UserError(f"--init_from {path}: the language model was trained on {lm_cfg.data}, whose test "
+                        "sentences this classifier is evaluated on; use --pretrain_epochs, which pretrains on the "
+                        "training split alone")
+    for key in MATCHING_KEYS:
+        if getattr(lm_cfg, key) != getattr(cfg, key):
+            name = "embedding_size" if key == "embedding_dim" else key
+            raise UserError(f"--init_from {path}: the language model has {name} {getattr(lm_cfg, key)}, this "
+                            f"classifier {getattr(cfg, key)}; set --{name} {getattr(lm_cfg, key)}")
+    return lm_cfg, lm_run.load_vocab(), lm_run
+
+
+def initial_weights(path, cfg, vocab, embedding=None):
+    """{weight name: array} that starts a classifier over `vocab` from the word LM run at path: every LSTM layer as
+    the LM has it, and the embedding row by row for the tokens both vocabularies hold (<unk> too). The other rows
+    come from `embedding` (pretrained vectors) or are drawn as a fresh embedding's are (Glorot uniform).
+    Returns (weights, rows taken from the LM)."""
+    lm_cfg, lm_vocab, lm_run = load_language_model(path, cfg)
+    arrays = lm_run.read_weights()
+    if embedding is None:
+        limit = np.sqrt(6.0 / (len(vocab) + cfg.embedding_dim))
+        embedding = np.random.RandomState(cfg.seed).uniform(-limit, limit, (len(vocab), cfg.embedding_dim))
+    embedding = np.array(embedding, np.float32)
+    lm_embedding = arrays["model/embedding"]
+    mapped = 0
+    for i, token in enumerate(vocab.tokens):
+        if token in lm_vocab:
+            embedding[i] = lm_embedding[lm_vocab.id(token)]
+            mapped += 1
+    weights = {"embedding": embedding}
+    for layer in range(cfg.num_layers):
+        for part in ("kernel_x", "kernel_h", "bias"):
+            weights[f"layer_{layer}/{part}"] = arrays[f"model/layer_{layer}/{part}"]
+    return weights, mapped
