@@ -8,9 +8,11 @@ saved as JSON (by run_dir.py). Nothing here imports TensorFlow, and nothing is p
 """
 import ast
 import collections
+import gzip
 import hashlib
 import os
 import re
+import shutil
 import sysconfig
 import tarfile
 import urllib.error
@@ -681,35 +683,133 @@ def cv_parts(examples, folds, valid_fraction, seed):
     return parts
 
 
-def load_embeddings(path, vocab, dim, seed=0):
-    """An embedding matrix [len(vocab), dim] from a word2vec / GloVe text file (a word2vec "count dim" first line is
-    allowed). Words the file lacks get uniform(-0.25, 0.25) rows; <pad> stays zero. Returns (matrix, words found)."""
+# --------------------------------------------------------------------------------------------------- word vectors
+
+@dataclass(frozen=True)
+class Vectors:
+    download: Download  # sha256 "" = none recorded yet: then it is never downloaded
+    member: str  # the vectors' file inside the downloaded archive; "" = the download itself
+    description: str
+
+
+# The SHA-256 of these two downloads is not recorded yet: the machine they were added on had no network, and no
+# published value was found. Until one is, `--embeddings NAME` says so and asks for the file's path instead.
+_GLOVE_6B = Download("https://nlp.stanford.edu/data/glove.6B.zip", "", "glove.6B.zip")  # 862,182,613 bytes
+VECTORS = {
+    **{f"glove.6B.{dim}d": Vectors(_GLOVE_6B, f"glove.6B.{dim}d.txt", f"GloVe 6B (Pennington et al. 2014; "
+                                   f"Wikipedia 2014 + Gigaword 5), 400k lower-cased words, {dim} dimensions; PDDL")
+       for dim in (50, 100, 200, 300)},
+    "word2vec.googlenews": Vectors(Download(
+        "https://s3.amazonaws.com/dl4j-distribution/GoogleNews-vectors-negative300.bin.gz", "",
+        "GoogleNews-vectors-negative300.bin.gz"), "", "word2vec on Google News (Mikolov et al. 2013), 3M cased "
+        "words and phrases, 300 dimensions, binary"),
+}
+
+
+def resolve_vectors(name, cache_dir, progress=True):
+    """The local file of --embeddings: a path as it is, or a VECTORS name downloaded (verified by SHA-256) and
+    unpacked once into cache_dir/vectors/."""
+    if name not in VECTORS:
+        if os.path.exists(name):
+            return name
+        raise UserError(f"{name}: no such embeddings file, and not a name of pretrained vectors (known: "
+                        f"{', '.join(VECTORS)})")
+    vectors = VECTORS[name]
+    folder = os.path.join(cache_dir, "vectors")
+    target = os.path.join(folder, vectors.member or vectors.download.filename)
+    if os.path.exists(target):
+        return target
+    if not vectors.download.sha256:
+        raise UserError(f"{name}: no SHA-256 is recorded for {vectors.download.url} yet, and nothing is "
+                        "downloaded unverified; download it yourself" +
+                        (f", unpack {vectors.member}" if vectors.member else "") + " and give --embeddings its path")
+    os.makedirs(folder, exist_ok=True)
+    archive = os.path.join(folder, vectors.download.filename)
+    if not os.path.exists(archive):
+        download_verified(vectors.download, archive, progress)
+    if vectors.member:  # one member, written under a name of ours: nothing in the archive chooses a path
+        try:
+            with zipfile.ZipFile(archive) as z, z.open(vectors.member) as member, open(target + ".part", "wb") as out:
+                shutil.copyfileobj(member, out, 1 << 22)
+        except (zipfile.BadZipFile, KeyError) as e:
+            raise UserError(f"{archive}: cannot unpack {vectors.member} ({e})") from None
+        os.replace(target + ".part", target)
+    return target
+
+
+def vector_records(path, dim):
+    """(where, word, parse) for each vector of a GloVe / word2vec text file (a "count dim" first line allowed) or a
+    word2vec binary file (.bin, .bin.gz); parse() turns the vector into float32 values only when it is needed."""
+    opener = gzip.open if path.endswith(".gz") else open
+    if path.endswith((".bin", ".bin.gz")):
+        with opener(path, "rb") as f:
+            yield from binary_records(f, path, dim)
+        return
+    with opener(path, "rt", encoding="utf-8", errors="replace") as f:
+        first = True
+        for number, line in enumerate(f, 1):
+            fields = line.rstrip().rsplit(" ", dim)  # from the right: a few GloVe words hold spaces themselves
+            if number == 1 and len(fields) == 2 and all(x.isdigit() for x in fields):
+                continue  # word2vec text header
+            if len(fields) < 2:
+                continue
+            if len(fields) != dim + 1 or first and len(line.split()) != dim + 1:  # the first vector in full
+                raise UserError(f"{path}:{number}: vectors have {len(line.split()) - 1} dimensions, the model's "
+                                f"embedding_size is {dim}")
+            first = False
+            yield f"{path}:{number}", fields[0], lambda fields=fields: np.asarray(fields[1:], np.float32)
+
+
+def binary_records(f, path, dim):
+    """word2vec's binary format: a "count dim" line, then per word its bytes, a space and dim little-endian
+    float32 values (a newline may follow each)."""
+    header = f.readline().split()
+    if len(header) != 2 or not all(x.isdigit() for x in header):
+        raise UserError(f"{path}: not a word2vec binary file (its first line should be 'count dimensions')")
+    count, file_dim = map(int, header)
+    if file_dim != dim:
+        raise UserError(f"{path}: vectors have {file_dim} dimensions, the model's embedding_size is {dim}")
+    data, pos, size = b"", 0, 4 * dim
+    for number in range(1, count + 1):
+        space = data.find(b" ", pos)
+        while space < 0 or len(data) < space + 1 + size:
+            chunk = f.read(1 << 22)
+            if not chunk:
+                raise UserError(f"{path}: ends inside vector {number} of {count}")
+            data, pos = data[pos:] + chunk, 0
+            space = data.find(b" ")
+        vector = data[space + 1:space + 1 + size]
+        yield (f"{path}: vector {number}", data[pos:space].strip().decode("utf-8", "replace"),
+               lambda vector=vector: np.frombuffer(vector, "<f4").astype(np.float32))
+        pos = space + 1 + size
+
+
+def load_embeddings(name, vocab, dim, seed=0):
+    """An embedding matrix [len(vocab), dim] from pretrained vectors (a VECTORS name or a file; see vector_records).
+    Words are lower-cased as the classifier's tokenizer does, and the first spelling of a word wins (files list
+    frequent words first). Words the file lacks get uniform(-0.25, 0.25) rows; <pad> stays zero. Returns (matrix,
+    words found)."""
+    path = resolve_vectors(str(name), CACHE_DIR)
     matrix = np.random.RandomState(seed).uniform(-0.25, 0.25, (len(vocab), dim)).astype(np.float32)
     if "<pad>" in vocab:
         matrix[vocab.id("<pad>")] = 0.0
     found = set()
     try:
-        with open(path, encoding="utf-8", errors="replace") as f:
-            for number, line in enumerate(f, 1):
-                fields = line.rstrip().split(" ")
-                if number == 1 and len(fields) == 2 and all(x.isdigit() for x in fields):
-                    continue  # word2vec text header
-                if len(fields) < 2:
-                    continue
-                if len(fields) - 1 != dim:
-                    raise UserError(f"{path}:{number}: vectors have {len(fields) - 1} dimensions, the model's "
-                                    f"embedding_size is {dim}")
-                word = fields[0].lower()  # the classifier's vocabulary is lower-cased; the first spelling wins
-                if word in vocab and word not in found:
-                    try:
-                        matrix[vocab.id(word)] = np.asarray(fields[1:], np.float32)
-                    except ValueError:
-                        raise UserError(f"{path}:{number}: not a number in the vector of '{fields[0]}'") from None
-                    found.add(word)
-    except FileNotFoundError:
-        raise UserError(f"{path}: no such embeddings file") from None
-    except OSError as e:
-        raise UserError(f"{path}: cannot read ({e.strerror})") from None
+        for where, word, parse in vector_records(path, dim):
+            word = word.lower()
+            if word in vocab and word not in found:
+                try:
+                    vector = parse()
+                except ValueError:
+                    raise UserError(f"{where}: not a number in the vector of '{word}'") from None
+                if vector.shape != (dim,) or not np.all(np.isfinite(vector)):
+                    raise UserError(f"{where}: the vector of '{word}' has {vector.size} values"
+                                    + ("" if vector.shape != (dim,) else ", not all finite") +
+                                    f"; the model's embedding_size is {dim}")
+                matrix[vocab.id(word)] = vector
+                found.add(word)
+    except (OSError, EOFError, gzip.BadGzipFile) as e:
+        raise UserError(f"{path}: cannot read ({getattr(e, 'strerror', None) or e})") from None
     return matrix, len(found)
 
 
@@ -781,17 +881,24 @@ def encode_classification(cfg, train, valid, test, label_names):
 
 
 def main(argv):
-    """python data_handler.py: lists the registry; python data_handler.py NAME...: downloads into data/cache."""
+    """python data_handler.py: lists the registry; python data_handler.py NAME...: downloads datasets or vectors into
+    data/cache."""
     import sys
     if not argv:
         for name, dataset in REGISTRY.items():
-            print(f"{name:<16} {dataset.task:<9} {dataset.description}")
+            print(f"{name:<20} {dataset.task:<9} {dataset.description}")
+        for name, vectors in VECTORS.items():
+            print(f"{name:<20} {'vectors':<9} {vectors.description}")
         return 0
     try:
         for name in argv:
-            if name not in REGISTRY:
-                raise UserError(f"{name}: not a dataset name (known: {', '.join(REGISTRY)})")
-            print(f"{name}: {fetch(name, CACHE_DIR)}")
+            if name in VECTORS:
+                print(f"{name}: {resolve_vectors(name, CACHE_DIR)}")
+            elif name in REGISTRY:
+                print(f"{name}: {fetch(name, CACHE_DIR)}")
+            else:
+                raise UserError(f"{name}: not a dataset name (known: {', '.join(REGISTRY)}) nor one of pretrained "
+                                f"vectors ({', '.join(VECTORS)})")
     except UserError as e:
         print(f"error: {e}", file=sys.stderr)
         return 1

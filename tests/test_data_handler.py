@@ -1,5 +1,6 @@
 """data_handler: reading and decoding, vocabularies, LM corpora, labelled layouts, the registry and its downloads."""
 import functools
+import gzip
 import hashlib
 import http.server
 import io
@@ -207,6 +208,57 @@ def test_embeddings_are_read_and_checked(tmp_path):
         dh.load_embeddings(vectors, vocab, 5)
 
 
+def write_word2vec_binary(path, vectors, opener=open):
+    with opener(path, "wb") as f:
+        f.write(f"{len(vectors)} {len(vectors[0][1])}\n".encode())
+        for word, values in vectors:
+            f.write(word.encode() + b" " + np.asarray(values, "<f4").tobytes() + b"\n")
+
+
+VECTORS = [("Good", [1, 2, 3]), ("good", [9, 9, 9]), ("film", [0.5, -0.25, 1e-3]), ("n't", [1, 0, 1]),
+           ("other", [7, 7, 7])]
+
+
+@pytest.mark.parametrize("form", ["glove.txt", "word2vec.txt", "glove.txt.gz", "word2vec.bin", "word2vec.bin.gz"])
+def test_vectors_read_alike_in_every_format(tmp_path, form):
+    """GloVe text, word2vec text (with its count line), gzipped, and word2vec's binary format: the words the
+    tokenizer makes (lower-cased, "n't" split off) get their vectors, the first spelling of a word wins."""
+    path = str(tmp_path / form)
+    opener = gzip.open if form.endswith(".gz") else open
+    if ".bin" in form:
+        write_word2vec_binary(path, VECTORS, opener)
+    else:
+        header = f"{len(VECTORS)} 3\n" if form.startswith("word2vec") else ""
+        with opener(path, "wt") as f:
+            f.write(header + "".join(f"{w} {' '.join(map(str, v))}\n" for w, v in VECTORS))
+    vocab = dh.build_vocab([dh.tokenize("A GOOD film, don't you think?")], specials=dh.CLASSIFY_SPECIALS)
+    matrix, found = dh.load_embeddings(path, vocab, 3)
+    assert found == 3  # good, film, n't of 10 tokens
+    np.testing.assert_array_equal(matrix[vocab.id("good")], [1, 2, 3])
+    np.testing.assert_array_equal(matrix[vocab.id("film")], np.float32([0.5, -0.25, 1e-3]))
+    np.testing.assert_array_equal(matrix[vocab.id("n't")], [1, 0, 1])
+    assert np.abs(matrix[vocab.id("think")]).max() <= 0.25 and not np.any(matrix[vocab.id("<pad>")])
+    with pytest.raises(UserError, match="vectors have 3 dimensions, the model's embedding_size is 4"):
+        dh.load_embeddings(path, vocab, 4)
+
+
+def test_bad_vector_files_are_named_in_one_line(tmp_path):
+    vocab = dh.Vocab(["<pad>", "<unk>", "good"])
+    write_word2vec_binary(tmp_path / "v.bin", VECTORS)
+    (tmp_path / "cut.bin").write_bytes((tmp_path / "v.bin").read_bytes()[:-20])
+    (tmp_path / "bad.txt").write_text("the 1 2 3\ngood 1 x 3\n")
+    (tmp_path / "nan.txt").write_text("good 1 nan 3\n")
+    (tmp_path / "nohead.bin").write_bytes(b"good 1 2 3\n")
+    for name, message in (("cut.bin", r"cut.bin: ends inside vector 5 of 5"),
+                          ("bad.txt", r"bad.txt:2: not a number in the vector of 'good'"),
+                          ("nan.txt", r"nan.txt:1: the vector of 'good' has 3 values, not all finite"),
+                          ("nohead.bin", r"nohead.bin: not a word2vec binary file"),
+                          ("missing.txt", r"missing.txt: no such embeddings file, and not a name of pretrained "
+                                          r"vectors \(known: glove.6B.50d")):
+        with pytest.raises(UserError, match=message):
+            dh.load_embeddings(str(tmp_path / name), vocab, 3)
+
+
 # --------------------------------------------------------------------------------------------------- real data
 
 @needs_shared
@@ -298,6 +350,33 @@ def test_download_with_a_wrong_hash_is_refused_and_not_kept(local_server, tmp_pa
                                                         "gone", path="g.txt"))
     with pytest.raises(UserError, match="gone.txt: download failed"):
         dh.fetch("gone", str(tmp_path / "cache"))
+
+
+def test_named_vectors_are_downloaded_verified_unpacked_and_cached(local_server, tmp_path, monkeypatch):
+    """--embeddings NAME: the archive is checked against its SHA-256, the one member is unpacked, and a second
+    use needs no network; a wrong hash keeps nothing, and an entry with no hash recorded is never downloaded."""
+    www, url = local_server
+    with zipfile.ZipFile(www / "toy.zip", "w") as z:
+        z.writestr("toy.3d.txt", "good 1 2 3\nfilm 4 5 6\n")
+        z.writestr("toy.5d.txt", "good 1 2 3 4 5\n")
+    monkeypatch.setattr(dh, "CACHE_DIR", str(tmp_path / "cache"))
+    monkeypatch.setitem(dh.VECTORS, "toy.3d", dh.Vectors(dh.Download(url + "toy.zip", sha256(www / "toy.zip"),
+                                                                     "toy.zip"), "toy.3d.txt", "toy"))
+    vocab = dh.Vocab(["<pad>", "<unk>", "good", "film"])
+    matrix, found = dh.load_embeddings("toy.3d", vocab, 3)
+    assert found == 2 and matrix[3].tolist() == [4, 5, 6]
+    assert sorted(os.listdir(tmp_path / "cache" / "vectors")) == ["toy.3d.txt", "toy.zip"]
+    (www / "toy.zip").unlink()
+    assert dh.load_embeddings("toy.3d", vocab, 3)[1] == 2
+    (www / "other.zip").write_bytes(b"not what was published")
+    monkeypatch.setitem(dh.VECTORS, "toy.bad", dh.Vectors(dh.Download(url + "other.zip", "0" * 64, "other.zip"),
+                                                          "x.txt", "toy"))
+    with pytest.raises(UserError, match="other.zip: SHA-256 is .* expected 0000"):
+        dh.load_embeddings("toy.bad", vocab, 3)
+    assert not os.path.exists(tmp_path / "cache" / "vectors" / "other.zip")
+    with pytest.raises(UserError, match=r"glove.6B.300d: no SHA-256 is recorded for "
+                                        r"https://nlp.stanford.edu/data/glove.6B.zip yet"):
+        dh.load_embeddings("glove.6B.300d", vocab, 300)
 
 
 def test_a_registry_entry_can_name_its_class_files(tmp_path, monkeypatch):
