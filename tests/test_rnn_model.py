@@ -324,3 +324,50 @@ def test_sampling_draws_tokens_with_their_softmax_probabilities():
     assert 0 < values.min() and values.max() < 1
     histogram = np.histogram(values, bins=10, range=(0, 1))[0] / len(values)
     np.testing.assert_allclose(histogram, 0.1, atol=0.007)
+
+
+def test_word_dropout_turns_real_tokens_into_unk_at_its_rate():
+    rng = np.random.RandomState(0)
+    ids = rng.randint(2, 50, (100, 60)).astype(np.int32)
+    ids[:, 40:] = 0  # padding
+    with tf.Graph().as_default():
+        step = tf.placeholder(tf.int64, [])
+        dropped = rm.drop_words(tf.constant(ids), 0.3, seed=7, global_step=step)
+        with tf.Session() as sess:
+            first, again, next_step = (sess.run(dropped, {step: s}) for s in (5, 5, 6))
+    np.testing.assert_array_equal(first, again)  # a pure function of (seed, step): a resumed run draws the same
+    assert not np.array_equal(first, next_step)
+    changed = first != ids
+    assert np.all(first[changed] == 1) and not changed[:, 40:].any()
+    assert abs(changed[:, :40].mean() - 0.3) < 4 * (0.3 * 0.7 / 4000) ** 0.5  # 4,000 real tokens, 4 sigma
+
+
+def test_weight_decay_pulls_the_matrices_alone_towards_zero():
+    """One SGD step (rate 1, no clipping) with --weight_decay 0.01 moves every LSTM kernel and the output weights
+    by -0.01 x their value more than without; the embedding and the biases move the same."""
+    import data_handler
+    import tasks
+    vocab = data_handler.Vocab(["<pad>", "<unk>"] + [f"w{i}" for i in range(10)])
+    train = ([np.array([2, 3, 4, 5], np.int32), np.array([6, 7, 2], np.int32), np.array([8, 9], np.int32)],
+             np.array([0, 1, 0], np.int32))
+    moved, started = {}, {}
+    for decay in (0.0, 0.01):
+        cfg = tiny(task="classify", optimizer="sgd", learning_rate=1.0, max_grad_norm=1e9, weight_decay=decay,
+                   num_steps=4, bucket=False)
+        with tf.Graph().as_default():
+            tf.set_random_seed(1)
+            controls = rm.build_controls(cfg, None)
+            task = tasks.Classifier(cfg, data_handler.TaskData(vocab, ["a", "b"], {"train": train}, {}), controls,
+                                    rm.make_optimizer(cfg, controls.learning_rate))
+            weights = {v.op.name: v for v in task.weights.variables()}
+            with tf.Session() as sess:
+                sess.run([tf.global_variables_initializer(), tf.local_variables_initializer()])
+                started[decay] = sess.run(weights)
+                task.train_step(sess, next(iter(task.train_batches(0, 0))), False)
+                moved[decay] = {name: value - started[decay][name] for name, value in sess.run(weights).items()}
+    decayed = [name for name in moved[0.0] if name.endswith(("kernel_x", "kernel_h", "weights"))]
+    assert len(decayed) == 2 * 2 + 1
+    for name in moved[0.0]:
+        np.testing.assert_array_equal(started[0.0][name], started[0.01][name])
+        expected = moved[0.0][name] - (0.01 * started[0.0][name] if name in decayed else 0)
+        np.testing.assert_allclose(moved[0.01][name], expected, atol=1e-6, err_msg=name)
