@@ -61,8 +61,8 @@ class Config:
     # --- classification
     pooling: str = "mean"  # classify: "mean" (masked mean over real steps), "last" (last real step) or "max"
     bidirectional: bool = False  # classify: make the top layer bidirectional
-    embeddings: str = ""  # classify: word2vec/GloVe text file to initialise the embedding from
-    train_embeddings: bool = True  # classify: keep training a pre-initialised embedding
+    embeddings: str = ""  # word vectors to start the embedding from: a GloVe/word2vec file or a registry name
+    train_embeddings: bool = True  # keep training an embedding that started pretrained (vectors or a language model)
     word_dropout: float = 0.0  # classify: while training, each token becomes <unk> with this probability
     init_from: str = ""  # classify: a word language-model run whose embedding and LSTM layers start the classifier
     pretrain_epochs: int = 0  # classify: epochs of a word LM pretrained on the training sentences only; 0 = none
@@ -131,9 +131,9 @@ POSITIVE = ("num_layers", "hidden_size", "num_steps", "batch_size", "max_max_epo
 NON_NEGATIVE = ("vocab_size", "embedding_size", "eval_batch_size", "max_epoch", "max_steps", "checkpoint_every",
                 "patience", "intra_op_threads", "inter_op_threads", "min_count", "seed", "pretrain_epochs")
 # Keys that may change when a run is resumed; every other key shapes the model or its data and must match.
-RESUMABLE_KEYS = ("max_max_epoch", "patience", "eval_batch_size", "learning_rate", "max_grad_norm", "max_steps",
-                  "checkpoint_every", "summary_every", "device", "xla", "xla_loss", "precision", "intra_op_threads",
-                  "inter_op_threads")
+RESUMABLE_KEYS = ("max_max_epoch", "patience", "eval_batch_size", "learning_rate", "max_grad_norm", "weight_decay",
+                  "word_dropout", "max_steps", "checkpoint_every", "summary_every", "device", "xla", "xla_loss",
+                  "precision", "intra_op_threads", "inter_op_threads")
 # The static unroll builds num_steps copies of the cell's ops in every graph (~30 ops a step and layer, forward and
 # backward): past this the graph takes longer to build than to train an epoch of most data sets.
 MAX_NUM_STEPS = 1000
@@ -182,9 +182,11 @@ def validate(cfg):
         raise UserError(f"--word_dropout: must be in [0, 1), got {cfg.word_dropout}")
     if not (math.isfinite(cfg.weight_decay) and cfg.weight_decay >= 0):
         raise UserError(f"--weight_decay: must be a non-negative number, got {cfg.weight_decay}")
-    for key in ("word_dropout", "init_from", "pretrain_epochs", "embeddings"):
+    for key in ("word_dropout", "init_from", "pretrain_epochs"):
         if getattr(cfg, key) and cfg.task != "classify":
             raise UserError(f"--{key}: for --task classify (a language model trains from scratch)")
+    if cfg.embeddings and cfg.level == "char" and cfg.task == "lm":
+        raise UserError("--embeddings: word vectors are for word-level models, not --level char")
     if cfg.init_from and cfg.pretrain_epochs:
         raise UserError("--init_from and --pretrain_epochs: choose one (pretraining makes its own language model)")
     for key in ("valid_fraction", "test_fraction"):

@@ -721,19 +721,23 @@ def resolve_vectors(name, cache_dir, progress=True):
         return target
     if not vectors.download.sha256:
         raise UserError(f"{name}: no SHA-256 is recorded for {vectors.download.url} yet, and nothing is "
-                        "downloaded unverified; download it yourself" +
-                        (f", unpack {vectors.member}" if vectors.member else "") + " and give --embeddings its path")
+                        f"downloaded unverified; download it yourself and put {os.path.basename(target)} in {folder}"
+                        f"{' (from the archive)' if vectors.member else ''}, or give --embeddings its path")
     os.makedirs(folder, exist_ok=True)
     archive = os.path.join(folder, vectors.download.filename)
     if not os.path.exists(archive):
         download_verified(vectors.download, archive, progress)
     if vectors.member:  # one member, written under a name of ours: nothing in the archive chooses a path
+        partial = f"{target}.{os.getpid()}.part"
         try:
-            with zipfile.ZipFile(archive) as z, z.open(vectors.member) as member, open(target + ".part", "wb") as out:
+            with zipfile.ZipFile(archive) as z, z.open(vectors.member) as member, open(partial, "wb") as out:
                 shutil.copyfileobj(member, out, 1 << 22)
+            os.replace(partial, target)
         except (zipfile.BadZipFile, KeyError) as e:
             raise UserError(f"{archive}: cannot unpack {vectors.member} ({e})") from None
-        os.replace(target + ".part", target)
+        finally:
+            if os.path.exists(partial):
+                os.remove(partial)
     return target
 
 
@@ -810,6 +814,9 @@ def load_embeddings(name, vocab, dim, seed=0):
                 found.add(word)
     except (OSError, EOFError, gzip.BadGzipFile) as e:
         raise UserError(f"{path}: cannot read ({getattr(e, 'strerror', None) or e})") from None
+    if not found and len(vocab) > len(CLASSIFY_SPECIALS):
+        raise UserError(f"{path}: not one of the vocabulary's {len(vocab):,} words has a vector there (a file of "
+                        "other words, or not space-separated 'word value ...' lines?)")
     return matrix, len(found)
 
 
@@ -847,7 +854,7 @@ def language_model_data(cfg):
         raise UserError(f"{corpus.name}: the validation split is empty")
     print(f"data: {corpus.source}; {cfg.level} vocabulary {len(vocab)}; tokens train {splits['train'].size:,} "
           f"valid {splits['valid'].size:,} test {splits['test'].size:,}")
-    return TaskData(vocab, None, splits, {})
+    return TaskData(vocab, None, splits, pretrained_embedding(cfg, vocab))
 
 
 def classification_data(cfg):
@@ -873,11 +880,16 @@ def encode_classification(cfg, train, valid, test, label_names):
                         np.array([label_index[label] for label in examples.labels], np.int32))
     if not splits["train"][0]:
         raise UserError("the training split is empty")
-    initial_weights = {}
-    if cfg.embeddings:
-        initial_weights["embedding"], found = load_embeddings(cfg.embeddings, vocab, cfg.embedding_dim, cfg.seed)
-        print(f"embeddings: {found:,} of {len(vocab):,} words found in {cfg.embeddings}")
-    return TaskData(vocab, list(label_names), splits, initial_weights)
+    return TaskData(vocab, list(label_names), splits, pretrained_embedding(cfg, vocab))
+
+
+def pretrained_embedding(cfg, vocab):
+    """TaskData.initial_weights of --embeddings: {"embedding": [vocab, embedding_dim]}, or {} without it."""
+    if not cfg.embeddings:
+        return {}
+    matrix, found = load_embeddings(cfg.embeddings, vocab, cfg.embedding_dim, cfg.seed)
+    print(f"embeddings: {found:,} of {len(vocab):,} words found in {cfg.embeddings}")
+    return {"embedding": matrix}
 
 
 def main(argv):

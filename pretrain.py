@@ -29,24 +29,61 @@ MATCHING_KEYS = ("num_layers", "hidden_size", "embedding_dim", "forget_bias")
 
 def lm_config(cfg, corpus_folder):
     """The language model pretrained for classifier `cfg`: the same stack and dropout, trained with Adam for
-    pretrain_epochs epochs at a constant rate on the corpus folder's train.txt."""
+    pretrain_epochs epochs at a constant rate on the corpus folder's train.txt (its real path, so that however the
+    run directory is spelled, the config is the same). With --embeddings it starts from the classifier's vectors
+    (train.py maps them), so the file is read once."""
     same = {key: getattr(cfg, key) for key in (
         "num_layers", "hidden_size", "forget_bias", "keep_prob", "init_scale", "max_grad_norm", "weight_decay",
         "seed", "summary_every", "device", "xla", "xla_loss", "precision", "intra_op_threads", "inter_op_threads")}
     return config.validate(dataclasses.replace(
-        config.Config(), task="lm", level="word", data=corpus_folder, encoding="utf-8", vocab_size=0, min_count=1,
+        config.Config(), task="lm", level="word", data=os.path.realpath(corpus_folder), encoding="utf-8",
+        vocab_size=0, min_count=1,
         valid_fraction=LM_VALID_FRACTION, test_fraction=0.0, embedding_size=cfg.embedding_dim,
-        optimizer="adam", learning_rate=LM_LEARNING_RATE, num_steps=LM_NUM_STEPS, batch_size=LM_BATCH_SIZE, eval_batch_size=LM_EVAL_BATCH_SIZE, max_epoch=cfg.pretrain_epochs,
+        optimizer="adam", learning_rate=LM_LEARNING_RATE, num_steps=LM_NUM_STEPS, batch_size=LM_BATCH_SIZE, eval_batch_size=LM_EVAL_BATCH_SIZE, max_epoch=0, lr_decay=1.0,
         max_max_epoch=cfg.pretrain_epochs, patience=0, **same))
 
 
-def write_corpus(folder, texts):
-    """The classifier's training sentences (token lists) as an LM corpus: folder/train.txt, one tokenized sentence
-    a line, which the LM reads back as the same tokens with <eos> at each line end. Returns the folder."""
+def write_corpus(lm_run, texts):
+    """The classifier's training sentences (token lists) as the LM's corpus, LM_RUN/corpus/train.txt: one tokenized
+    sentence a line, which the LM reads back as the same tokens with <eos> at each line end. A language model that
+    has started on other sentences (the data, its split or the seed changed since) is refused: it may have seen
+    what are now validation or test sentences. Returns the corpus folder."""
+    folder = os.path.join(lm_run.path, "corpus")
+    path, text = os.path.join(folder, "train.txt"), "".join(" ".join(tokens) + "\n" for tokens in texts if tokens)
+    if lm_run.has_checkpoint() and (not os.path.exists(path) or open(path, encoding="utf-8").read() != text):
+        raise UserError(f"{lm_run}: its language model was trained on other sentences than this training split "
+                        "(--data, a fraction, --cv or --seed changed); remove that folder or train into another "
+                        "--run_dir")
     os.makedirs(folder, exist_ok=True)
-    run_dir.write_text(os.path.join(folder, "train.txt"), "".join(" ".join(tokens) + "\n" for tokens in texts
-                                                                   if tokens))
+    run_dir.write_text(path, text)
     return folder
+
+
+def rows_by_token(source, source_vocab, vocab, rows):
+    """Copies into rows [len(vocab), E] the row of source [len(source_vocab), E] of every token both vocabularies
+    hold; returns how many."""
+    copied = 0
+    for i, token in enumerate(vocab.tokens):
+        if token in source_vocab:
+            rows[i] = source[source_vocab.id(token)]
+            copied += 1
+    return copied
+
+
+def fresh_embedding(cfg, vocab_size):
+    """[vocab_size, embedding_dim] drawn as a fresh embedding variable's are (Glorot uniform)."""
+    limit = np.sqrt(6.0 / (vocab_size + cfg.embedding_dim))
+    return np.random.RandomState(cfg.seed).uniform(-limit, limit, (vocab_size, cfg.embedding_dim)).astype(np.float32)
+
+
+def lm_start(cfg, lm_vocab, vocab, embedding):
+    """The pretraining LM's initial weights: {} from scratch, or with the classifier's pretrained vectors
+    (`embedding` over `vocab`) its embedding's rows for the tokens they share."""
+    if embedding is None:
+        return {}
+    rows = fresh_embedding(cfg, len(lm_vocab))
+    rows_by_token(embedding, vocab, lm_vocab, rows)
+    return {"embedding": rows}
 
 
 def load_language_model(path, cfg):
@@ -78,16 +115,8 @@ def initial_weights(path, cfg, vocab, embedding=None):
     Returns (weights, rows taken from the LM)."""
     lm_cfg, lm_vocab, lm_run = load_language_model(path, cfg)
     arrays = lm_run.read_weights()
-    if embedding is None:
-        limit = np.sqrt(6.0 / (len(vocab) + cfg.embedding_dim))
-        embedding = np.random.RandomState(cfg.seed).uniform(-limit, limit, (len(vocab), cfg.embedding_dim))
-    embedding = np.array(embedding, np.float32)
-    lm_embedding = arrays["model/embedding"]
-    mapped = 0
-    for i, token in enumerate(vocab.tokens):
-        if token in lm_vocab:
-            embedding[i] = lm_embedding[lm_vocab.id(token)]
-            mapped += 1
+    embedding = fresh_embedding(cfg, len(vocab)) if embedding is None else np.array(embedding, np.float32)
+    mapped = rows_by_token(arrays["model/embedding"], lm_vocab, vocab, embedding)
     weights = {"embedding": embedding}
     for layer in range(cfg.num_layers):
         for part in ("kernel_x", "kernel_h", "bias"):

@@ -126,6 +126,10 @@ class Weights(NamedTuple):
         return [v for v in tf.nest.flatten((self.embedding, self.layers, self.backward, self.output_weights,
                                             self.output_bias)) if v is not None]
 
+    def init_feed(self, initial_weights):
+        """What the initializer is fed: {weight name: array} (TaskData.initial_weights) by placeholder."""
+        return {self.preset[name]: value for name, value in initial_weights.items()}
+
 
 def declare_weights(cfg, vocab_size, num_classes=0, preset=()):
     """The model's variables under the `model` scope (their names are what checkpoints hold). The weights named in
@@ -141,7 +145,8 @@ def declare_weights(cfg, vocab_size, num_classes=0, preset=()):
 
     with tf.variable_scope("model"):
         embedding = variable("embedding", [vocab_size, cfg.embedding_dim],
-                             trainable=cfg.task == "lm" or cfg.train_embeddings)
+                             trainable=cfg.train_embeddings or not (cfg.embeddings or cfg.init_from or
+                                                                    cfg.pretrain_epochs))
         layers, in_size = [], cfg.embedding_dim
         for layer in range(cfg.num_layers):
             layers.append(layer_weights(in_size, cfg.hidden_size, f"layer_{layer}", variable))
@@ -188,8 +193,9 @@ def make_dropout(keep_prob, seed, global_step):
 
 
 def drop_words(ids, rate, seed, global_step):
-    """Word dropout: each real token of ids [B, T] becomes <unk> (id 1) with probability `rate`, so that the model
-    cannot lean on any single word; <pad> (0) stays. The draw is a pure function of (seed, global step)."""
+    """Word dropout for a classifier's ids [B, T] (its vocabulary: <pad> 0, <unk> 1): each real token becomes <unk>
+    with probability `rate`, so that the model cannot lean on any single word. The draw is a pure function of
+    (seed, global step)."""
     step_seed = tf.stack([tf.cast(global_step, tf.int64), tf.constant(seed * 1000 + 200, tf.int64)])
     dropped = tf.logical_and(tf.random.stateless_uniform(tf.shape(ids), seed=step_seed) < rate, ids > 1)
     return tf.where(dropped, tf.ones_like(ids), ids)
@@ -484,8 +490,6 @@ def build_lm(cfg, weights, controls, num_steps, optimizer=None):
         initial_state = zero_state(cfg, controls.batch_size)
         dropout = make_dropout(cfg.keep_prob if training else 1.0, cfg.seed, controls.global_step)
         ids = rows_checked(inputs, controls.batch_size)
-        if training and cfg.word_dropout:
-            ids = drop_words(ids, cfg.word_dropout, cfg.seed, controls.global_step)
         embedded = dropout(embed(ids, weights.embedding), site=0)  # [T, B, E]
         outputs, final_state = lstm_stack(embedded, initial_state, cfg, weights.layers, dropout)  # [T, B, H]
         labels = tf.reshape(tf.transpose(targets), [-1])  # time-major like the outputs

@@ -131,9 +131,11 @@ class RunDir:
                                                          self.checkpoints(self.best_dir))
 
     def has_started(self):
-        """A checkpoint here or, for cross-validation, in any fold: its config.json then guards the model."""
-        folds = glob.glob(os.path.join(glob.escape(self.path), "fold_*", "checkpoints", "model.ckpt-*.index"))
-        return os.path.exists(self.config_path) and (self.has_checkpoint() or bool(folds))
+        """A checkpoint here, in any fold of a cross-validation, or of a pretraining language model: its config.json
+        then guards the model."""
+        below = [os.path.join(glob.escape(self.path), *parts, "checkpoints", "model.ckpt-*.index")
+                 for parts in (("pretrain",), ("fold_*",), ("fold_*", "pretrain"))]
+        return os.path.exists(self.config_path) and (self.has_checkpoint() or any(map(glob.glob, below)))
 
     def check_config(self, cfg):
         """Whether the directory holds a checkpoint to resume; refuses a config that would not fit it."""
@@ -272,7 +274,8 @@ class RunDir:
         """{variable name: array} of the checkpoint a user of the model gets (the best, else the latest)."""
         import rnn_model as rm
         reader = rm.tf.train.load_checkpoint(self.first_intact(self.use_candidates()))
-        return {name: reader.get_tensor(name) for name in reader.get_variable_to_dtype_map()}
+        return {name: reader.get_tensor(name) for name in reader.get_variable_to_dtype_map()
+                if name.startswith("model/")}
 
     @staticmethod
     def restore(sess, saver, path):
@@ -314,7 +317,7 @@ class RunDir:
         leftovers = []
         runs = [self] + [self.fold(k) for k in range(len(glob.glob(os.path.join(glob.escape(self.path), "fold_*"))))]
         for run in runs + [run.pretrain() for run in runs]:
-            for folder in (run.path, run.events_dir("train")):
+            for folder in (run.path, run.events_dir("train"), os.path.join(run.path, "corpus")):
                 leftovers += glob.glob(os.path.join(glob.escape(folder), "*.tmp"))
             for folder in (run.checkpoint_dir, run.best_dir):
                 leftovers += [path for path in glob.glob(os.path.join(glob.escape(folder), "*"))

@@ -54,7 +54,7 @@ class LanguageModel:
         self.generator = rm.build_generator(cfg, self.weights, jit=False) if optimizer else None
         self.num_batches = batch_generator.lm_epoch_size(len(self.splits.get("train", ())), cfg.batch_size,
                                                          cfg.num_steps)
-        self.init_feed = {self.weights.preset[name]: value for name, value in data.initial_weights.items()}
+        self.init_feed = self.weights.init_feed(data.initial_weights)
         self.set_batch_size = rm.BatchSizeSetter(controls)
         self.state = None  # [(c, h)] per layer after the last trained batch; None until the first step here
 
@@ -137,7 +137,7 @@ class Classifier:
         self.num_batches = batch_generator.classify_num_batches(self.splits["train"][0], cfg.batch_size,
                                                                 cfg.num_steps, self.bucket_widths) \
             if "train" in self.splits else 0
-        self.init_feed = {self.weights.preset[name]: value for name, value in data.initial_weights.items()}
+        self.init_feed = self.weights.init_feed(data.initial_weights)
         self.set_batch_size = rm.BatchSizeSetter(controls)
 
     def train_batches(self, epoch, start):

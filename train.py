@@ -33,8 +33,7 @@ def main(argv=None):
         if (role or args.local_cluster) and cfg.cv:
             raise UserError("--cv: cross-validation runs in a single process, not in cluster mode")
         if (role or args.local_cluster) and cfg.pretrain_epochs:
-            raise UserError("--pretrain_epochs: pretraining runs in a single process; pretrain there, then give "
-                            "the cluster --init_from RUN_DIR/pretrain")
+            raise UserError("--pretrain_epochs: pretraining runs in a single process, not in cluster mode")
         if (role or args.local_cluster) and cfg.patience:
             if any(a == "--patience" or a.startswith("--patience=") for a in argv):
                 raise UserError("--patience: early stopping runs in a single process; cluster workers follow the "
@@ -215,27 +214,28 @@ def train(cfg, data, run, resuming, runtime):
 
 def start_from_language_model(cfg, data, run):
     """--init_from, --pretrain_epochs: (exit code, data with the initial weights of the classifier from a word
-    language model). Pretraining trains one in RUN_DIR/pretrain (resumed or reused on a rerun) whose corpus is
-    written from the training split alone, so no validation or test sentence reaches it."""
+    language model). Pretraining trains one in RUN_DIR/pretrain (resumed on a rerun; once done it trains no more)
+    whose corpus is written from the training split alone, so no validation or test sentence reaches it."""
     import pretrain
     path = cfg.init_from
     if cfg.pretrain_epochs:
+        run.save_config(cfg)  # what a rerun is checked against, from the first pretraining step on
         lm_run = run.pretrain()
-        corpus = pretrain.write_corpus(os.path.join(lm_run.path, "corpus"),
-                                       [data.vocab.decode(ids) for ids in data.splits["train"][0]])
+        corpus = pretrain.write_corpus(lm_run, [data.vocab.decode(ids) for ids in data.splits["train"][0]])
         lm_cfg = pretrain.lm_config(cfg, corpus)
         lm_resuming = lm_run.check_config(lm_cfg)
-        if not os.path.exists(lm_run.results_path):  # a finished one is reused
-            print(f"--- pretraining a word language model on the {len(data.splits['train'][0]):,} training "
-                  f"sentences for {cfg.pretrain_epochs} epochs")
+        print(f"--- pretraining a word language model on the {len(data.splits['train'][0]):,} training sentences "
+              f"for {cfg.pretrain_epochs} epochs")
+        try:
             lm_data = data_handler.task_data(lm_cfg)
-            if cfg.embeddings:  # the pretrained vectors start the language model's embedding
-                lm_data = lm_data._replace(initial_weights={"embedding": data_handler.load_embeddings(
-                    cfg.embeddings, lm_data.vocab, cfg.embedding_dim, cfg.seed)[0]})
-            code = train(lm_cfg, lm_data, lm_run, lm_resuming, cluster.LocalRuntime(lm_cfg))
-            if code:
-                return code, data
-            print(f"--- the classifier, from {lm_run}")
+        except UserError as e:
+            raise UserError(f"--pretrain_epochs: {e}") from None
+        lm_data = lm_data._replace(initial_weights=pretrain.lm_start(lm_cfg, lm_data.vocab, data.vocab,
+                                                                     data.initial_weights.get("embedding")))
+        code = train(lm_cfg, lm_data, lm_run, lm_resuming, cluster.LocalRuntime(lm_cfg))  # done: trains nothing
+        if code:
+            return code, data
+        print(f"--- the classifier, from {lm_run}")
         path = lm_run.path
     weights, mapped = pretrain.initial_weights(path, cfg, data.vocab, data.initial_weights.get("embedding"))
     print(f"init_from: {path}: the LSTM layers, and the embedding of {mapped:,} of {len(data.vocab):,} words")

@@ -153,6 +153,19 @@ def test_each_fold_pretrains_on_its_training_part_alone(tmp_path):
     assert len(json.loads(open(run.cv_results_path).read())["accuracy_per_fold"]) == 3
 
 
+def test_a_language_model_started_on_other_sentences_is_refused(tmp_path):
+    lm_run = run_dir.RunDir(tmp_path / "pretrain")
+    assert pretrain.write_corpus(lm_run, [["a", "b"], [], ["c"]]) == str(tmp_path / "pretrain" / "corpus")
+    assert (tmp_path / "pretrain" / "corpus" / "train.txt").read_text() == "a b\nc\n"
+    (tmp_path / "pretrain" / "checkpoints").mkdir()
+    (tmp_path / "pretrain" / "checkpoints" / "model.ckpt-5.index").write_bytes(b"")
+    (tmp_path / "pretrain" / "config.json").write_text("{}")
+    pretrain.write_corpus(lm_run, [["a", "b"], ["c"]])  # the same sentences: resumed
+    with pytest.raises(config.UserError, match="trained on other sentences than this training split"):
+        pretrain.write_corpus(lm_run, [["a", "b"], ["d"]])
+    assert (tmp_path / "pretrain" / "corpus" / "train.txt").read_text() == "a b\nc\n"
+
+
 def test_a_given_test_split_never_reaches_pretraining(cluster_task, tmp_path):
     run = run_dir.RunDir(tmp_path / "run")
     assert train.main(classifier_args(run, cluster_task, "--pretrain_epochs", "1", "--max_max_epoch", "1")) == 0
@@ -162,6 +175,9 @@ def test_a_given_test_split_never_reaches_pretraining(cluster_task, tmp_path):
     assert sorted(corpus) == joined(cdata.train)
     test_sentences = set(joined(cdata.test)) | set(joined(cdata.valid))
     assert len(cdata.test.texts) == 200 and not set(corpus) & test_sentences
+    # Other sentences for the same language model are refused: this fraction would make some training sentences
+    # validation ones.
+    assert train.main(classifier_args(run, cluster_task, "--pretrain_epochs", "1", "--valid_fraction", "0.2")) == 1
     # A classifier that starts again (its checkpoints lost) reuses the finished language model as it is.
     lm_best = run.first_intact(run.pretrain().use_candidates())
     before = os.stat(lm_best + ".index").st_mtime_ns
@@ -169,3 +185,30 @@ def test_a_given_test_split_never_reaches_pretraining(cluster_task, tmp_path):
     assert train.main(classifier_args(run, cluster_task, "--pretrain_epochs", "1", "--max_max_epoch", "1")) == 0
     assert run.pretrain().first_intact(run.pretrain().use_candidates()) == lm_best
     assert os.stat(lm_best + ".index").st_mtime_ns == before
+
+
+def test_the_pretraining_language_model_starts_from_the_classifiers_vectors():
+    """The vectors file is read once, for the classifier; its rows go to the LM's embedding token by token."""
+    cfg = config.apply_overrides(config.named_config("classify"), {"embedding_size": "3", "pretrain_epochs": "1"})
+    vocab = data_handler.Vocab(["<pad>", "<unk>", "good", "film"])
+    vectors = np.arange(12, dtype=np.float32).reshape(4, 3)
+    lm_vocab = data_handler.Vocab(["<unk>", "<eos>", "film", "good"])
+    rows = pretrain.lm_start(pretrain.lm_config(cfg, "corpus"), lm_vocab, vocab, vectors)["embedding"]
+    np.testing.assert_array_equal(rows[[0, 2, 3]], vectors[[1, 3, 2]])
+    assert rows.shape == (4, 3) and not np.isin(rows[1], vectors).all()  # <eos>: a fresh row
+    assert pretrain.lm_start(cfg, lm_vocab, vocab, None) == {}
+
+
+def test_a_word_language_model_can_start_from_vectors(tmp_path, capsys):
+    (tmp_path / "text.txt").write_text("the good film was good\nthe film\n" * 200)
+    (tmp_path / "vectors.txt").write_text("good 1 2 3 4\nfilm 5 6 7 8\nother 0 0 0 1\n")
+    args = ["--config", "small", "--data", str(tmp_path / "text.txt"), "--embeddings", str(tmp_path / "vectors.txt"),
+            "--hidden_size", "4", "--num_steps", "5", "--batch_size", "4", "--max_steps", "1", "--learning_rate",
+            "1e-30", "--run_dir", str(tmp_path / "lm")]
+    assert train.main(args) == 0
+    run = run_dir.RunDir(tmp_path / "lm")
+    embedding, vocab = run.read_weights()["model/embedding"], run.load_vocab()
+    np.testing.assert_array_equal(embedding[vocab.id("film")], [5, 6, 7, 8])
+    assert "embeddings: 2 of 6 words found" in capsys.readouterr().out
+    assert train.main(args[:-1] + [str(tmp_path / "char"), "--level", "char"]) == 1
+    assert "--embeddings: word vectors are for word-level models" in capsys.readouterr().err
