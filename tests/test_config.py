@@ -38,6 +38,13 @@ def test_overrides_both_spellings_and_bare_booleans():
     ({"xla": "maybe"}, "--xla: expected true or false"),
     ({"valid_fraction": "0.6", "test_fraction": "0.5"}, "leave some data for training"),
     ({"cv": "1"}, "--cv: must be 0 (off) or at least 2"),
+    ({"task": "classify", "word_dropout": "1"}, "--word_dropout: must be in [0, 1)"),
+    ({"weight_decay": "-1e-4"}, "--weight_decay: must be a non-negative number"),
+    ({"pretrain_epochs": "-1"}, "--pretrain_epochs: must not be negative"),
+    ({"pretrain_epochs": "2"}, "--pretrain_epochs: for --task classify"),
+    ({"word_dropout": "0.1"}, "--word_dropout: for --task classify"),
+    ({"task": "classify", "init_from": "runs/lm", "pretrain_epochs": "2"}, "choose one"),
+    ({"level": "char", "embeddings": "glove.6B.50d"}, "--embeddings: word vectors are for word-level models"),
 ])
 def test_bad_values_name_the_key(overrides, message):
     with pytest.raises(UserError) as error:
