@@ -103,6 +103,24 @@ def test_other_poolings_train(topic_data, tmp_path, pooling, extra):
     assert clearly_above_chance(json.loads((run_dir / "results.json").read_text())["test"]["accuracy"], 93, 3)
 
 
+def test_the_glove_recipe_trains_from_vectors(topic_data, tmp_path, capsys):
+    """--config classify_glove (vectors, a bidirectional layer, max pooling) on the topic sentences with 50-wide
+    vectors for half of its words: the topics' vectors point three different ways."""
+    rng = np.random.RandomState(3)
+    directions = {label: rng.randn(50) for label in WORDS}
+    lines = [f"{word} {' '.join(f'{x:.4f}' for x in directions[label] + 0.3 * rng.randn(50))}"
+             for label, words in WORDS.items() for word in words[::2]]
+    (tmp_path / "vectors.txt").write_text("\n".join(lines) + "\n")
+    run_dir = tmp_path / "glove"
+    assert train.main(["--config", "classify_glove", "--run_dir", str(run_dir), "--data", str(topic_data),
+                       "--embeddings", str(tmp_path / "vectors.txt"), "--hidden_size", "16", "--num_steps", "16",
+                       "--batch_size", "8", "--max_max_epoch", "3"]) == 0
+    assert "embeddings: 15 of 42 words found" in capsys.readouterr().out
+    saved = json.loads((run_dir / "config.json").read_text())
+    assert (saved["bidirectional"], saved["pooling"], saved["embedding_size"]) == (True, "max", 50)
+    assert clearly_above_chance(json.loads((run_dir / "results.json").read_text())["test"]["accuracy"], 93, 3)
+
+
 def test_bad_classification_input_gets_one_clear_line(tmp_path):
     folder = tmp_path / "perclass"
     folder.mkdir()

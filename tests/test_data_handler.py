@@ -242,6 +242,12 @@ def test_vectors_read_alike_in_every_format(tmp_path, form):
         dh.load_embeddings(path, vocab, 4)
 
 
+def test_the_glove_recipe_names_registry_vectors_of_its_width():
+    import config
+    cfg = config.named_config("classify_glove")
+    assert cfg.embeddings in dh.VECTORS and dh.VECTORS[cfg.embeddings].member == f"glove.6B.{cfg.embedding_size}d.txt"
+
+
 def test_bad_vector_files_are_named_in_one_line(tmp_path):
     vocab = dh.Vocab(["<pad>", "<unk>", "good"])
     write_word2vec_binary(tmp_path / "v.bin", VECTORS)
