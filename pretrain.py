@@ -37,9 +37,9 @@ def lm_config(cfg, corpus_folder):
         "seed", "summary_every", "device", "xla", "xla_loss", "precision", "intra_op_threads", "inter_op_threads")}
     return config.validate(dataclasses.replace(
         config.Config(), task="lm", level="word", data=os.path.realpath(corpus_folder), encoding="utf-8",
-        vocab_size=0, min_count=1,
-        valid_fraction=LM_VALID_FRACTION, test_fraction=0.0, embedding_size=cfg.embedding_dim,
-        optimizer="adam", learning_rate=LM_LEARNING_RATE, num_steps=LM_NUM_STEPS, batch_size=LM_BATCH_SIZE, eval_batch_size=LM_EVAL_BATCH_SIZE, max_epoch=0, lr_decay=1.0,
+        vocab_size=0, min_count=1, valid_fraction=LM_VALID_FRACTION, test_fraction=0.0,
+        embedding_size=cfg.embedding_dim, optimizer="adam", learning_rate=LM_LEARNING_RATE, num_steps=LM_NUM_STEPS,
+        batch_size=LM_BATCH_SIZE, eval_batch_size=LM_EVAL_BATCH_SIZE, max_epoch=0, lr_decay=1.0,  # a constant rate
         max_max_epoch=cfg.pretrain_epochs, patience=0, **same))
 
 
@@ -50,7 +50,7 @@ def write_corpus(lm_run, texts):
     what are now validation or test sentences. Returns the corpus folder."""
     folder = os.path.join(lm_run.path, "corpus")
     path, text = os.path.join(folder, "train.txt"), "".join(" ".join(tokens) + "\n" for tokens in texts if tokens)
-    if lm_run.has_checkpoint() and (not os.path.exists(path) or open(path, encoding="utf-8").read() != text):
+    if lm_run.has_checkpoint() and (not os.path.exists(path) or run_dir.read_text(path) != text):
         raise UserError(f"{lm_run}: its language model was trained on other sentences than this training split "
                         "(--data, a fraction, --cv or --seed changed); remove that folder or train into another "
                         "--run_dir")
