@@ -16,6 +16,10 @@ def test_named_configs_carry_the_ptb_tutorial_values():
                for c in (small, medium, large, config.named_config("test")))
     assert config.named_config("char").level == "char"
     assert config.named_config("classify").task == "classify"
+    glove, glove_lm = config.named_config("classify_glove"), config.named_config("classify_glove_lm")
+    assert config.differences(glove, glove_lm) == [("pretrain_epochs", 0, 6)]
+    assert [key for key, *_ in config.differences(config.named_config("classify"), glove)] == [
+        "embedding_size", "keep_prob", "pooling", "bidirectional", "embeddings"]  # learning_rate is resumable
 
 
 def test_overrides_both_spellings_and_bare_booleans():
