@@ -6,7 +6,8 @@ LM run can give a classifier everything but its output layer:
     --pretrain_epochs N     train.py first trains one on the training split's sentences alone, in RUN_DIR/pretrain
                             (FOLD/pretrain for each fold of a cross-validation), so that no validation or test
                             sentence is ever in its corpus.
-The LM's embedding is mapped token by token onto the classifier's vocabulary; its softmax is dropped.
+The LM's embedding is mapped token by token onto the classifier's vocabulary; its softmax is dropped. The LM reads
+forwards, so a --bidirectional classifier's backward layer starts fresh, as its output layer does.
 """
 import dataclasses
 import os
@@ -18,8 +19,8 @@ import run_dir
 from config import UserError
 
 LM_NUM_STEPS = 35  # the pretraining LM's BPTT length (the PTB medium/large unroll)
-LM_LEARNING_RATE = 0.01  # Adam's; at the classifier's 0.002 a CR fold's LM had 264 validation perplexity after 8
-# epochs, at 0.01 it had 184 after 6 (then flat), so the LM gets its own rate
+LM_LEARNING_RATE = 0.01  # Adam's; at the classifier's 0.002 a CR fold's LM had a validation perplexity of 264 after
+# 8 epochs, at 0.01 184 (flat after 6), so the LM gets its own rate (benchmarks/README.md)
 LM_BATCH_SIZE = 20  # its batch size (the PTB tutorial's)
 LM_VALID_FRACTION = 0.05  # the end of the training sentences that validates it (picks its best checkpoint)
 LM_EVAL_BATCH_SIZE = 1  # in one row, so that the few sentences of a small set fill a batch
