@@ -141,7 +141,7 @@ def declare_weights(cfg, vocab_size, num_classes=0, preset=()):
         if name not in preset:
             return new_variable(name, shape, initializer, trainable)
         placeholders[name] = tf.placeholder(tf.float32, shape, name=name.replace("/", "_") + "_init")
-        return tf.get_variable(name.split("/")[-1], initializer=placeholders[name], trainable=trainable)
+        return new_variable(name, None, placeholders[name], trainable)
 
     with tf.variable_scope("model"):
         embedding = variable("embedding", [vocab_size, cfg.embedding_dim],

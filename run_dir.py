@@ -42,11 +42,6 @@ def write_text(path, text):
     os.replace(tmp, path)
 
 
-def read_text(path):
-    with open(path, encoding="utf-8") as f:
-        return f.read()
-
-
 def write_json(path, value, indent=2):
     write_text(path, json.dumps(value, indent=indent, ensure_ascii=False) + "\n")
 
