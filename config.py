@@ -145,12 +145,35 @@ RESUMABLE_KEYS = ("max_max_epoch", "patience", "eval_batch_size", "learning_rate
 # The static unroll builds num_steps copies of the cell's ops in every graph (~30 ops a step and layer, forward and
 # backward): past this the graph takes longer to build than to train an epoch of most data sets.
 MAX_NUM_STEPS = 1000
+INT32_MAX = 2 ** 31 - 1
+FLOAT32_MAX = 3.4028234663852886e38
+# The largest value of each integer key, with why (and what to do, where that is not obvious); every other integer
+# key is at most INT32_MAX: sizes, steps and batch sizes reach TensorFlow as int32 shapes, variables and feeds, and a
+# bound keeps the memory estimate's arithmetic in floating-point range.
+INT_MAXIMUM = {
+    # TensorFlow reduces graph seeds modulo 2**31 - 1 (2**31 - 1 would repeat seed 0); NumPy's RandomState takes up
+    # to 2**32 - 1, which leaves room for the seed + fold of cross-validation and the (seed, epoch) pairs.
+    "seed": (2 ** 31 - 2, "TensorFlow takes graph seeds modulo 2**31 - 1", ""),
+    # ConfigProto's int32 fields; TensorFlow starts a thread for each, so far fewer than int32 allows.
+    "intra_op_threads": (1024, "TensorFlow starts a thread for each", "; 0 uses every core"),
+    "inter_op_threads": (1024, "TensorFlow starts a thread for each", "; 0 uses TensorFlow's default"),
+    "num_steps": (MAX_NUM_STEPS, "the graph unrolls every step statically",
+                  "; truncate sentences or train a language model on shorter windows"),
+    # Each layer is another copy of the unrolled cell in every graph: 100 layers of 2 steps take ~30 s to build.
+    "num_layers": (100, "every layer is another unrolled copy of the cell in each graph", ""),
+}
 
 FIELDS = {f.name: f for f in dataclasses.fields(Config)}
 
 
 def _field_type(name):
     return type(getattr(Config(), name))
+
+
+def shown(value, width=24):
+    """A value for an error message: a number of thousands of digits is cut, so the message stays one short line."""
+    text = str(value)
+    return text if len(text) <= width else f"{text[:width]}... ({len(text)} characters)"
 
 
 def parse_value(key, text):
@@ -166,7 +189,7 @@ def parse_value(key, text):
     try:
         return kind(text)
     except ValueError:
-        raise UserError(f"--{key}: expected {kind.__name__}, got '{text}'") from None
+        raise UserError(f"--{key}: expected {kind.__name__}, got '{shown(text)}'") from None
 
 
 def validate(cfg):
@@ -174,6 +197,10 @@ def validate(cfg):
     for key, allowed in CHOICES.items():
         if getattr(cfg, key) not in allowed:
             raise UserError(f"--{key}: must be one of {', '.join(allowed)}, got '{getattr(cfg, key)}'")
+    for key in (k for k in FIELDS if _field_type(k) is int):
+        bound, why, advice = INT_MAXIMUM.get(key, (INT32_MAX, "the int32 range of TensorFlow's shapes and feeds", ""))
+        if getattr(cfg, key) > bound:
+            raise UserError(f"--{key}: at most {bound} ({why}), got {shown(getattr(cfg, key))}{advice}")
     for key in POSITIVE:
         if getattr(cfg, key) <= 0:
             raise UserError(f"--{key}: must be positive, got {getattr(cfg, key)}")
@@ -208,9 +235,18 @@ def validate(cfg):
         raise UserError("--cv: cross-validation is for --task classify")
     if cfg.cv and cfg.max_steps:
         raise UserError("--max_steps: not with --cv (every fold trains its whole schedule)")
-    if cfg.num_steps > MAX_NUM_STEPS:
-        raise UserError(f"--num_steps: at most {MAX_NUM_STEPS} (the graph unrolls every step statically), got "
-                        f"{cfg.num_steps}; truncate sentences or train a language model on shorter windows")
+    for key in (k for k in FIELDS if _field_type(k) is float):  # after the keys' own ranges, which say more
+        value = getattr(cfg, key)
+        if not (math.isfinite(value) and abs(value) <= FLOAT32_MAX):
+            # The graph computes in float32: a larger value would become infinite there.
+            raise UserError(f"--{key}: must be a finite number within float32's range (+-3.4e38), got {value}")
+    decay_epochs = max(cfg.max_max_epoch - cfg.max_epoch, 0)
+    if cfg.lr_decay > 1 and decay_epochs * math.log(cfg.lr_decay) + max(math.log(cfg.learning_rate), 0) > \
+            math.log(FLOAT32_MAX):
+        # train.py computes learning_rate * lr_decay ** epochs in Python floats and feeds it as float32.
+        raise UserError(f"--lr_decay: {cfg.lr_decay:g} per epoch for {decay_epochs} epochs (--max_max_epoch "
+                        f"{cfg.max_max_epoch} after --max_epoch {cfg.max_epoch}) takes the learning rate past "
+                        f"float32's range (3.4e38); use an lr_decay of at most 1, or fewer epochs")
     if cfg.vocab_size and cfg.vocab_size < 3:
         raise UserError(f"--vocab_size: must be 0 (no cap) or at least 3, got {cfg.vocab_size}")
     return cfg

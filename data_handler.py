@@ -13,6 +13,7 @@ import hashlib
 import os
 import re
 import shutil
+import stat
 import sysconfig
 import tarfile
 import urllib.error
@@ -24,6 +25,7 @@ from typing import NamedTuple
 import numpy as np
 
 import batch_generator
+import config
 from config import UserError
 
 LM_SPECIALS = {"word": ("<unk>", "<eos>"), "char": ("<unk>",)}
@@ -33,14 +35,67 @@ CLASSIFY_SPECIALS = ("<pad>", "<unk>")  # <pad> = 0, which the classifier's mask
 AUTO_ENCODINGS = ("utf-8", "cp1252", "latin-1")
 CACHE_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "data", "cache")  # downloaded datasets
 SPLIT_NAMES = {"train": "train", "valid": "valid", "dev": "valid", "test": "test"}
+# Bytes of memory a text file takes per byte of it, at the peak of reading and tokenizing it: the bytes, the decoded
+# str (up to 4 bytes a character) and its tokens; measured 12 (words, characters) to 14 (labelled sentences) on
+# English text. A file whose size times this exceeds the memory available is refused before it is read.
+TEXT_MEMORY_FACTOR = 16
+SMALL_TEXT = 1 << 20  # bytes: a file this small cannot exhaust memory, so /proc/meminfo is not read for it
 
 
 # --------------------------------------------------------------------------------------------------- reading text
 
-def read_text_with_encoding(path, encoding="utf-8"):
-    """(text, encoding used) of a text file with "\\n" line ends; "auto" tries AUTO_ENCODINGS in order."""
+def file_kind(mode):
+    """What a stat mode that is not a regular file is, in words."""
+    for test, kind in ((stat.S_ISDIR, "a folder"), (stat.S_ISFIFO, "a FIFO"), (stat.S_ISCHR, "a character device"),
+                       (stat.S_ISBLK, "a block device"), (stat.S_ISSOCK, "a socket")):
+        if test(mode):
+            return kind
+    return "a special file"
+
+
+def check_regular(path, expected="a text file"):
+    """The os.stat of path if it is a regular file (or a link to one); else UserError. Checked before the file is
+    opened: opening a FIFO blocks until someone writes, and opening a device may act on it."""
     try:
-        with open(path, "rb") as f:
+        info = os.stat(path)
+    except FileNotFoundError:
+        raise UserError(f"{path}: no such file") from None
+    except OSError as e:
+        raise UserError(f"{path}: cannot read ({e.strerror})") from None
+    if stat.S_ISDIR(info.st_mode):
+        raise UserError(f"{path}: is a folder, expected {expected}")
+    if not stat.S_ISREG(info.st_mode):
+        raise UserError(f"{path}: not a regular file ({file_kind(info.st_mode)}), expected {expected}")
+    return info
+
+
+def check_fits_memory(path, size):
+    """Refuses, before it is read, a text file that reading and tokenizing could not hold in memory."""
+    if size < SMALL_TEXT:
+        return
+    needed, available = size * TEXT_MEMORY_FACTOR, config.available_memory()
+    if available and needed > available:
+        raise UserError(f"{path}: {size:,} bytes is too large to read into memory here: its text and tokens take "
+                        f"about {TEXT_MEMORY_FACTOR} times that ({in_units(needed)}), and {in_units(available)} are "
+                        "available; split the file or free memory")
+
+
+def in_units(size):
+    """Bytes in MiB or GiB, for messages."""
+    return f"{size / 2 ** 30:,.1f} GiB" if size >= 2 ** 30 else f"{size / 2 ** 20:,.1f} MiB"
+
+
+def read_text_with_encoding(path, encoding="utf-8"):
+    """(text, encoding used) of a text file with "\\n" line ends; "auto" tries AUTO_ENCODINGS in order. Refuses
+    what is not a regular file, and a file too large for the memory available, before reading it."""
+    check_fits_memory(path, check_regular(path).st_size)
+    try:
+        # Non-blocking, and checked again once open: a FIFO swapped in since the check must not block the open.
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
+        with open(fd, "rb") as f:
+            mode = os.fstat(f.fileno()).st_mode
+            if not stat.S_ISREG(mode):
+                raise UserError(f"{path}: not a regular file ({file_kind(mode)}), expected a text file")
             data = f.read()
     except FileNotFoundError:
         raise UserError(f"{path}: no such file") from None
@@ -115,16 +170,28 @@ def start_token(level, vocab):
 
 def detokenize(tokens, level):
     """Characters join as they are; words join with spaces, and <eos> ends a line (PTB convention)."""
-    if level == "char":
-        return "".join(tokens)
-    lines, words = [], []
-    for token in tokens:
-        if token == "<eos>":
-            lines.append(" ".join(words))
-            words = []
-        else:
-            words.append(token)
-    return "\n".join(lines + [" ".join(words)])
+    return Detokenizer(level)(tokens)
+
+
+class Detokenizer:
+    """detokenize a piece at a time: the pieces of a token stream join to the text of the whole."""
+
+    def __init__(self, level):
+        self.level = level
+        self.line_start = True  # words: the next word starts a line, without a space before it
+
+    def __call__(self, tokens):
+        if self.level == "char":
+            return "".join(tokens)
+        pieces = []
+        for token in tokens:
+            if token == "<eos>":
+                pieces.append("\n")
+                self.line_start = True
+            else:
+                pieces.append(token if self.line_start else " " + token)
+                self.line_start = False
+        return "".join(pieces)
 
 
 # --------------------------------------------------------------------------------------------------- vocabulary
@@ -382,6 +449,25 @@ def split_by_fraction(text, valid_fraction, test_fraction):
     return text[:a], text[a:b], text[b:]
 
 
+def file_names(folder):
+    """The sorted names of the regular files in a folder (hidden ones left out); an entry that is neither a file nor
+    a folder (a FIFO, a device) is refused rather than skipped, since it may be the data the user meant."""
+    names = []
+    for entry in sorted(os.listdir(folder)):
+        if entry.startswith("."):
+            continue
+        try:
+            mode = os.stat(os.path.join(folder, entry)).st_mode
+        except FileNotFoundError:
+            continue  # a dangling link, skipped as before
+        if stat.S_ISREG(mode):
+            names.append(entry)
+        elif not stat.S_ISDIR(mode):
+            raise UserError(f"{os.path.join(folder, entry)}: not a regular file ({file_kind(mode)}), expected a "
+                            "text file")
+    return names
+
+
 def find_split_files(folder):
     """{split: path} of the entries of a folder named by split, such as ptb.train.txt, TREC.test, dev.tsv. Where
     several entries name one split, the plainest name wins (ptb.train.txt over ptb.char.train.txt in Mikolov's
@@ -417,15 +503,15 @@ def load_lm_corpus(data=None, level="word", encoding="utf-8", valid_fraction=0.0
         source = path
         if os.path.isdir(path):
             splits = find_split_files(path)
-            files = [os.path.join(path, e) for e in sorted(os.listdir(path)) if not e.startswith(".")
-                     and os.path.isfile(os.path.join(path, e))]
+            files = [] if splits else file_names(path)
             if splits:
                 parts = tuple(read_text(splits[s], encoding) if s in splits else "" for s in ("train", "valid",
                                                                                              "test"))
                 if not parts[1]:
                     parts = split_by_fraction(parts[0], valid_fraction, 0.0)[:2] + (parts[2],)
             elif len(files) == 1:
-                parts = split_by_fraction(read_text(files[0], encoding), valid_fraction, test_fraction)
+                parts = split_by_fraction(read_text(os.path.join(path, files[0]), encoding), valid_fraction,
+                                          test_fraction)
             else:
                 raise UserError(f"{path}: expected one text file or train/valid/test files in the folder")
         else:
@@ -446,11 +532,16 @@ class LabelledExamples(NamedTuple):
 class ClassificationData(NamedTuple):
     name: str
     encoding: str  # the encoding(s) the files were read with
-    label_names: list  # sorted labels of the training split; index = class id
+    label_names: list  # sorted labels of all the examples; index = class id (check_labels: all are in training)
     train: LabelledExamples
     valid: LabelledExamples
     test: LabelledExamples
     skipped_empty: int  # empty lines (or labels with no text) skipped
+    sources: dict  # split -> the file or folder it was read from; a split cut by fraction has none
+
+    def source(self, split):
+        """Where a split's examples came from, for errors."""
+        return self.sources.get(split) or f"cut from {self.sources['train']} by --{split}_fraction"
 
     def everything(self):
         """All the examples in one LabelledExamples (cross-validation cuts its own folds from them)."""
@@ -550,11 +641,11 @@ class _Reader:
 
     def any_layout(self, path):
         """Examples of a labelled file, a folder of class folders, or a folder of one file per class."""
-        if os.path.isfile(path):
+        if not os.path.isdir(path):  # a file, or what read_text refuses in one line (a FIFO, a device)
             return self.labelled_file(path)
         if class_folder_names(path):
             return self.class_folders(path)
-        files = sorted(e for e in os.listdir(path) if not e.startswith(".") and os.path.isfile(os.path.join(path, e)))
+        files = file_names(path)
         if len(files) < 2:
             raise UserError(f"{path}: expected a labelled file, class folders, or one file per class")
         stems = {os.path.splitext(f)[0] for f in files}
@@ -633,10 +724,11 @@ def load_classification(data=None, encoding="auto", label_mode="coarse", valid_f
     reader = _Reader(encoding, label_mode)
     if data is None:
         given, name = {"train": embedded_docstrings()}, "stdlib-docstrings"
+        sources = {"train": "the embedded default (standard-library docstrings)"}
         reader.encodings.add("utf-8")
     else:
         path, name = resolve_data(data, cache_dir)
-        given = read_given_splits(reader, path, REGISTRY.get(data))
+        given, sources = read_given_splits(reader, path, REGISTRY.get(data))
     train = given["train"]
     wanted = [f for split, f in (("valid", valid_fraction), ("test", test_fraction)) if split not in given]
     train, *cut = split_examples(train, wanted, seed)
@@ -647,22 +739,24 @@ def load_classification(data=None, encoding="auto", label_mode="coarse", valid_f
         raise UserError(f"{name}: the training split is empty")
     if not valid.texts:
         raise UserError(f"{name}: the validation split is empty (raise --valid_fraction)")
-    return ClassificationData(name, "+".join(sorted(reader.encodings)), sorted(set(train.labels)), train, valid,
-                              test, reader.skipped_empty)
+    labels = sorted(set(train.labels) | set(valid.labels) | set(test.labels))
+    return ClassificationData(name, "+".join(sorted(reader.encodings)), labels, train, valid, test,
+                              reader.skipped_empty, sources)
 
 
 def read_given_splits(reader, path, dataset=None):
-    """{split: LabelledExamples} of the splits that the files give (at least "train"); a registry entry may name its
-    class files or split files where their names do not say."""
+    """({split: LabelledExamples}, {split: the path read}) of the splits that the files give (at least "train"); a
+    registry entry may name its class files or split files where their names do not say."""
     if dataset and dataset.classes:
-        return {"train": reader.class_files({label: os.path.join(path, f) for label, f in dataset.classes})}
+        return {"train": reader.class_files({label: os.path.join(path, f) for label, f in dataset.classes})}, \
+            {"train": path}
     if dataset and dataset.splits:
         split_paths = {split: os.path.join(path, f) for split, f in dataset.splits}
     else:
         split_paths = find_split_files(path) if os.path.isdir(path) else {}
     if split_paths:
-        return {split: reader.any_layout(p) for split, p in split_paths.items()}
-    return {"train": reader.any_layout(path)}
+        return {split: reader.any_layout(p) for split, p in split_paths.items()}, split_paths
+    return {"train": reader.any_layout(path)}, {"train": path}
 
 
 def cv_folds(num_examples, folds, seed):
@@ -794,6 +888,7 @@ def load_embeddings(name, vocab, dim, seed=0):
     frequent words first). Words the file lacks get uniform(-0.25, 0.25) rows; <pad> stays zero. Returns (matrix,
     words found)."""
     path = resolve_vectors(str(name), CACHE_DIR)
+    check_regular(path, "a word-vector file")
     matrix = np.random.RandomState(seed).uniform(-0.25, 0.25, (len(vocab), dim)).astype(np.float32)
     if "<pad>" in vocab:
         matrix[vocab.id("<pad>")] = 0.0
@@ -861,25 +956,82 @@ def classification_data(cfg):
     """The labelled examples as read, before encoding (cross-validation cuts folds from them)."""
     cdata = load_classification(cfg.data or None, cfg.encoding, cfg.label_mode, cfg.valid_fraction,
                                 cfg.test_fraction, cfg.seed, CACHE_DIR)
+    check_labels(cdata, cfg.cv, cfg.valid_fraction, cfg.seed)
     print(f"data: {cdata.name} ({cdata.encoding}); {len(cdata.label_names)} labels; examples train "
           f"{len(cdata.train.texts):,} valid {len(cdata.valid.texts):,} test {len(cdata.test.texts):,}"
           + (f"; {cdata.skipped_empty} empty lines skipped" if cdata.skipped_empty else ""))
     return cdata
 
 
+SPLIT_WORDS = {"train": "training", "valid": "validation", "test": "test"}
+
+
+def untrained_label(train, valid, test):
+    """(label, split, count) of the first label of the validation or test split that the training split lacks, or
+    None."""
+    trained = set(train.labels)
+    for split, examples in (("valid", valid), ("test", test)):
+        unknown = sorted(set(examples.labels) - trained)
+        if unknown:
+            return unknown[0], split, examples.labels.count(unknown[0])
+    return None
+
+
+def examples_count(n):
+    return f"{n:,} example{'' if n == 1 else 's'}"
+
+
+def check_labels(cdata, cv=0, valid_fraction=0.1, seed=1234):
+    """A classifier needs two labels, and predicts only the labels it trained on: refuses a training split of one
+    label, and a label that only the validation or test split holds (with cv, in any fold)."""
+    examples = cdata.everything() if cv else cdata.train
+    labels = sorted(set(examples.labels))
+    if len(labels) == 1:
+        where = " and ".join(dict.fromkeys(cdata.sources.values())) if cv else cdata.source("train")
+        raise UserError(f"{where}: every {'' if cv else 'training '}example has label '{labels[0]}'; a classifier "
+                        "needs at least two labels")
+    if not cv:
+        missing = untrained_label(cdata.train, cdata.valid, cdata.test)
+        if missing:
+            label, split, count = missing
+            raise UserError(f"label '{label}' occurs in the {SPLIT_WORDS[split]} split ({cdata.source(split)}) but "
+                            f"never in the training split ({cdata.source('train')}); a classifier learns only the "
+                            f"labels it trains on: add training examples of it, or remove its "
+                            f"{examples_count(count)}")
+        return
+    if len(examples.texts) < 2 * cv:
+        return  # too few for the folds: train.py says so
+    for k, parts in enumerate(cv_parts(examples, cv, valid_fraction, seed)):
+        missing = untrained_label(*parts)
+        if missing:
+            label, split, _ = missing
+            raise UserError(f"--cv {cv}: in fold {k + 1}, label '{label}' occurs in the {SPLIT_WORDS[split]} part "
+                            f"but not in the training part ({examples_count(examples.labels.count(label))} in "
+                            "all); a classifier learns only the labels it trains on: add examples of it, or use "
+                            "fewer folds")
+
+
 def encode_classification(cfg, train, valid, test, label_names):
     """TaskData of three LabelledExamples: the vocabulary from the training split, labels as ids."""
+    if not train.texts:
+        raise UserError("the training split is empty")
+    # classification_data has checked the labels of the data as read; this holds for any split handed in (a fold).
+    missing = untrained_label(train, valid, test)
+    if missing:
+        raise UserError(f"label '{missing[0]}' occurs in the {SPLIT_WORDS[missing[1]]} split but never in the "
+                        "training split; a classifier learns only the labels it trains on")
+    if len(set(train.labels)) == 1:
+        raise UserError(f"every training example has label '{train.labels[0]}'; a classifier needs at least two "
+                        "labels")
     vocab = build_vocab(train.texts, cfg.min_count, cfg.vocab_size, CLASSIFY_SPECIALS)
     label_index = {label: i for i, label in enumerate(label_names)}
     splits = {}
     for name, examples in (("train", train), ("valid", valid), ("test", test)):
         unknown = sorted(set(examples.labels) - set(label_index))
         if unknown:
-            raise UserError(f"{name} split: label '{unknown[0]}' does not occur in the training data")
+            raise UserError(f"{name} split: label '{unknown[0]}' is not one of the run's labels")
         splits[name] = ([vocab.encode(tokens).astype(np.int32) for tokens in examples.texts],
                         np.array([label_index[label] for label in examples.labels], np.int32))
-    if not splits["train"][0]:
-        raise UserError("the training split is empty")
     return TaskData(vocab, list(label_names), splits, pretrained_embedding(cfg, vocab))
 
 
@@ -887,6 +1039,8 @@ def pretrained_embedding(cfg, vocab):
     """TaskData.initial_weights of --embeddings: {"embedding": [vocab, embedding_dim]}, or {} without it."""
     if not cfg.embeddings:
         return {}
+    # The matrix is allocated here, before train.py checks the model's memory: a too-wide one is refused first.
+    config.check_memory(cfg, len(vocab))
     matrix, found = load_embeddings(cfg.embeddings, vocab, cfg.embedding_dim, cfg.seed)
     print(f"embeddings: {found:,} of {len(vocab):,} words found in {cfg.embeddings}")
     return {"embedding": matrix}

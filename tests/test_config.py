@@ -80,3 +80,86 @@ def test_help_lists_every_key_with_its_comment():
     text = config.help_text()
     for name in config.FIELDS:
         assert f"--{name} " in text
+
+
+# --------------------------------------------------------------------------------------------------- bounds
+
+INT_KEYS = [k for k in config.FIELDS if type(getattr(config.Config(), k)) is int]
+FLOAT_KEYS = [k for k in config.FIELDS if type(getattr(config.Config(), k)) is float]
+
+
+def bound_of(key):
+    return config.INT_MAXIMUM.get(key, (config.INT32_MAX,))[0]
+
+
+@pytest.mark.parametrize("key", INT_KEYS)
+def test_every_integer_key_has_a_bound_named_in_one_line(key):
+    with pytest.raises(UserError) as error:
+        config.apply_overrides(config.named_config("classify"), {key: str(bound_of(key) + 1)})
+    assert str(error.value).startswith(f"--{key}: at most {bound_of(key)} (")
+    # A number of hundreds of digits is refused by the same check, and the message stays short.
+    with pytest.raises(UserError, match=f"--{key}: at most {bound_of(key)} ") as error:
+        config.apply_overrides(config.named_config("classify"), {key: "9" * 400})
+    assert len(str(error.value)) < 250 and "(400 characters)" in str(error.value)
+
+
+def test_bounds_are_what_the_libraries_below_accept():
+    assert bound_of("seed") == 2 ** 31 - 2  # TF takes graph seeds modulo 2**31 - 1: 2**31 - 1 would be seed 0
+    assert bound_of("intra_op_threads") == bound_of("inter_op_threads") == 1024
+    assert bound_of("num_steps") == config.MAX_NUM_STEPS and bound_of("hidden_size") == 2 ** 31 - 1
+    # The bounds themselves are accepted.
+    cfg = config.apply_overrides(config.named_config("small"), {
+        "seed": str(2 ** 31 - 2), "intra_op_threads": "1024", "inter_op_threads": "1024", "num_layers": "100",
+        "batch_size": str(2 ** 31 - 1), "max_steps": str(2 ** 31 - 1)})
+    assert (cfg.seed, cfg.intra_op_threads, cfg.num_layers) == (2 ** 31 - 2, 1024, 100)
+    # Every consumer of the seed takes the largest one with the largest fold and epoch offsets.
+    import numpy as np
+    np.random.RandomState(bound_of("seed") + bound_of("cv"))
+    np.random.RandomState([bound_of("seed"), bound_of("max_max_epoch")])
+
+
+@pytest.mark.parametrize("key", FLOAT_KEYS)
+@pytest.mark.parametrize("value", ["nan", "inf", "-inf", "1e39"])
+def test_every_float_key_is_finite_in_float32(key, value):
+    with pytest.raises(UserError, match=f"^--{key}: ") as error:
+        config.apply_overrides(config.named_config("classify"), {key: value})
+    assert "\n" not in str(error.value)
+
+
+def test_forget_bias_must_be_finite():
+    for value in ("nan", "inf", "-1e39"):
+        with pytest.raises(UserError, match=r"--forget_bias: must be a finite number within float32's range"):
+            config.apply_overrides(config.named_config("char"), {"forget_bias": value})
+    assert config.apply_overrides(config.named_config("char"), {"forget_bias": "-3e38"}).forget_bias == -3e38
+
+
+def test_a_learning_rate_schedule_beyond_float32_is_refused():
+    small = config.named_config("small")  # 13 epochs, 4 at the initial rate: 9 decays
+    with pytest.raises(UserError, match=r"--lr_decay: 1e\+10 per epoch for 9 epochs .* past float32's range"):
+        config.apply_overrides(small, {"lr_decay": "1e10"})
+    with pytest.raises(UserError, match="--lr_decay: 2 per epoch for 2147483643 epochs"):
+        config.apply_overrides(small, {"lr_decay": "2", "max_max_epoch": str(2 ** 31 - 1)})
+    assert config.apply_overrides(small, {"lr_decay": "1e4"}).lr_decay == 1e4  # 1e36: within float32
+    assert config.apply_overrides(small, {"lr_decay": "1e-30", "max_max_epoch": str(2 ** 31 - 1)})
+
+
+def test_bounds_hold_for_json_configs_too():
+    with pytest.raises(UserError, match=r"^f.json: --seed: at most 2147483646 .*got 4294967296$"):
+        config.from_values({"seed": 2 ** 32}, "f.json")
+    with pytest.raises(UserError, match="^f.json: --forget_bias: must be a finite number"):
+        config.from_values({"forget_bias": float("nan")}, "f.json")
+
+
+def test_a_long_number_is_cut_in_the_message():
+    with pytest.raises(UserError) as error:
+        config.apply_overrides(config.named_config("small"), {"hidden_size": "1" * 5000})  # beyond int()'s limit
+    assert str(error.value) == "--hidden_size: expected int, got '111111111111111111111111... (5000 characters)'"
+
+
+def test_the_largest_model_reaches_the_memory_check_without_overflow(monkeypatch):
+    monkeypatch.setattr(config, "available_memory", lambda: 1 << 40)
+    cfg = config.apply_overrides(config.named_config("small"), {
+        key: str(bound_of(key)) for key in ("hidden_size", "embedding_size", "batch_size", "num_steps",
+                                            "num_layers")})
+    with pytest.raises(UserError, match="the model needs about .* GiB .* and 1,024.0 GiB are available"):
+        config.check_memory(cfg, 2 ** 31 - 1, 2 ** 31 - 1)

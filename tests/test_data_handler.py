@@ -6,6 +6,7 @@ import http.server
 import io
 import json
 import os
+import signal
 import tarfile
 import threading
 import zipfile
@@ -14,6 +15,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+import config
 import data_handler as dh
 from config import UserError
 
@@ -430,3 +432,160 @@ def test_archives_that_escape_are_refused(tmp_path, kind):
     with pytest.raises(UserError, match="evil"):
         dh.extract_safely(str(archive), str(destination))
     assert not (tmp_path / "escaped.txt").exists() and os.listdir(destination) == []
+
+
+# --------------------------------------------------------------------------------------------------- input bounds
+
+class Blocked(Exception):
+    """Not an OSError, so that no reader's handler can turn it into an error message."""
+
+
+@pytest.fixture
+def no_hang():
+    """Fails a test that blocks (opening a FIFO waits for a writer) instead of hanging the suite."""
+    def blocked(signum, frame):
+        raise Blocked("blocked for 20 s: a FIFO was opened")
+    previous = signal.signal(signal.SIGALRM, blocked)
+    signal.alarm(20)
+    yield
+    signal.alarm(0)
+    signal.signal(signal.SIGALRM, previous)
+
+
+def refused(call, message):
+    with pytest.raises(UserError) as error:
+        call()
+    assert str(error.value) == message
+    return message
+
+
+def test_what_is_not_a_regular_file_is_refused_before_it_is_opened(tmp_path, no_hang):
+    fifo = tmp_path / "pipe.txt"
+    os.mkfifo(fifo)
+    refused(lambda: dh.read_text(fifo), f"{fifo}: not a regular file (a FIFO), expected a text file")
+    refused(lambda: dh.read_text_with_encoding("/dev/null", "auto"),
+            "/dev/null: not a regular file (a character device), expected a text file")
+    refused(lambda: dh.load_lm_corpus(str(fifo)), f"{fifo}: not a regular file (a FIFO), expected a text file")
+    refused(lambda: dh.load_classification(str(fifo)), f"{fifo}: not a regular file (a FIFO), expected a text file")
+    refused(lambda: dh.load_embeddings(str(fifo), dh.Vocab(["<pad>", "<unk>", "a"]), 3),
+            f"{fifo}: not a regular file (a FIFO), expected a word-vector file")
+
+
+def test_a_fifo_inside_a_data_folder_is_refused_not_opened_nor_skipped(tmp_path, no_hang):
+    def folder(name, regular, fifo):
+        path = tmp_path / name
+        for entry in regular:
+            (path / entry).parent.mkdir(parents=True, exist_ok=True)
+            (path / entry).write_text("pos\tgood one\nneg\tbad one\n")
+        (path / fifo).parent.mkdir(parents=True, exist_ok=True)
+        os.mkfifo(path / fifo)
+        return path, f"{path / fifo}: not a regular file (a FIFO), expected a text file"
+
+    split, message = folder("splits", ["valid.txt"], "train.txt")  # named by split
+    refused(lambda: dh.load_lm_corpus(str(split)), message)
+    refused(lambda: dh.load_classification(str(split)), message)
+    single, message = folder("single", ["book.txt"], "more.txt")  # one text file and a FIFO beside it
+    refused(lambda: dh.load_lm_corpus(str(single)), message)
+    per_class, message = folder("perclass", ["pos.txt"], "neg.txt")  # one file per class
+    refused(lambda: dh.load_classification(str(per_class)), message)
+    class_folders, message = folder("classes", ["pos/1.txt"], "neg/2.txt")  # a folder per class, a file per example
+    refused(lambda: dh.load_classification(str(class_folders)), message)
+
+
+def test_a_fifo_swapped_in_after_the_check_does_not_block_the_open(tmp_path, monkeypatch, no_hang):
+    fifo = tmp_path / "pipe.txt"
+    os.mkfifo(fifo)
+    monkeypatch.setattr(dh, "check_regular", lambda path, expected="": os.stat(tmp_path))  # the check passed
+    refused(lambda: dh.read_text(fifo), f"{fifo}: not a regular file (a FIFO), expected a text file")
+
+
+def test_a_text_too_large_for_the_memory_available_is_refused_before_reading(tmp_path, monkeypatch):
+    big = tmp_path / "big.txt"
+    big.write_bytes(b"some words\n" * (dh.SMALL_TEXT // 11 + 1))
+    size = big.stat().st_size
+    monkeypatch.setattr(config, "available_memory", lambda: size * dh.TEXT_MEMORY_FACTOR - 1)
+    with pytest.raises(UserError) as error:
+        dh.read_text(big)
+    assert str(error.value) == (f"{big}: {size:,} bytes is too large to read into memory here: its text and tokens "
+                                f"take about {dh.TEXT_MEMORY_FACTOR} times that (16.0 MiB), and 16.0 MiB are "
+                                "available; split the file or free memory")
+    with pytest.raises(UserError, match="bytes is too large to read into memory"):
+        dh.load_lm_corpus(str(big))  # the corpus of a language model, read through read_text
+    monkeypatch.setattr(config, "available_memory", lambda: size * dh.TEXT_MEMORY_FACTOR)
+    assert dh.read_text(big).startswith("some words\n")
+    monkeypatch.setattr(config, "available_memory", lambda: None)  # unknown (no /proc/meminfo): read it
+    assert len(dh.read_text(big)) == size
+    small = tmp_path / "small.txt"
+    small.write_text("a few words\n")
+    monkeypatch.setattr(config, "available_memory", lambda: 1)  # a small file is read without asking
+    assert dh.read_text(small) == "a few words\n"
+
+
+def labelled(path, rows):
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text("".join(f"{label}\tsentence {i} of {label}\n" for i, label in enumerate(rows)))
+    return path
+
+
+def test_a_classifier_needs_two_labels(tmp_path):
+    one = labelled(tmp_path / "one.txt", ["pos"] * 30)
+    cdata = dh.load_classification(str(one))
+    refused(lambda: dh.check_labels(cdata),
+            f"{one}: every training example has label 'pos'; a classifier needs at least two labels")
+    refused(lambda: dh.check_labels(cdata, cv=3),
+            f"{one}: every example has label 'pos'; a classifier needs at least two labels")
+    embedded = dh.load_classification(None)
+    embedded = embedded._replace(train=embedded.train._replace(labels=["email"] * len(embedded.train.labels)))
+    with pytest.raises(UserError, match=r"^the embedded default \(standard-library docstrings\): every training "):
+        dh.check_labels(embedded)
+    two = dh.load_classification(str(labelled(tmp_path / "two.txt", ["pos", "neg"] * 15)))
+    dh.check_labels(two)
+    dh.check_labels(two, cv=3, valid_fraction=0.1, seed=1)
+
+
+def test_a_label_only_outside_training_is_refused_naming_it_and_the_split(tmp_path):
+    given = tmp_path / "given"
+    labelled(given / "train.txt", ["a", "b"] * 10)
+    labelled(given / "dev.txt", ["a", "b", "c"])
+    cdata = dh.load_classification(str(given))
+    assert cdata.label_names == ["a", "b", "c"]
+    refused(lambda: dh.check_labels(cdata),
+            f"label 'c' occurs in the validation split ({given / 'dev.txt'}) but never in the training split "
+            f"({given / 'train.txt'}); a classifier learns only the labels it trains on: add training examples of "
+            "it, or remove its 1 example")
+    # Cut by fraction: a label of one example that the seed put into the test split.
+    path = labelled(tmp_path / "cut.txt", ["a", "b"] * 20 + ["rare"])
+    seed = next(s for s in range(100) if "rare" in dh.load_classification(str(path), seed=s).test.labels)
+    refused(lambda: dh.check_labels(dh.load_classification(str(path), seed=seed)),
+            f"label 'rare' occurs in the test split (cut from {path} by --test_fraction) but never in the training "
+            f"split ({path}); a classifier learns only the labels it trains on: add training examples of it, or "
+            "remove its 1 example")
+    # Cross-validation: the fold whose test part holds the one example has none to train on.
+    cdata = dh.load_classification(str(path), seed=seed)
+    with pytest.raises(UserError, match=r"^--cv 4: in fold [1-4], label 'rare' occurs in the (test|validation) part "
+                                        r"but not in the training part \(1 example in all\)"):
+        dh.check_labels(cdata, cv=4, valid_fraction=0.1, seed=seed)
+
+
+def test_encoding_a_split_checks_its_labels_too():
+    cfg = config.named_config("classify")
+    texts = [["some", "words"]] * 4
+    train = dh.LabelledExamples(texts, ["a", "b", "a", "b"])
+    one = dh.LabelledExamples(texts, ["a"] * 4)
+    other = dh.LabelledExamples(texts[:1], ["c"])
+    refused(lambda: dh.encode_classification(cfg, one, one, one, ["a", "b"]),
+            "every training example has label 'a'; a classifier needs at least two labels")
+    refused(lambda: dh.encode_classification(cfg, train, train, other, ["a", "b", "c"]),
+            "label 'c' occurs in the test split but never in the training split; a classifier learns only the "
+            "labels it trains on")
+    assert dh.encode_classification(cfg, train, train, train, ["a", "b"]).label_names == ["a", "b"]
+
+
+def test_a_pretrained_embedding_too_wide_for_memory_is_refused_before_it_is_allocated(tmp_path, monkeypatch):
+    vectors = tmp_path / "vectors.txt"
+    vectors.write_text("good 1 2 3\n")
+    monkeypatch.setattr(config, "available_memory", lambda: 1 << 30)
+    cfg = config.apply_overrides(config.named_config("classify"), {"embeddings": str(vectors),
+                                                                   "embedding_size": str(2 ** 31 - 1)})
+    with pytest.raises(UserError, match=r"^the model needs about [\d,.]+ GiB .* and 1\.0 GiB are available"):
+        dh.pretrained_embedding(cfg, dh.Vocab(["<pad>", "<unk>", "good"]))
