@@ -13,7 +13,6 @@ one-machine launcher.
 """
 import contextlib
 import os
-import signal
 import socket
 import subprocess
 import sys
@@ -22,6 +21,7 @@ from typing import NamedTuple
 
 import numpy as np
 
+import stopping
 from config import UserError
 
 
@@ -389,24 +389,23 @@ def launch_local(script, argv, num_workers, run_dir, replicas="sync", timeout=No
 
     print(f"local cluster: 1 ps + {num_workers} workers on 127.0.0.1 ports {', '.join(map(str, ports))} "
           f"({replicas}); logs of the ps and of workers 1.. in {log_dir}", flush=True)
-    previous_term = signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))  # so that `finally` stops the children
     try:
         ps = start("ps", 0)
         processes.append(ps)
         workers = [start("worker", k) for k in range(num_workers)]
         processes += workers
         return supervise(ps, workers, log_dir, timeout)
-    except KeyboardInterrupt:
+    except KeyboardInterrupt as e:  # SIGINT or SIGTERM (train.py's StopRequest): the workers save, then stop
+        code = stopping.exit_code(e)
         for process in processes[1:]:
-            process.send_signal(signal.SIGINT)
+            process.send_signal(code - 128)
         for process in processes[1:]:
             try:
                 process.wait(timeout=60)
             except subprocess.TimeoutExpired:
                 pass
-        return 130
+        return code
     finally:
-        signal.signal(signal.SIGTERM, previous_term)
         for process in processes:
             if process.poll() is None:
                 process.kill()

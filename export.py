@@ -25,6 +25,7 @@ import tempfile
 import config
 import run_dir
 import sample
+import stopping
 from config import UserError
 
 
@@ -38,22 +39,30 @@ def parse_args(argv):
 
 
 def main(argv=None):
+    with stopping.signals_interrupt():
+        return run_command(sys.argv[1:] if argv is None else argv)
+
+
+def run_command(argv):
     try:
-        args = parse_args(sys.argv[1:] if argv is None else argv)
+        args = parse_args(argv)
         if os.path.exists(args.out) and (not os.path.isdir(args.out) or os.listdir(args.out)):
             raise UserError(f"--out {args.out}: exists and is not an empty folder (choose a new one)")
         run = run_dir.RunDir(args.run_dir)
         cfg = run.load_config()
-        candidates = run.use_candidates(args.checkpoint)
-        os.makedirs(os.path.dirname(os.path.abspath(args.out)), exist_ok=True)  # before the slow part
+        run.use_candidates(args.checkpoint)  # no checkpoint at all: said before the slow part
+        os.makedirs(os.path.dirname(os.path.abspath(args.out)), exist_ok=True)
         config.tensorflow_environment(cfg, args.verbose)
-        checkpoint = export(run, cfg, candidates, args.out)
+        checkpoint = export(run, cfg, args.checkpoint, args.out)
     except UserError as e:
         print(f"error: {e}", file=sys.stderr)
         return 1
     except OSError as e:
         print(f"error: {e.filename or args.out}: {e.strerror or e}", file=sys.stderr)
         return 1
+    except KeyboardInterrupt as e:  # Ctrl-C or SIGTERM: the staging folder is gone, --out untouched
+        print(f"\ninterrupted; nothing was written to {args.out}", file=sys.stderr)
+        return stopping.exit_code(e)
     except Exception as e:  # TensorFlow's own errors (a full disk while saving), named without importing it here
         if not type(e).__module__.startswith("tensorflow."):
             raise
@@ -64,8 +73,8 @@ def main(argv=None):
     return 0
 
 
-def export(run, cfg, candidates, out):
-    """Writes the SavedModel of the first intact checkpoint among candidates to `out`, through a temporary folder
+def export(run, cfg, checkpoint, out):
+    """Writes the SavedModel of the named checkpoint (else the best intact one) to `out`, through a temporary folder
     beside it (an interrupted export leaves no half model). Returns the checkpoint's path."""
     import rnn_model as rm
     tf = rm.tf
@@ -80,12 +89,13 @@ def export(run, cfg, candidates, out):
             signatures = {"generate": generate_signature(cfg, weights, vocab)}
             signatures["score"] = signatures["serving_default"] = score_signature(cfg, weights, vocab)
         saver = tf.train.Saver(weights.variables())
-        staging = tempfile.mkdtemp(prefix=".export-", dir=os.path.dirname(os.path.abspath(out)))
+        staging = tempfile.mkdtemp(prefix=f".{os.path.basename(os.path.abspath(out))}.graphlstm-export-",
+                                   dir=os.path.dirname(os.path.abspath(out)))
         try:
             assets = [tf.constant(path, name=f"asset_{os.path.splitext(os.path.basename(path))[0]}") for path in
                       (run.config_path, run.vocab_path) + ((run.labels_path,) if label_names else ())]
             with tf.Session(graph=graph, config=rm.session_config(cfg)) as sess:
-                checkpoint = run.restore_intact(sess, saver, candidates)
+                checkpoint = run.restore_for_use(sess, saver, checkpoint)
                 builder = tf.saved_model.Builder(os.path.join(staging, "model"))
                 builder.add_meta_graph_and_variables(
                     sess, [tf.saved_model.SERVING], signature_def_map=signatures, assets_collection=assets,
@@ -141,13 +151,16 @@ def score_signature(cfg, weights, vocab):
     start = tf.fill([tf.shape(text)[0], 1], sample.start_id(cfg, vocab))
     with_start = tf.concat([start, ids.to_tensor(0)], axis=1)  # [batch, 1 + longest]
     scorer = rm.build_scorer(cfg, weights, with_start, tf.cast(ids.row_lengths(), tf.int32) + 1)
+    # A text of no tokens has no perplexity: refused (INVALID_ARGUMENT), as sample.py --score refuses it.
+    has_tokens = tf.debugging.assert_positive(scorer.tokens, message="text: a text has no tokens to score")
+    with tf.control_dependencies([has_tokens]):
+        log_likelihood = tf.identity(scorer.log_likelihood)
     num_tokens = tf.cast(scorer.tokens, tf.float32)
     characters = tf.cast(tf.strings.length(text, unit="UTF8_CHAR"), tf.float32)
     return signature({"text": raw_text}, {
-        "log_likelihood": scorer.log_likelihood, "tokens": scorer.tokens, "unknown_tokens": unknown,
-        "perplexity": tf.exp(-scorer.log_likelihood / num_tokens, name="perplexity"),  # NaN for a text of no tokens
-        "bits_per_character": tf.math.divide(-scorer.log_likelihood / math.log(2), characters,
-                                             name="bits_per_character"),
+        "log_likelihood": log_likelihood, "tokens": scorer.tokens, "unknown_tokens": unknown,
+        "perplexity": tf.exp(-log_likelihood / num_tokens, name="perplexity"),
+        "bits_per_character": tf.math.divide(-log_likelihood / math.log(2), characters, name="bits_per_character"),
     }, tf.saved_model.PREDICT_METHOD_NAME)
 
 

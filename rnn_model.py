@@ -517,12 +517,15 @@ class Scorer(NamedTuple):
     lengths: tf.Tensor  # [B] int32: real ids per row, the start token included
     log_likelihood: tf.Tensor  # [B] nats: the sum of log p(ids[t] | ids[:t]) over 1 <= t < length
     tokens: tf.Tensor  # [B] int32: the tokens scored, length - 1
+    initial_state: tf.Tensor  # [layers, 2 (c, h), B, hidden], default zeros: a text scored on from an earlier piece
+    final_state: tf.Tensor  # [layers, 2, B, hidden]: the state after the last piece (exact where no row was padded)
 
 
 def build_scorer(cfg, weights, ids, lengths):
     """The log-likelihood of whole texts under a language model, computed as its evaluation computes it: num_steps
     tokens at a time through the same unrolled stack and loss, the state carried from one piece to the next, in
-    a tf.while_loop over the pieces so that a text of any length takes one Session.run."""
+    a tf.while_loop over the pieces. A long text is scored a part at a time (sample.py), each part's initial state
+    the previous one's final state."""
     num_steps, hidden_size = cfg.num_steps, cfg.hidden_size
     tokens = tf.maximum(lengths - 1, 0)
     num_pieces = (tf.reduce_max(tf.concat([tokens, [0]], 0)) + num_steps - 1) // num_steps
@@ -530,6 +533,8 @@ def build_scorer(cfg, weights, ids, lengths):
     padded = tf.pad(ids, [[0, 0], [0, tf.maximum(width - tf.shape(ids)[1], 0)]])[:, :width]  # [B, width]
     scored = tf.cast(tf.range(1, width)[None] < lengths[:, None], tf.float32)  # [B, width - 1]: targets to count
     zeros = tf.zeros(tf.stack([tf.shape(ids)[0], hidden_size]))
+    initial_state = tf.placeholder_with_default(tf.zeros(tf.stack([cfg.num_layers, 2, tf.shape(ids)[0], hidden_size])),
+                                                [cfg.num_layers, 2, None, hidden_size], name="initial_state")
 
     def body(k, state, total):
         begin = k * num_steps
@@ -541,25 +546,32 @@ def build_scorer(cfg, weights, ids, lengths):
         weight = tf.transpose(scored[:, begin:begin + num_steps])  # [num_steps, B]
         return k + 1, state, total - tf.reduce_sum(tf.reshape(losses, [num_steps, -1]) * weight, 0)
 
-    state = [(zeros, zeros)] * cfg.num_layers
+    state = [(initial_state[layer, 0], initial_state[layer, 1]) for layer in range(cfg.num_layers)]
     invariants = [tf.TensorShape([]), [(tf.TensorShape([None, hidden_size]),) * 2] * cfg.num_layers,
                   tf.TensorShape([None])]
-    _, _, log_likelihood = tf.while_loop(lambda k, *_: k < num_pieces, body, [0, state, zeros[:, 0]],
-                                         shape_invariants=invariants)
-    return Scorer(ids, lengths, log_likelihood, tokens)
+    _, state, log_likelihood = tf.while_loop(lambda k, *_: k < num_pieces, body, [0, state, zeros[:, 0]],
+                                             shape_invariants=invariants)
+    final_state = tf.stack([tf.stack(layer_state) for layer_state in state])
+    return Scorer(ids, lengths, log_likelihood, tokens, initial_state, final_state)
 
 
 class Generator(NamedTuple):
     """Text generation in one Session.run: the prime goes through the cell token by token, then each sampled token
     is fed back, all inside one tf.while_loop, for every sample at once. Token t of the sample of seed s is drawn
-    with the stateless seed pair (s, t): the same seed gives the same text, alone or among others."""
+    with the stateless seed pair (s, t): the same seed gives the same text, alone or among others. A long text is
+    generated in pieces: the next Session.run is primed with the last token, fed the final state as its initial
+    state and the steps taken as its first step, and continues exactly as one run would."""
     prime: tf.Tensor  # [P] int32: the prime's token ids, P >= 1
     length: tf.Tensor  # [] int32: tokens to generate after the prime
     temperature: tf.Tensor  # [] float32
     top_k: tf.Tensor  # [] int32, 0 = sample from all
     argmax: tf.Tensor  # [] bool: greedy instead of sampling
     seeds: tf.Tensor  # [N] int32: one sample per seed, each what its seed gives alone
+    first_step: tf.Tensor  # [] int32, default 0: the steps taken before this run (its seed pairs count from it)
+    first_tokens: tf.Tensor  # [N] int32, default the prime's first token: each sample's first token fed
+    initial_state: tf.Tensor  # [layers, 2 (c, h), N, hidden] float32, default zeros
     tokens: tf.Tensor  # [N, length] int32: the generated tokens (the prime not included)
+    final_state: tf.Tensor  # [layers, 2, N, hidden]: the state after the last token fed
 
 
 def generator_inputs():
@@ -584,6 +596,11 @@ def build_generator(cfg, weights, jit=True, inputs=None):
     tensors (default: generator_inputs()).
     """
     prime, length, temperature, top_k, argmax, seeds = inputs or generator_inputs()
+    first_step = tf.placeholder_with_default(0, [], name="first_step")
+    first_tokens = tf.placeholder_with_default(tf.fill(tf.shape(seeds), prime[0]), [None], name="first_tokens")
+    zeros = tf.zeros(tf.stack([cfg.num_layers, 2, tf.shape(seeds)[0], cfg.hidden_size]))
+    initial_state = tf.placeholder_with_default(zeros, [cfg.num_layers, 2, None, cfg.hidden_size],
+                                                name="initial_state")
     dtype = compute_dtype(cfg)
     table_lookup = weights.embedding.shape[0] <= cfg.embedding_dim
     # The compiled function takes the weights' values as arguments, as one flat list.
@@ -597,7 +614,8 @@ def build_generator(cfg, weights, jit=True, inputs=None):
             return tf.matmul(tf.concat([x, x[:1]], 0), kernel)[:-1]
         return matmul(x, kernel, dtype)
 
-    def generate(prime, length, temperature, top_k, argmax, seeds, *flat_weights):
+    def generate(prime, length, temperature, top_k, argmax, seeds, first_step, first_tokens, initial_state,
+                 *flat_weights):
         embedding, layers, output_weights, output_bias = tf.nest.pack_sequence_as(used, list(flat_weights))
         # The kernels cast once, here, not in the loop; the forget bias joins each layer's bias.
         layers = [LayerWeights(tf.cast(w.kernel_x, dtype), tf.cast(w.kernel_h, dtype),
@@ -609,23 +627,25 @@ def build_generator(cfg, weights, jit=True, inputs=None):
 
         def body(t, tokens, state, out):
             logits, state = generation_step(tokens, state, embedding, input_table, layers, output, product)
-            step_seeds = tf.stack([seeds, tf.fill([num_samples], t)], axis=1)  # [N, 2]
+            step_seeds = tf.stack([seeds, tf.fill([num_samples], first_step + t)], axis=1)  # [N, 2]
             sampled = sample_logits(logits / temperature, top_k, argmax, step_seeds)
             prime_token = tf.fill([num_samples], prime[tf.minimum(t + 1, num_prime - 1)])
             next_tokens = tf.where(t + 1 < num_prime, prime_token, sampled)
             return t + 1, next_tokens, state, out.write(t + 1, next_tokens)
 
         # Row 0 holds the first prime token, row t + 1 the token after step t: never empty, even for length 0.
-        start = tf.fill([num_samples], prime[0])
-        out = tf.TensorArray(tf.int32, size=total + 1, element_shape=[None]).write(0, start)
-        zeros = tf.zeros(tf.stack([num_samples, cfg.hidden_size]))
-        *_, out = tf.while_loop(lambda t, *_: t < total, body, [0, start, [(zeros, zeros)] * len(layers), out])
-        return tf.transpose(tf.reshape(out.stack(), [total + 1, num_samples])[num_prime:])  # [N, length]
+        out = tf.TensorArray(tf.int32, size=total + 1, element_shape=[None]).write(0, first_tokens)
+        state = [(initial_state[layer, 0], initial_state[layer, 1]) for layer in range(len(layers))]
+        *_, state, out = tf.while_loop(lambda t, *_: t < total, body, [0, first_tokens, state, out])
+        tokens = tf.transpose(tf.reshape(out.stack(), [total + 1, num_samples])[num_prime:])  # [N, length]
+        return tokens, tf.stack([tf.stack(layer_state) for layer_state in state])
 
     if jit:
         generate = tf.function(generate, jit_compile=True, autograph=False)
-    tokens = generate(prime, length, temperature, top_k, argmax, seeds, *flat_weights)
-    return Generator(prime, length, temperature, top_k, argmax, seeds, tokens)
+    tokens, final_state = generate(prime, length, temperature, top_k, argmax, seeds, first_step, first_tokens,
+                                   initial_state, *flat_weights)
+    return Generator(prime, length, temperature, top_k, argmax, seeds, first_step, first_tokens, initial_state, tokens,
+                     final_state)
 
 
 def generation_step(tokens, state, embedding, input_table, layers, output, product):

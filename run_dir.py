@@ -24,22 +24,37 @@ import fcntl
 import glob
 import json
 import os
-import shutil
+import re
 import socket
+import stat
 import sys
 import uuid
 
+import checkpoints
 import config
 import data_handler
 from config import UserError
 
+# A temporary file of write_text: a name no user and no other program writes, so clean-up removes only these.
+TEMPORARY = re.compile(r"^.+\.graphlstm-[0-9a-f]{8}\.tmp$")
+# What train.py writes in a run directory; a folder holding anything else (and no config.json) is not used.
+LAYOUT = ("config.json", "vocab.json", "labels.json", "results.json", "cv_results.json", "checkpoints", "best", "train",
+          "valid", "test", "logs", "pretrain", "corpus", "generation_speed.json", "lock")
+
 
 def write_text(path, text):
     """Writes to a temporary name, then renames: a reader never sees half a file."""
-    tmp = f"{path}.{uuid.uuid4().hex[:8]}.tmp"  # its own name: two writers never share a temporary file
-    with open(tmp, "w", encoding="utf-8") as f:
-        f.write(text)
-    os.replace(tmp, path)
+    tmp = f"{path}.graphlstm-{uuid.uuid4().hex[:8]}.tmp"  # its own name: two writers never share a temporary file
+    try:
+        with open(tmp, "w", encoding="utf-8") as f:
+            f.write(text)
+        os.replace(tmp, path)
+    except BaseException as e:
+        with contextlib.suppress(OSError):
+            os.remove(tmp)
+        if isinstance(e, OSError) and not e.filename:  # a failed write or close names no file: name it
+            raise OSError(e.errno, e.strerror, path) from None
+        raise
 
 
 def write_json(path, value, indent=2):
@@ -48,6 +63,8 @@ def write_json(path, value, indent=2):
 
 def read_json(path):
     try:
+        if not stat.S_ISREG(os.stat(path).st_mode):  # a FIFO would block the open
+            raise UserError(f"{path}: not a regular file, expected a JSON file")
         with open(path, encoding="utf-8") as f:
             return json.load(f)
     except FileNotFoundError:
@@ -56,6 +73,12 @@ def read_json(path):
         raise UserError(f"{path}: is a folder, expected a JSON file") from None
     except (json.JSONDecodeError, UnicodeDecodeError) as e:
         raise UserError(f"{path}: not valid JSON ({e})") from None
+    except RecursionError:
+        raise UserError(f"{path}: not a config or run file (JSON nested too deeply)") from None
+    except ValueError as e:  # an integer of thousands of digits
+        raise UserError(f"{path}: not a config or run file ({str(e)[:80]})") from None
+    except OSError as e:
+        raise UserError(f"{path}: cannot read ({e.strerror})") from None
 
 
 def read_config(path):
@@ -160,9 +183,16 @@ class RunDir:
             raise UserError(f"{self.labels_path}: expected {{\"labels\": [...]}}")
         return labels["labels"]
 
-    def load_best(self):
-        """best.json as a dict, {} before the first validated epoch."""
-        return read_json(self.best_path) if os.path.exists(self.best_path) else {}
+    def load_best(self, metric):
+        """best.json as a dict, {} before the first validated epoch. One without its step, epoch and metric (damaged
+        or edited) is set aside with a warning: the next validation then chooses the best checkpoint anew."""
+        best = read_json(self.best_path) if os.path.exists(self.best_path) else {}
+        keys = ("step", "epoch", metric)
+        if best and not (isinstance(best, dict) and all(isinstance(best.get(k), (int, float)) for k in keys)):
+            print(f"warning: {self.best_path}: expected numbers for {', '.join(keys)}; the next validation chooses "
+                  "the best checkpoint anew", file=sys.stderr)
+            return {}
+        return best
 
     def load_results(self):
         return read_json(self.results_path)
@@ -202,9 +232,6 @@ class RunDir:
         os.makedirs(self.path, exist_ok=True)
         write_json(self.config_path, dict(sorted(config.to_dict(cfg).items())))
 
-    def save_best(self, best):
-        write_json(self.best_path, best)
-
     def save_results(self, results):
         write_json(self.results_path, results)
 
@@ -228,109 +255,128 @@ class RunDir:
             os.makedirs(folder, exist_ok=True)
             write_text(pointer, f'model_checkpoint_path: "{os.path.relpath(path, folder)}"\n')
 
-    # ---- checkpoints
+    # ---- checkpoints (checkpoints.py): read under a shared turn, written under an exclusive one
     def checkpoints(self, folder):
-        """Checkpoint prefixes in folder, newest step first, found from their index files, so that a damaged
-        `checkpoint` list hides none of them."""
-        found = []
-        for index in glob.glob(os.path.join(glob.escape(folder), "model.ckpt-*.index")):
-            step = index[:-len(".index")].rsplit("-", 1)[1]
-            if step.isdigit():
-                found.append((int(step), index[:-len(".index")]))
-        return [prefix for _, prefix in sorted(found, reverse=True)]
+        return checkpoints.listed(folder)
 
     def resume_candidates(self):
-        """For resuming: the latest checkpoints, newest first, then the best one."""
-        return self.checkpoints(self.checkpoint_dir) + self.checkpoints(self.best_dir)
+        """For resuming: the latest and the best checkpoints, newest step first (the latest first at a tie)."""
+        both = [(prefix, 1) for prefix in self.checkpoints(self.checkpoint_dir)] + \
+               [(prefix, 0) for prefix in self.checkpoints(self.best_dir)]
+        return [prefix for prefix, _ in sorted(both, key=lambda c: (checkpoints.step_of(c[0]), c[1]), reverse=True)]
 
     def use_candidates(self, explicit=None):
-        """For using a model (results, sampling): an explicit checkpoint, else the best, then the latest ones."""
-        if explicit and not os.path.exists(explicit + ".index"):
-            if os.path.exists(explicit):
-                raise UserError(f"{explicit}: not a checkpoint (give a checkpoint prefix such as "
-                                f"{os.path.join(self.best_dir, 'model.ckpt-STEP')})")
-            raise UserError(f"{explicit}: no such checkpoint")
+        """For using a model (results, sampling): an explicit checkpoint alone, else the best, then the latest ones."""
+        if explicit:
+            if not os.path.exists(explicit + ".index"):
+                if os.path.exists(explicit):
+                    raise UserError(f"{explicit}: not a checkpoint (give a checkpoint prefix such as "
+                                    f"{os.path.join(self.best_dir, 'model.ckpt-STEP')})")
+                raise UserError(f"{explicit}: no such checkpoint")
+            return [explicit]
         candidates = self.checkpoints(self.best_dir) + self.checkpoints(self.checkpoint_dir)
-        if not candidates and not explicit:
+        if not candidates:
             raise UserError(f"{self.path}: no checkpoint found (has training saved one yet?)")
-        return ([explicit] if explicit else []) + candidates
+        return candidates
 
-    def first_intact(self, candidates):
-        """The first of the candidate checkpoints that reads back whole and finite, saying in one line each damaged
-        one it passes over."""
-        for path in candidates:
-            problem = checkpoint_problem(path)
-            if problem is None:
-                return path
-            print(f"warning: {path}: {problem}; trying the next checkpoint", file=sys.stderr)
-        raise UserError(f"{self.path}: no intact checkpoint ({len(candidates)} damaged); remove the run directory "
-                        "or train into another --run_dir")
+    def restore_for_use(self, sess, saver, explicit=None):
+        """Restores the checkpoint a user of the model gets: the named one, else the first intact of the best and
+        the latest ones, listed when the turn is taken. Returns its path."""
+        with checkpoints.turn(self.path, exclusive=False):
+            path = checkpoints.first_intact(self.use_candidates(explicit), self.path, named=bool(explicit))
+            return checkpoints.restore(sess, saver, path)
 
-    def restore_intact(self, sess, saver, candidates):
-        """Restores the first intact candidate checkpoint. Returns the path restored."""
-        return self.restore(sess, saver, self.first_intact(candidates))
+    def restore_for_resume(self, sess, saver):
+        """Restores the newest intact checkpoint, latest or best; returns its path."""
+        with checkpoints.turn(self.path, exclusive=False):
+            return checkpoints.restore(sess, saver, checkpoints.first_intact(self.resume_candidates(), self.path))
 
     def read_weights(self):
-        """{variable name: array} of the checkpoint a user of the model gets (the best, else the latest)."""
-        import rnn_model as rm
-        reader = rm.tf.train.load_checkpoint(self.first_intact(self.use_candidates()))
-        return {name: reader.get_tensor(name) for name in reader.get_variable_to_dtype_map()
-                if name.startswith("model/")}
+        """{variable name: array} of the model's weights in the checkpoint a user of the model gets."""
+        with checkpoints.turn(self.path, exclusive=False):
+            return checkpoints.read_variables(checkpoints.first_intact(self.use_candidates(), self.path), "model")
 
-    @staticmethod
-    def restore(sess, saver, path):
-        """Loads the checkpoint at path into the session's variables, or one line saying why it cannot."""
-        import rnn_model as rm
-        try:
-            saver.restore(sess, path)
-        except (rm.tf.errors.InvalidArgumentError, rm.tf.errors.NotFoundError) as e:
-            first_line = str(e).strip().splitlines()[0]
-            raise UserError(f"{path}: the checkpoint does not match this model ({first_line[:200]})") from None
-        return path
+    def save_latest(self, sess, saver, step):
+        """Saves checkpoints/model.ckpt-STEP and keeps the newest 3."""
+        with self.writing("a checkpoint"), checkpoints.turn(self.path, exclusive=True):
+            path = checkpoints.save(sess, saver, self.checkpoint_dir, step)
+            checkpoints.prune(self.checkpoint_dir, 3)
+            self.show_checkpoint(path)
+
+    def save_best(self, sess, saver, step, best):
+        """Saves best/model.ckpt-STEP in place of the previous best, and best.json (its step, epoch and metric)."""
+        with self.writing("the best checkpoint"), checkpoints.turn(self.path, exclusive=True):
+            checkpoints.save(sess, saver, self.best_dir, step)
+            checkpoints.prune(self.best_dir, 1)
+            write_json(self.best_path, best)
+
+    def keep_limits(self):
+        """Prunes a directory from before a resume (or an older version) to 3 latest and 1 best checkpoints."""
+        with checkpoints.turn(self.path, exclusive=True):
+            checkpoints.prune(self.checkpoint_dir, 3)
+            checkpoints.prune(self.best_dir, 1)
 
     def discard_checkpoints_from(self, step):
         """Removes the latest checkpoints of `step` and later (the best one was validated and stays); returns the
         newest step left, or None."""
-        for prefix in self.checkpoints(self.checkpoint_dir):
-            if int(prefix.rsplit("-", 1)[1]) >= step:
-                for path in glob.glob(glob.escape(prefix) + ".*"):
-                    os.remove(path)
-        left = sorted(self.checkpoints(self.checkpoint_dir) + self.checkpoints(self.best_dir),
-                      key=lambda prefix: int(prefix.rsplit("-", 1)[1]))
+        with checkpoints.turn(self.path, exclusive=True):
+            for prefix in self.checkpoints(self.checkpoint_dir):
+                if checkpoints.step_of(prefix) >= step:
+                    checkpoints.remove(prefix)
+        left = self.resume_candidates()
         if left:
-            self.show_checkpoint(left[-1])  # the projector's pointer named a removed one
-        return int(left[-1].rsplit("-", 1)[1]) if left else None
+            self.show_checkpoint(left[0])  # the projector's pointer named a removed one
+        return checkpoints.step_of(left[0]) if left else None
 
-    def remember_checkpoints(self, saver, best_saver):
-        """Keeps the newest 3 latest and 1 best checkpoints on disk and tells the savers about them, oldest first,
-        so that they go on keeping that many across resumes instead of forgetting those of earlier processes."""
-        for folder, keep, a_saver in ((self.checkpoint_dir, 3, saver), (self.best_dir, 1, best_saver)):
-            kept = self.checkpoints(folder)
-            for prefix in kept[keep:]:
-                for path in glob.glob(glob.escape(prefix) + ".*"):
-                    os.remove(path)
-            a_saver.recover_last_checkpoints(kept[:keep][::-1])
+    def runs_within(self):
+        """This run and those inside it: its folds and the pretraining language models."""
+        folds = [os.path.join(self.path, name) for name in sorted(os.listdir(self.path))
+                 if re.fullmatch(r"fold_\d+", name)] if os.path.isdir(self.path) else []
+        runs = [self] + [RunDir(path) for path in folds]
+        return runs + [run.pretrain() for run in runs]
 
     def remove_interrupted_writes(self):
-        """Deletes what writes cut short left behind: JSON `*.tmp` files and TensorFlow's temporary checkpoint
-        files. Only the holder of the lock calls this, so no write is in progress."""
+        """Deletes what writes cut short left behind: write_text's temporary files and TensorFlow's temporary
+        checkpoint files, matched by the names only they write. Only the holder of the lock calls this, so no
+        write is in progress; a user's own file is never matched."""
         leftovers = []
-        runs = [self] + [self.fold(k) for k in range(len(glob.glob(os.path.join(glob.escape(self.path), "fold_*"))))]
-        for run in runs + [run.pretrain() for run in runs]:
-            for folder in (run.path, run.events_dir("train"), os.path.join(run.path, "corpus")):
-                leftovers += glob.glob(os.path.join(glob.escape(folder), "*.tmp"))
+        for run in self.runs_within():
+            for folder in (run.path, run.events_dir("train"), os.path.join(run.path, "corpus"), run.best_dir):
+                with contextlib.suppress(OSError):
+                    leftovers += [os.path.join(folder, name) for name in os.listdir(folder) if TEMPORARY.match(name)]
             for folder in (run.checkpoint_dir, run.best_dir):
-                leftovers += [path for path in glob.glob(os.path.join(glob.escape(folder), "*"))
-                              if any(mark in os.path.basename(path) for mark in (".tempstate", "_temp", ".tmp"))]
+                leftovers += checkpoints.temporary_leftovers(folder)
         for path in leftovers:
-            shutil.rmtree(path) if os.path.isdir(path) else os.remove(path)
+            if os.path.isdir(path) and not os.path.islink(path):
+                for name in os.listdir(path):  # a sharded save's folder holds only its parts
+                    os.remove(os.path.join(path, name))
+                os.rmdir(path)
+            else:
+                os.remove(path)
         return leftovers
+
+    def check_usable(self):
+        """The rule for --run_dir: a new or empty folder, or a run directory (it holds train.py's config.json or
+        lock, or only what train.py writes). Any other folder is refused, so that nothing of a user's is mixed with
+        a run, let alone removed."""
+        if not os.path.exists(self.path):
+            return
+        if not os.path.isdir(self.path):
+            raise UserError(f"--run_dir {self.path}: exists and is not a folder")
+        names = sorted(os.listdir(self.path))
+        foreign = [name for name in names if name not in LAYOUT and not re.fullmatch(r"fold_\d+", name)]
+        if foreign and "config.json" not in names and "lock" not in names:
+            shown = ", ".join(foreign[:3]) + (", ..." if len(foreign) > 3 else "")
+            raise UserError(f"--run_dir {self.path}: a folder of other files ({shown}), not a run directory; give a "
+                            "new or empty folder")
 
     @contextlib.contextmanager
     def locked(self):
         """Holds RUN_DIR/lock (an exclusive flock, released by the kernel when the process dies) while the block
-        runs; a second run on the directory is refused in one line naming the holder."""
+        runs; a second run on the directory is refused in one line naming the holder. A start that fails before
+        writing anything leaves no lock (nor the folder, if it made it) behind."""
         path = os.path.join(self.path, "lock")
+        made_folder = not os.path.exists(self.path)
         try:
             os.makedirs(self.path, exist_ok=True)
             fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
@@ -346,12 +392,20 @@ class RunDir:
             previous = os.pread(fd, 1000, 0).decode("utf-8", "replace").strip()
             if previous:
                 print(f"note: {path}: taking over from {previous}, which has ended", file=sys.stderr)
-            os.ftruncate(fd, 0)
-            os.pwrite(fd, f"process {os.getpid()} on {socket.gethostname()}".encode(), 0)
+            try:
+                os.ftruncate(fd, 0)
+                os.pwrite(fd, f"process {os.getpid()} on {socket.gethostname()}".encode(), 0)
+            except OSError as e:
+                raise UserError(f"{path}: cannot write the lock ({e.strerror})") from None
             try:
                 yield
             finally:
-                os.ftruncate(fd, 0)  # ended, if with an error: nothing to take over
+                with contextlib.suppress(OSError):
+                    os.ftruncate(fd, 0)  # ended, if with an error: nothing to take over
+                if os.listdir(self.path) == ["lock"]:  # nothing else was written: leave the folder as it was
+                    os.remove(path)
+                    if made_folder:
+                        os.rmdir(self.path)
         finally:
             os.close(fd)
 
@@ -380,18 +434,7 @@ def error_reason(error):
     return (telling or lines or ["?"])[0][:160]
 
 
-def checkpoint_problem(path):
-    """Why the checkpoint at path cannot be used (unreadable, or a variable that is not finite), or None."""
-    import numpy as np
-    import rnn_model as rm
-    try:
-        reader = rm.tf.train.load_checkpoint(path)
-        for name, dtype in reader.get_variable_to_dtype_map().items():
-            if dtype.is_floating and not np.all(np.isfinite(reader.get_tensor(name))):
-                return f"variable {name} is not finite"
-    except (rm.tf.errors.OpError, ValueError, IndexError, RuntimeError, OSError) as e:  # what damage raises varies
-        return f"unreadable ({(str(e).strip().splitlines() or ['?'])[0][:160]})"
-    return None
+checkpoint_problem = checkpoints.problem  # the stress scripts' name for it
 
 
 class EventWriters:

@@ -15,6 +15,7 @@ made once per machine and kept in RUN_DIR/generation_speed.json.
 --score prints the perplexity of a text as train.py's evaluation computes it. Classification reads --text, --file
 or standard input, one sentence per line.
 """
+import contextlib
 import sys
 import time
 
@@ -23,9 +24,15 @@ import numpy as np
 import config
 import data_handler
 import run_dir
+import stopping
 from config import UserError
 
 GENERATORS = ("auto", "plain", "xla", "stepwise")
+INT32_MAX = 2 ** 31 - 1  # token counts, step numbers, k and seeds are int32 in the graph
+MAX_NUM_SAMPLES = 10_000  # samples drawn at once: each holds a [vocabulary] row of logits and the LSTM state
+GENERATION_CHUNK = 256  # tokens per Session.run: output streams, memory stays bounded, Ctrl-C answers within a run
+SCORING_CHUNK = 8192  # tokens of a text scored per Session.run (rounded up to whole num_steps pieces)
+CLASSIFYING_CHUNK = 1000  # sentences labelled and written per block
 
 
 def parse_args(argv):
@@ -49,24 +56,30 @@ def parse_args(argv):
     classify.add_argument("--file", help="a file of sentences, one per line")
     classify.add_argument("--all_probs", action="store_true", help="print the probability of every label")
     args = parser.parse_args(argv)
-    if args.length < 0:
-        raise UserError(f"--length: must not be negative, got {args.length}")
-    if args.num_samples < 1:
-        raise UserError(f"--num_samples: must be at least 1, got {args.num_samples}")
-    if not args.temperature > 0:
-        raise UserError(f"--temperature: must be positive, got {args.temperature}")
-    if args.top_k < 0:
-        raise UserError(f"--top_k: must not be negative, got {args.top_k}")
-    if not (0 <= args.seed and args.seed + args.num_samples <= 2 ** 31):
+    if not 0 <= args.length <= INT32_MAX // 2:
+        raise UserError(f"--length: must be in [0, {INT32_MAX // 2:,}] (the step counter is int32), got {args.length}")
+    if not 1 <= args.num_samples <= MAX_NUM_SAMPLES:
+        raise UserError(f"--num_samples: must be in [1, {MAX_NUM_SAMPLES:,}], got {args.num_samples}")
+    if not 0 < args.temperature < float("inf"):
+        raise UserError(f"--temperature: must be a positive number, got {args.temperature}")
+    if not 0 <= args.top_k <= INT32_MAX:
+        raise UserError(f"--top_k: must be in [0, {INT32_MAX}] (above the vocabulary's size it keeps all), got "
+                        f"{args.top_k}")
+    if not (0 <= args.seed and args.seed + args.num_samples <= INT32_MAX + 1):
         raise UserError(f"--seed: with --num_samples {args.num_samples} it must be in "
-                        f"[0, {2 ** 31 - args.num_samples}], got {args.seed}")
+                        f"[0, {INT32_MAX + 1 - args.num_samples}], got {args.seed}")
     return args
 
 
 def main(argv=None, out=None):
     out = out or sys.stdout
+    with stopping.signals_interrupt():
+        return run_command(sys.argv[1:] if argv is None else argv, out)
+
+
+def run_command(argv, out):
     try:
-        args = parse_args(sys.argv[1:] if argv is None else argv)
+        args = parse_args(argv)
         run = run_dir.RunDir(args.run_dir) if args.run_dir else run_dir.newest()
         cfg, vocab = run.load_config(), run.load_vocab()
         refuse_options_of_the_other_task(args, cfg)
@@ -82,6 +95,10 @@ def main(argv=None, out=None):
     except OSError as e:  # the last resort for a file operation no narrower handler names
         print(f"error: {e.filename or 'a file operation'}: {e.strerror or e}", file=sys.stderr)
         return 1
+    except KeyboardInterrupt as e:  # Ctrl-C or SIGTERM: what was written so far stands
+        out.flush()
+        print("\ninterrupted", file=sys.stderr)
+        return stopping.exit_code(e)
     except Exception as e:  # TensorFlow's out-of-memory error, without importing TensorFlow to name it
         if type(e).__name__ != "ResourceExhaustedError":
             raise
@@ -134,7 +151,7 @@ def start_id(cfg, vocab):
 def generate(args, cfg, vocab, run, out):
     prime = prime_tokens(args.prime, cfg, vocab)
     prime_ids = [vocab.id(t) for t in prime]
-    candidates = run.use_candidates(args.checkpoint)
+    run.use_candidates(args.checkpoint)  # no checkpoint at all: said before TensorFlow's slow import
     import rnn_model as rm
     machine = f"{config.cpu_description()}; TensorFlow {rm.tf.__version__}"
     steps = len(prime_ids) - 1 + args.length
@@ -143,13 +160,20 @@ def generate(args, cfg, vocab, run, out):
     graph, models, saver, _ = generation_graph(cfg, len(vocab), ["plain", "xla"] if speed is None else [path])
     seeds = args.seed + np.arange(args.num_samples)
     with rm.tf.Session(graph=graph, config=rm.session_config(cfg)) as sess:
-        run.restore_intact(sess, saver, candidates)
-        generated = generate_ids(sess, models[path], prime_ids, args.length, seeds, args.temperature, args.top_k,
+        run.restore_for_use(sess, saver, args.checkpoint)
+        pieces = generate_pieces(sess, models[path], prime_ids, args.length, seeds, args.temperature, args.top_k,
                                  args.argmax)
-        for i, row in enumerate(generated):
-            if len(generated) > 1:
-                out.write(f"--- sample {i + 1} of {len(generated)} (--seed {seeds[i]}) ---\n")
-            out.write(data_handler.detokenize(prime + vocab.decode(row), cfg.level).lstrip("\n") + "\n")
+        if len(seeds) == 1:  # one sample streams as it is generated
+            text = TextOut(out, cfg.level)
+            text.write(prime)
+            for piece in pieces:
+                text.write(vocab.decode(piece[0]))
+            out.write("\n")
+        else:
+            rows = np.concatenate([np.zeros((len(seeds), 0), np.int32), *pieces], axis=1)
+            for i, row in enumerate(rows):
+                out.write(f"--- sample {i + 1} of {len(rows)} (--seed {seeds[i]}) ---\n")
+                out.write(data_handler.detokenize(prime + vocab.decode(row), cfg.level).lstrip("\n") + "\n")
         out.flush()
         if speed is None:
             speed = time_generators(sess, models, prime_ids[:1], machine)
@@ -158,6 +182,21 @@ def generate(args, cfg, vocab, run, out):
                   + "; ".join(f"{p} {speed[p]['start_s']:.2f} s to start, then "
                               f"{1 / speed[p]['step_s']:,.0f} tokens/s" for p in ("plain", "xla")), file=sys.stderr)
     return 0
+
+
+class TextOut:
+    """Writes a sample's tokens as text as they come, without the line breaks it starts with."""
+
+    def __init__(self, out, level):
+        self.out, self.detokenizer, self.started = out, data_handler.Detokenizer(level), False
+
+    def write(self, tokens):
+        text = self.detokenizer(tokens)
+        if not self.started:
+            text = text.lstrip("\n")
+            self.started = bool(text)
+        self.out.write(text)
+        self.out.flush()
 
 
 def choose_generator(asked, speed, machine, steps):
@@ -217,13 +256,29 @@ def generation_graph(cfg, vocab_size, paths=("plain",)):
 
 
 def generate_ids(sess, model, prime_ids, length, seeds, temperature=1.0, top_k=0, argmax=False):
-    """[len(seeds), length] generated token ids after the prime, a row per seed: one Session.run of the in-graph
-    loop, or one per token (stepwise)."""
+    """[len(seeds), length] generated token ids after the prime, a row per seed."""
+    pieces = list(generate_pieces(sess, model, prime_ids, length, seeds, temperature, top_k, argmax))
+    return np.concatenate(pieces, axis=1) if pieces else np.zeros((len(seeds), 0), np.int32)
+
+
+def generate_pieces(sess, model, prime_ids, length, seeds, temperature=1.0, top_k=0, argmax=False, chunk=None):
+    """[len(seeds), <= chunk] token ids at a time: Session.runs of the in-graph loop of `chunk` tokens each, every
+    one carrying on from the last (each sample's last token, the state and the step), so that the pieces join to
+    what one run of the whole length gives; or the one-token-per-run loop (stepwise), in one piece."""
     import rnn_model as rm
     if isinstance(model, rm.StepSampler):
-        return generate_stepwise(sess, model, prime_ids, length, seeds, temperature, top_k, argmax)
-    return sess.run(model.tokens, {model.prime: prime_ids, model.length: length, model.seeds: seeds,
-                                   model.temperature: temperature, model.top_k: top_k, model.argmax: argmax})
+        yield generate_stepwise(sess, model, prime_ids, length, seeds, temperature, top_k, argmax)
+        return
+    feed = {model.prime: prime_ids, model.seeds: seeds, model.temperature: temperature, model.top_k: top_k,
+            model.argmax: argmax}
+    chunk, step = chunk or GENERATION_CHUNK, 0
+    for begin in range(0, length, chunk):
+        size = min(chunk, length - begin)
+        tokens, state = sess.run([model.tokens, model.final_state],
+                                 {**feed, model.length: size, model.first_step: step})
+        yield tokens
+        step += len(feed[model.prime]) - 1 + size
+        feed.update({model.prime: tokens[0, -1:], model.first_tokens: tokens[:, -1], model.initial_state: state})
 
 
 def generate_stepwise(sess, model, prime_ids, length, seeds, temperature, top_k, argmax):
@@ -251,7 +306,7 @@ def generate_stepwise(sess, model, prime_ids, length, seeds, temperature, top_k,
 
 def score(args, cfg, vocab, run, out):
     text = read_text_to_score(args.score, cfg.encoding)
-    log_likelihood, tokens, unknown = text_log_likelihood(cfg, vocab, run, run.use_candidates(args.checkpoint), text)
+    log_likelihood, tokens, unknown = text_log_likelihood(cfg, vocab, run, args.checkpoint, text)
     if not tokens:
         raise UserError(f"{args.score}: no text to score")
     nats = -log_likelihood / tokens
@@ -265,21 +320,33 @@ def score(args, cfg, vocab, run, out):
     return 0
 
 
-def text_log_likelihood(cfg, vocab, run, candidates, text):
+def text_log_likelihood(cfg, vocab, run, checkpoint, text):
     """(log-likelihood in nats, tokens scored, unknown tokens) of a text; its first token is predicted after a
-    start token, as a sample after the default prime. A text of no tokens is (0.0, 0, 0) without TensorFlow."""
+    start token, as a sample after the default prime. A text of no tokens is (0.0, 0, 0) without TensorFlow.
+    The text goes through the scorer a part at a time, the state carried from part to part: memory stays bounded
+    and Ctrl-C answers between parts."""
     tokens = list(text) if cfg.level == "char" else data_handler.lm_words(text)
     if not tokens:
         return 0.0, 0, 0
+    run.use_candidates(checkpoint)  # no checkpoint at all: said before TensorFlow's slow import
     # A str of characters encodes vectorised (a long text would take seconds one token at a time).
     ids = np.concatenate([[start_id(cfg, vocab)], vocab.encode(text if cfg.level == "char" else tokens)])
     ids = ids.astype(np.int32)
     graph, scorer, saver = scoring_graph(cfg, len(vocab))
+    part = -(-SCORING_CHUNK // cfg.num_steps) * cfg.num_steps  # whole pieces: the state between parts is exact
     import rnn_model as rm
+    from tqdm import tqdm
+    log_likelihood, state = 0.0, None
     with rm.tf.Session(graph=graph, config=rm.session_config(cfg)) as sess:
-        run.restore_intact(sess, saver, candidates)
-        log_likelihood = sess.run(scorer.log_likelihood, {scorer.ids: [ids], scorer.lengths: [len(ids)]})[0]
-    return float(log_likelihood), len(tokens), sum(token not in vocab for token in tokens)
+        run.restore_for_use(sess, saver, checkpoint)
+        for begin in tqdm(range(0, len(ids) - 1, part), desc="scoring", unit="part", disable=None, leave=False):
+            piece = ids[begin:begin + part + 1]  # its first id is the previous part's last target
+            feed = {scorer.ids: [piece], scorer.lengths: [len(piece)]}
+            if state is not None:
+                feed[scorer.initial_state] = state
+            piece_log_likelihood, state = sess.run([scorer.log_likelihood, scorer.final_state], feed)
+            log_likelihood += float(piece_log_likelihood[0])
+    return log_likelihood, len(tokens), sum(token not in vocab for token in tokens)
 
 
 def read_text_to_score(path, encoding):
@@ -320,19 +387,30 @@ def read_sentences(args):
 def classify(args, cfg, vocab, run, out):
     label_names = run.load_labels()
     sentences = read_sentences(args)
-    probabilities = sentence_probabilities(cfg, vocab, label_names, run, run.use_candidates(args.checkpoint),
-                                           sentences)
-    for sentence, p in zip(sentences, probabilities):
-        best = int(np.argmax(p))
-        line = f"{label_names[best]}\t{p[best]:.3f}"
-        if args.all_probs:
-            line += "\t" + " ".join(f"{name}={q:.3f}" for name, q in zip(label_names, p))
-        out.write(f"{line}\t{sentence}\n")
+    with classifier_session(cfg, vocab, label_names, run, args.checkpoint) as probabilities:
+        for begin in range(0, len(sentences), CLASSIFYING_CHUNK):  # written block by block, as they are labelled
+            block = sentences[begin:begin + CLASSIFYING_CHUNK]
+            for sentence, p in zip(block, probabilities(block)):
+                best = int(np.argmax(p))
+                line = f"{label_names[best]}\t{p[best]:.3f}"
+                if args.all_probs:
+                    line += "\t" + " ".join(f"{name}={q:.3f}" for name, q in zip(label_names, p))
+                out.write(f"{line}\t{sentence}\n")
+            out.flush()
     return 0
 
 
-def sentence_probabilities(cfg, vocab, label_names, run, candidates, sentences):
+def sentence_probabilities(cfg, vocab, label_names, run, checkpoint, sentences):
     """[len(sentences), classes] label probabilities, through the evaluation graphs of tasks.Classifier."""
+    with classifier_session(cfg, vocab, label_names, run, checkpoint) as probabilities:
+        return probabilities(sentences)
+
+
+@contextlib.contextmanager
+def classifier_session(cfg, vocab, label_names, run, checkpoint):
+    """A function from sentences to their [len(sentences), classes] label probabilities, over one restored
+    session."""
+    run.use_candidates(checkpoint)  # no checkpoint at all: said before TensorFlow's slow import
     import rnn_model as rm
     import tasks
     tf = rm.tf
@@ -342,12 +420,14 @@ def sentence_probabilities(cfg, vocab, label_names, run, candidates, sentences):
         classifier = tasks.Classifier(cfg, data_handler.TaskData(vocab, label_names, {}, {}), controls)
         saver, local_init = tf.train.Saver(), tf.local_variables_initializer()
     graph.finalize()
-    seqs = [vocab.encode(data_handler.tokenize(s)).astype(np.int32) for s in sentences]
     with tf.Session(graph=graph, config=rm.session_config(cfg)) as sess:
-        run.restore_intact(sess, saver, candidates)
+        run.restore_for_use(sess, saver, checkpoint)
         sess.run(local_init)
-        logits = classifier.logits(sess, seqs)
-    return np.exp(tasks.log_softmax(logits))
+
+        def probabilities(sentences):
+            seqs = [vocab.encode(data_handler.tokenize(s)).astype(np.int32) for s in sentences]
+            return np.exp(tasks.log_softmax(classifier.logits(sess, seqs)))
+        yield probabilities
 
 
 if __name__ == "__main__":

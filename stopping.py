@@ -1,11 +1,13 @@
-"""Why a run stops before its schedule ends: the user asks (Ctrl-C), or training diverges. Either way what the run
-had is kept: Ctrl-C stops after the step and saves; a divergence stops before anything of it is saved.
+"""Why a run stops before its schedule ends: the user or the cluster asks (Ctrl-C, SIGTERM), or training diverges.
+Either way what the run had is kept: a signal stops after the step and saves; a divergence stops before anything of
+it is saved.
 """
 import collections
+import contextlib
 import math
+import os
 import signal
 import statistics
-import sys
 
 from config import UserError
 
@@ -62,22 +64,102 @@ class DivergenceGuard:
                         f"{resume}")
 
 
-class StopRequest:
-    """Ctrl-C asks the loop to stop after the current step (and save); a second Ctrl-C stops at once."""
+class Interrupted(KeyboardInterrupt):
+    """A stop signal that ends the program where it is: the exit code is 128 + the signal's number (130 for Ctrl-C,
+    143 for SIGTERM), as a shell reports a process the signal ended."""
 
-    def __init__(self):
-        self.requested = False
-        self.previous = None  # the SIGINT handler to put back
+    def __init__(self, signum):
+        super().__init__(signal.Signals(signum).name)
+        self.exit_code = 128 + signum
+
+
+def exit_code(interrupt):
+    """The exit code of a KeyboardInterrupt: an Interrupted's own, 130 for Python's plain one (SIGINT)."""
+    return getattr(interrupt, "exit_code", 128 + signal.SIGINT)
+
+
+STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)  # Ctrl-C, and what Slurm, Kubernetes and cloud preemption send
+
+
+def say(line):
+    """Writes a line to stderr from a signal handler: os.write, since a handler that prints while the program was
+    printing would meet a busy stream."""
+    os.write(2, (line + "\n").encode())
+
+
+class StopRequest:
+    """SIGINT and SIGTERM alike, for the whole of train.py (every fold, a pretraining language model, the cluster
+    worker). While training steps run (armed), the first signal asks the loop to stop after the current step and
+    save; a second stops at once, unless a checkpoint is being written, which it lets finish first. Elsewhere (start-up,
+    building a graph, the final evaluation) there is nothing to save, and a signal stops at once. Either way the run
+    ends with exit code 128 + the signal, and a rerun resumes it."""
+
+    def __init__(self, last_word=False):
+        self.last_word = last_word  # the program ends with this block: a late signal must not turn its exit into a kill
+        self.signum = None  # the first signal received
+        self.is_armed = False
+        self.saving_now = False
+        self.quit_after_save = False
+        self.previous = {}  # the handlers to put back
+
+    @property
+    def requested(self):
+        return self.signum is not None
+
+    @property
+    def exit_code(self):
+        return 128 + self.signum
 
     def __enter__(self):
-        self.previous = signal.signal(signal.SIGINT, self.handle)
+        self.previous = {signum: signal.signal(signum, self.handle) for signum in STOP_SIGNALS}
         return self
 
     def handle(self, signum, frame):
-        if self.requested:
-            raise KeyboardInterrupt
-        self.requested = True
-        print("\nstopping after this step to save a checkpoint (Ctrl-C again to quit at once)", file=sys.stderr)
+        first = not self.requested
+        self.signum = self.signum or signum
+        if first and self.is_armed:
+            say(f"\n{signal.Signals(signum).name}: stopping after this step to save a checkpoint (again to quit at "
+                "once)")
+        elif self.saving_now:
+            self.quit_after_save = True
+            say("\nfinishing the checkpoint being written, then stopping")
+        else:
+            raise Interrupted(self.signum)
+
+    @contextlib.contextmanager
+    def armed(self):
+        """Around the training loop: a first signal waits for the step to end, and the loop saves."""
+        self.is_armed = True
+        try:
+            yield
+        finally:
+            self.is_armed = False
+
+    @contextlib.contextmanager
+    def saving(self):
+        """Around a checkpoint's save: no signal cuts it short."""
+        self.saving_now = True
+        try:
+            yield
+        finally:
+            self.saving_now = False
+        if self.quit_after_save:
+            raise Interrupted(self.signum)
 
     def __exit__(self, *exc):
-        signal.signal(signal.SIGINT, self.previous)
+        for signum, handler in self.previous.items():
+            signal.signal(signum, signal.SIG_IGN if self.last_word else handler)
+
+
+@contextlib.contextmanager
+def signals_interrupt():
+    """For the readers (sample.py, export.py): SIGTERM ends them as Ctrl-C does, as an Interrupted that main turns
+    into one line and exit code 143 (130 for Ctrl-C)."""
+    def handle(signum, frame):
+        raise Interrupted(signum)
+    previous = {signum: signal.signal(signum, handle) for signum in STOP_SIGNALS}
+    try:
+        yield
+    finally:
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)

@@ -25,8 +25,14 @@ import summaries
 from config import UserError
 
 
-def main(argv=None):
+def main(argv=None, last_word=False):
+    """last_word: the process ends with main (the command line), so signals after it are ignored."""
     argv = sys.argv[1:] if argv is None else argv
+    with stopping.StopRequest(last_word) as stop:  # SIGINT and SIGTERM, from the first line on
+        return run_command(argv, stop)
+
+
+def run_command(argv, stop):
     try:
         args, cfg, run = parse_command_line(argv)
         role = cluster.role_from_args(args)
@@ -44,6 +50,7 @@ def main(argv=None):
         if role and args.local_cluster:
             raise UserError("--local_cluster starts its own cluster: leave out --ps_hosts, --worker_hosts and "
                             "--job_name")
+        run.check_usable()
         if args.local_cluster:
             with run.locked():  # refused now, before any process starts, if another run holds the directory
                 pass
@@ -57,8 +64,8 @@ def main(argv=None):
             if runtime.is_chief and run.remove_interrupted_writes():
                 print("note: removed the temporary files of an interrupted write", file=sys.stderr)
             if cfg.cv:
-                return cross_validate(cfg, run)
-            return train(cfg, data_handler.task_data(cfg), run, resuming, runtime)
+                return cross_validate(cfg, run, stop)
+            return train(cfg, data_handler.task_data(cfg), run, resuming, runtime, stop)
     except UserError as e:
         print(f"error: {e}", file=sys.stderr)
         return 1
@@ -68,9 +75,9 @@ def main(argv=None):
     except OSError as e:  # the last resort for a file operation no narrower handler names
         print(f"error: {e.filename or 'a file operation'}: {e.strerror or e}", file=sys.stderr)
         return 1
-    except KeyboardInterrupt:
-        print("\ninterrupted; checkpoints saved before now are kept", file=sys.stderr)
-        return 130
+    except KeyboardInterrupt as e:  # a signal where there was nothing to save, or a second one
+        print("\ninterrupted; checkpoints saved before now are kept, and the same command resumes", file=sys.stderr)
+        return stopping.exit_code(e)
 
 
 def parse_command_line(argv):
@@ -103,7 +110,7 @@ def parse_command_line(argv):
     return args, config.apply_overrides(base, overrides), run
 
 
-def cross_validate(cfg, run):
+def cross_validate(cfg, run, stop):
     """K-fold CV over all examples: each fold is the test set once, the rest is split into train and valid; every
     fold is a run directory of its own, so an interrupted CV resumes at the fold it was in."""
     cdata = data_handler.classification_data(cfg)
@@ -118,7 +125,7 @@ def cross_validate(cfg, run):
               f"test {len(test.texts):,}")
         data = data_handler.encode_classification(cfg, train_part, valid, test, cdata.label_names)
         fold = run.fold(k)
-        code = train(cfg, data, fold, fold.has_checkpoint(), cluster.LocalRuntime(cfg))
+        code = train(cfg, data, fold, fold.has_checkpoint(), cluster.LocalRuntime(cfg), stop)
         if code:
             return code
         results.append(fold.load_results())
@@ -152,18 +159,19 @@ def build_training_graph(cfg, data, runtime):
         controls = rm.build_controls(cfg, runtime.worker_device)
         optimizer = runtime.wrap_optimizer(rm.make_optimizer(cfg, controls.learning_rate))
         task = tasks.build(cfg, data, controls, optimizer, runtime.allows_buckets)
-        saver, best_saver = tf.train.Saver(max_to_keep=3), tf.train.Saver(max_to_keep=1)
+        # Pruning is the run directory's (3 latest, 1 best): TensorFlow's would read the paths as patterns.
+        saver, best_saver = (tf.train.Saver(max_to_keep=0, save_relative_paths=True) for _ in range(2))
         weights_saver = tf.train.Saver(task.weights.variables())
         init = tf.group(tf.global_variables_initializer(), tf.local_variables_initializer())
         local_init = tf.local_variables_initializer()
     return TrainingGraph(graph, controls, task, saver, best_saver, weights_saver, init, local_init)
 
 
-def train(cfg, data, run, resuming, runtime):
+def train(cfg, data, run, resuming, runtime, stop):
     """One run: the graph built once, then epochs of training and validation, then the best checkpoint's results."""
     config.check_memory(cfg, len(data.vocab), len(data.label_names or ()))
     if not resuming and (cfg.init_from or cfg.pretrain_epochs):
-        code, data = start_from_language_model(cfg, data, run)
+        code, data = start_from_language_model(cfg, data, run, stop)
         if code:
             return code
     if runtime.is_chief:
@@ -181,20 +189,23 @@ def train(cfg, data, run, resuming, runtime):
 
     def prepare(sess):  # the chief's (or the single process's) start: the latest checkpoint, or a fresh model
         if resuming:
-            run.show_checkpoint(run.restore_intact(sess, g.saver, run.resume_candidates()))
-            run.remember_checkpoints(g.saver, g.best_saver)
+            run.show_checkpoint(run.restore_for_resume(sess, g.saver))
+            run.keep_limits()
             sess.run(g.local_init)
         else:
             sess.run(g.init, g.task.init_feed)
 
     import rnn_model as rm
     try:
-        with runtime.session(g.graph, prepare) as sess, stopping.StopRequest() as stop:
+        with runtime.session(g.graph, prepare) as sess:
             resumed_at = int(sess.run(g.controls.global_step)) if resuming else None
             with run.event_writers(g.graph, resumed_at) if runtime.is_chief else contextlib.nullcontext() as writers:
                 if writers and not run.has_run_events():  # HParams shows the config a run started with
                     writers.add_to_run(summaries.hparams(config.to_dict(cfg), trial_id=run.name))
-                outcome = fit(cfg, g, sess, run, runtime, writers, stop)
+                with stop.armed():
+                    outcome = fit(cfg, g, sess, run, runtime, writers, stop)
+                if stop.requested:  # also when the signal came as the schedule ended
+                    outcome = outcome._replace(reason="interrupt")
                 if outcome.reason in ("interrupt", "max_steps"):
                     print(f"{'interrupted' if outcome.reason == 'interrupt' else 'stopped (--max_steps)'} at step "
                           f"{outcome.global_step}; checkpoint saved in {run.checkpoint_dir}. " +
@@ -202,17 +213,17 @@ def train(cfg, data, run, resuming, runtime):
                            "Raise --max_steps (or leave it out) and run again to continue."))
                 elif runtime.is_chief:
                     results = final_results(cfg, g, sess, run, writers, outcome.global_step)
-                    results["stopped"] = stopped_because(cfg, outcome, run.load_best(), g.task.metric)
+                    results["stopped"] = stopped_because(cfg, outcome, run.load_best(g.task.metric), g.task.metric)
                     results["cluster"] = runtime.describe(outcome.global_step)
                     with run.writing("results.json"):
                         run.save_results(results)
     except rm.tf.errors.ResourceExhaustedError as e:  # run.writing says a write's: this is memory
         raise UserError(f"out of memory ({run_dir.error_reason(e)}); lower batch_size, eval_batch_size, "
                         "num_steps or hidden_size") from None
-    return 130 if outcome.reason == "interrupt" else 0
+    return stop.exit_code if outcome.reason == "interrupt" else 0
 
 
-def start_from_language_model(cfg, data, run):
+def start_from_language_model(cfg, data, run, stop):
     """--init_from, --pretrain_epochs: (exit code, data with the initial weights of the classifier from a word
     language model). Pretraining trains one in RUN_DIR/pretrain (resumed on a rerun; once done it trains no more)
     whose corpus is written from the training split alone, so no validation or test sentence reaches it."""
@@ -232,7 +243,7 @@ def start_from_language_model(cfg, data, run):
             raise UserError(f"--pretrain_epochs: {e}") from None
         lm_data = lm_data._replace(initial_weights=pretrain.lm_start(lm_cfg, lm_data.vocab, data.vocab,
                                                                      data.initial_weights.get("embedding")))
-        code = train(lm_cfg, lm_data, lm_run, lm_resuming, cluster.LocalRuntime(lm_cfg))  # done: trains nothing
+        code = train(lm_cfg, lm_data, lm_run, lm_resuming, cluster.LocalRuntime(lm_cfg), stop)  # done: trains nothing
         if code:
             return code, data
         print(f"--- the classifier, from {lm_run}")
@@ -271,12 +282,12 @@ def fit(cfg, g, sess, run, runtime, writers, stop):
     epoch, start = global_step // steps_per_epoch, global_step % steps_per_epoch // runtime.workers_per_step
     if global_step:
         print(f"resuming at step {global_step} (epoch {epoch + 1}, batch {start})", flush=True)
-    best = run.load_best() if runtime.is_chief and global_step else {}  # a fresh run ignores an old best.json
+    best = run.load_best(task.metric) if runtime.is_chief and global_step else {}  # a fresh run ignores an old one
     guard = stopping.DivergenceGuard(task.num_outputs, run if runtime.is_chief else None)
 
     def save_latest(step):
-        with run.writing("a checkpoint"):
-            run.show_checkpoint(g.saver.save(sess, os.path.join(run.checkpoint_dir, "model.ckpt"), global_step=step))
+        with stop.saving():
+            run.save_latest(sess, g.saver, step)
 
     def validate(step):
         """The chief's end of an epoch: validation, its summaries, the latest checkpoint and, if better, the best."""
@@ -289,11 +300,9 @@ def fit(cfg, g, sess, run, runtime, writers, stop):
         improved = not best or (valid[task.metric] > best[task.metric] if task.higher_is_better
                                 else valid[task.metric] < best[task.metric])
         if improved:
-            with run.writing("the best checkpoint"):
-                g.best_saver.save(sess, os.path.join(run.best_dir, "model.ckpt"), global_step=step,
-                                  latest_filename="checkpoint")
-                best = {"step": step, "epoch": epoch + 1, task.metric: valid[task.metric]}
-                run.save_best(best)
+            best = {"step": step, "epoch": epoch + 1, task.metric: valid[task.metric]}
+            with stop.saving():
+                run.save_best(sess, g.best_saver, step, best)
         return f"  valid {task.describe(valid)}" + ("  (best)" if improved else "")
 
     def out_of_patience(epochs_done):  # counted from best.json, so a resumed run remembers it
@@ -376,11 +385,11 @@ def train_epoch(cfg, task, sess, epoch, start, global_step, last_step, writers, 
 
 def final_results(cfg, g, sess, run, writers, global_step):
     """Validation and test metrics of the best checkpoint (of the latest if no epoch was validated)."""
-    best = run.load_best()
+    best = run.load_best(g.task.metric)
     restored = None
     if best:
         # The weights alone: in a cluster the global step is shared, and the other workers stop by it.
-        restored = run.restore_intact(sess, g.weights_saver, run.use_candidates())
+        restored = run.restore_for_use(sess, g.weights_saver)
     results = {"task": cfg.task, "best": best, "checkpoint": restored, "valid": g.task.evaluate(sess, "valid"),
                "test": None}
     where = (f"best checkpoint (step {best['step']})" if restored and os.path.dirname(restored) == run.best_dir
@@ -397,4 +406,4 @@ def final_results(cfg, g, sess, run, writers, global_step):
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(main(last_word=True))

@@ -70,7 +70,7 @@ def test_exported_models_answer_as_sample_py_in_a_fresh_process(runs, tmp_path):
     word_run, word_model = runs["word"]
     char_run, char_model = runs["char"]
     classifier_run, classifier_model = runs["classify"]
-    texts = ["the value of the", "", "a new line\nand <unk> zzqx words\n\n here", "ROMEO: what light, ñ?",
+    texts = ["the value of the", "a new line\nand <unk> zzqx words\n\n here", "ROMEO: what light, ñ?",
              "\ufeffWindows\r\nline ends\rhere"]
     generate = [(word_model, dict(prime="the value of", length=30, temperature=1.0, top_k=0, seed=[3, 4])),
                 (word_model, dict(prime="zzqx  the\nvalue", length=12, temperature=1.5, top_k=20, seed=[7])),
@@ -90,10 +90,10 @@ def test_exported_models_answer_as_sample_py_in_a_fresh_process(runs, tmp_path):
 
     for run, answer in ((word_run, answers[4]), (char_run, answers[5])):
         r = run_dir.RunDir(run)
-        cfg, vocab, candidates = r.load_config(), r.load_vocab(), r.use_candidates()
+        cfg, vocab = r.load_config(), r.load_vocab()
         for i, text in enumerate(texts):
             text = text.replace("\r\n", "\n").replace("\r", "\n").lstrip("\ufeff")  # as sample.py reads a file
-            log_likelihood, tokens, unknown = sample.text_log_likelihood(cfg, vocab, r, candidates, text)
+            log_likelihood, tokens, unknown = sample.text_log_likelihood(cfg, vocab, r, None, text)
             assert (answer["tokens"][i], answer["unknown_tokens"][i]) == (tokens, unknown), text
             np.testing.assert_allclose(answer["log_likelihood"][i], log_likelihood, rtol=1e-5, atol=1e-4)
             if tokens:
@@ -104,8 +104,8 @@ def test_exported_models_answer_as_sample_py_in_a_fresh_process(runs, tmp_path):
 
     r = run_dir.RunDir(classifier_run)
     label_names = r.load_labels()
-    probabilities = sample.sentence_probabilities(r.load_config(), r.load_vocab(), label_names, r,
-                                                  r.use_candidates(), TRICKY)
+    probabilities = sample.sentence_probabilities(r.load_config(), r.load_vocab(), label_names, r, None,
+                                                  TRICKY)
     answer = answers[6]
     assert answer["class_names"] == label_names
     np.testing.assert_allclose(answer["probabilities"], probabilities, atol=1e-5)
@@ -128,15 +128,15 @@ def test_saved_model_cli_runs_the_signatures_and_assets_travel(runs):
                          capture_output=True, text=True)
     assert ran.returncode == 0, ran.stderr[-2000:]
     r = run_dir.RunDir(classifier_run)
-    probabilities = sample.sentence_probabilities(r.load_config(), r.load_vocab(), r.load_labels(), r,
-                                                  r.use_candidates(), ["ball goal team", "soup oven"])
+    probabilities = sample.sentence_probabilities(r.load_config(), r.load_vocab(), r.load_labels(), r, None,
+                                                  ["ball goal team", "soup oven"])
     labels = [r.load_labels()[i] for i in probabilities.argmax(1)]
     assert f"[b'{labels[0]}' b'{labels[1]}']" in ran.stdout, ran.stdout
     ran = subprocess.run(cli + ["run", "--dir", str(word_model), "--tag_set", "serve", "--signature_def", "score",
                                 "--input_exprs", 'text=["the value of the"]'], capture_output=True, text=True)
     assert ran.returncode == 0, ran.stderr[-2000:]
     r = run_dir.RunDir(word_run)
-    log_likelihood, tokens, _ = sample.text_log_likelihood(r.load_config(), r.load_vocab(), r, r.use_candidates(),
+    log_likelihood, tokens, _ = sample.text_log_likelihood(r.load_config(), r.load_vocab(), r, None,
                                                            "the value of the")
     printed = ran.stdout.split("log_likelihood")[1]
     assert float(printed.split("[")[1].split("]")[0]) == pytest.approx(log_likelihood, rel=1e-4), ran.stdout
@@ -164,6 +164,12 @@ def test_generate_refuses_requests_out_of_range(runs):
                                  (dict(seed=[-1]), "seed: must not be negative")):
             with pytest.raises(tf.errors.InvalidArgumentError, match=message):
                 run(**changes)
+        score = meta.signature_def["score"]
+        outputs = [score.outputs[k].name for k in ("perplexity", "bits_per_character", "log_likelihood")]
+        assert np.all(np.isfinite(sess.run(outputs, {score.inputs["text"].name: ["the value"]})))
+        for texts in ([""], ["the value", " \n "]):  # a text of no tokens has no perplexity: refused, not NaN
+            with pytest.raises(tf.errors.InvalidArgumentError, match="text: a text has no tokens to score"):
+                sess.run(outputs, {score.inputs["text"].name: texts})
 
 
 def test_export_refuses_bad_input_in_one_line(runs, tmp_path):

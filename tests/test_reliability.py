@@ -2,10 +2,12 @@
 writes, sizes that cannot fit, a full disk, and sample.py given what does not fit the run. Each row is a damage (or
 none), a command, and the one-line error or the recovery expected. Runs are in-process on tiny configs, so the
 matrix costs a few TensorFlow graphs, not a process each."""
+import contextlib
 import json
 import os
 import re
 import shutil
+import signal
 import subprocess
 import sys
 
@@ -90,12 +92,22 @@ DAMAGED_LATEST = [("truncated .data", lambda p: truncate(data_file(p, 1680))),
 
 @pytest.mark.parametrize("name,damage", DAMAGED_LATEST, ids=[name for name, _ in DAMAGED_LATEST])
 def test_a_damaged_latest_checkpoint_is_passed_over_for_the_newest_intact_one(run_copy, capsys, name, damage):
+    """The newest intact checkpoint among the latest and the best: here the best one of the same step."""
     damage(run_copy)
     code, out, err = resume(run_copy, capsys)
     assert code == 0 and "Traceback" not in err
     warnings = err.strip().splitlines()
-    assert len(warnings) == 1 and re.match(r"warning: .*model\.ckpt-1680: .*; trying the next", warnings[0])
-    assert "resuming at step 1500 " in out
+    assert len(warnings) == 1 and re.match(r"warning: .*checkpoints/model\.ckpt-1680: .*; trying the next", warnings[0])
+    assert "resuming at step 1680 " in out
+
+
+def test_resume_takes_the_newest_intact_checkpoint_of_latest_and_best(run_copy, capsys):
+    """Latest 1680 damaged, best 1680 gone, latest 1500 intact: 1500; with the best at 1680 intact: 1680."""
+    truncate(data_file(run_copy, 1680))
+    for part in (run_copy / "best").glob("model.ckpt-1680.*"):
+        part.rename(run_copy / part.name)
+    code, out, err = resume(run_copy, capsys)
+    assert code == 0 and "resuming at step 1500 " in out
 
 
 @pytest.mark.parametrize("content", [b"", b"\xff\xfe garbage \x00\x01", b'model_checkpoint_path: "nowhere-1"\n'])
@@ -212,13 +224,16 @@ def test_leftovers_of_interrupted_writes_go_and_three_checkpoints_stay_across_re
     for fake_step in (300, 600, 900):  # a directory from before the savers were told: 6 sets on disk
         for part in (run_copy / "checkpoints").glob("model.ckpt-1500.*"):
             shutil.copy(part, str(part).replace("-1500.", f"-{fake_step}."))
-    (run_copy / "results.json.tmp").write_text("{")
+    (run_copy / "results.json.graphlstm-0badf00d.tmp").write_text("{")
+    (run_copy / "notes.tmp").write_text("a user's own file")
+    (run_copy / "checkpoints" / "draft.tmp").write_text("a user's own file")
     (run_copy / "checkpoints" / "model.ckpt-1700.data-00000-of-00001.tempstate99").write_bytes(b"x")
     for limit in (2000, 2300, 2600):  # each resumed process saves every 300 steps
         assert train.main(lm_args(run_copy, "--max_max_epoch", "2", "--max_steps", str(limit))) == 0
     err = capsys.readouterr().err
     assert "removed the temporary files of an interrupted write" in err
-    assert not list(run_copy.glob("*.tmp")) and not list((run_copy / "checkpoints").glob("*tempstate*"))
+    assert not list(run_copy.glob("*graphlstm*")) and not list((run_copy / "checkpoints").glob("*tempstate*"))
+    assert (run_copy / "notes.tmp").exists() and (run_copy / "checkpoints" / "draft.tmp").exists()
     assert steps_in(run_copy / "checkpoints") == [2300, 2400, 2600]  # of 2 + 2 + 2 saved, and 3 before
     assert len(list((run_copy / "best").glob("*.index"))) == 1
 
@@ -276,3 +291,256 @@ def test_the_kill_stress_script_runs():
     assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
     assert re.search(r"2 kills: [123] restarts \(the final one too\) checked", done.stdout)
     assert "equal the uninterrupted run's" in done.stdout
+
+
+RUN_NAMES = ["exp[lr=1]", "sweep*?{a,b}", "with space and ünïcødé", "-leading-dash", "x" * 200,
+             "all of them: -[a]*?{b} ü"]
+
+
+@pytest.mark.parametrize("name", RUN_NAMES, ids=["brackets", "stars-braces", "spaces-unicode", "dash", "long", "all"])
+def test_any_name_a_user_can_type_is_a_run_directory(tmp_path, capsys, name):
+    """Trains, resumes (pruning past 3 checkpoints), samples and scores in a folder of that name; the last name
+    also holds the data and the export. TensorFlow reads checkpoint paths as patterns, so these need the alias."""
+    folder = tmp_path / name
+    folder.mkdir()
+    path = folder / name
+    data = None
+    if name == RUN_NAMES[-1]:
+        data = folder / "corpus [1].txt"
+        data.write_text("".join(f"the {w} sat on the mat {w}\n" for w in ("cat", "dog", "hat", "rat") * 1200))
+    extra = ["--data", str(data)] if data else []
+    assert train.main([*LM, f"--run_dir={path}", *extra, "--max_steps", "300", "--checkpoint_every", "100"]) == 0
+    assert train.main([*LM, f"--run_dir={path}", *extra, "--max_steps", "600", "--checkpoint_every", "100"]) == 0
+    out, err = capsys.readouterr()
+    assert "resuming at step 300 " in out and "error" not in err and "warning" not in err
+    assert steps_in(path / "checkpoints") == [400, 500, 600]
+    text = tmp_path / "text.txt"
+    text.write_text("the cat sat on the mat\n")
+    assert sample.main([f"--run_dir={path}", "--length", "5", "--generator", "plain"]) == 0
+    assert sample.main([f"--run_dir={path}", "--score", str(text)]) == 0
+    out, err = capsys.readouterr()
+    assert "perplexity" in out and err == ""
+    if data:
+        import export
+        assert export.main([f"--run_dir={path}", f"--out={folder / 'model [v1]'}"]) == 0
+        assert (folder / "model [v1]" / "saved_model.pb").exists()
+        assert [p.name for p in folder.iterdir() if "graphlstm" in p.name] == []  # no staging folder left
+
+
+def signal_at(monkeypatch, task_class, at_call, signum, count=1):
+    """Makes the `at_call`-th training step of task_class (counted across runs in this process) send signum to this
+    process `count` times, as Slurm's or a user's signal would arrive while the step runs."""
+    import tasks
+    calls = {"n": 0}
+    original = getattr(tasks, task_class).train_step
+
+    def train_step(self, *args):
+        calls["n"] += 1
+        if calls["n"] == at_call:
+            for _ in range(count):
+                os.kill(os.getpid(), signum)
+        return original(self, *args)
+    monkeypatch.setattr(getattr(tasks, task_class), "train_step", train_step)
+
+
+@pytest.mark.parametrize("signum,code", [(signal.SIGTERM, 143), (signal.SIGINT, 130)])
+def test_a_signal_saves_and_the_run_resumes_exactly_there(run_copy, tmp_path, capsys, monkeypatch, signum, code):
+    path = tmp_path / "signalled"
+    signal_at(monkeypatch, "LanguageModel", 250, signum)
+    assert train.main(lm_args(path, "--max_steps", "400")) == code
+    out, err = capsys.readouterr()
+    assert "interrupted at step 250; checkpoint saved" in out and "Traceback" not in err
+    assert steps_in(path / "checkpoints") == [250]
+    monkeypatch.undo()
+    assert train.main(lm_args(path, "--max_steps", "400")) == 0
+    assert "resuming at step 250 " in capsys.readouterr().out
+
+
+def test_a_second_signal_during_the_save_lets_it_finish(tmp_path, capfd, monkeypatch):
+    """SIGTERM, then SIGTERM again while the checkpoint is being written: the save completes, intact, and the run
+    ends 143 (a signal outside a save would quit at once)."""
+    path = tmp_path / "signalled"
+    signal_at(monkeypatch, "LanguageModel", 250, signal.SIGTERM)
+    original_save = run_dir.checkpoints.save
+
+    def save(sess, saver, folder, step):
+        os.kill(os.getpid(), signal.SIGTERM)  # arrives while the save runs
+        return original_save(sess, saver, folder, step)
+    monkeypatch.setattr(run_dir.checkpoints, "save", save)
+    assert train.main(lm_args(path, "--max_steps", "400")) == 143
+    err = capfd.readouterr().err  # the signal handler writes to the descriptor
+    assert "finishing the checkpoint being written, then stopping" in err and "Traceback" not in err
+    assert steps_in(path / "checkpoints") == [250]
+    assert run_dir.checkpoint_problem(str(path / "checkpoints" / "model.ckpt-250")) is None
+
+
+def test_a_signal_in_a_cross_validation_fold_stops_the_whole_run(tmp_path, capsys, monkeypatch):
+    data = write_labelled(tmp_path / "topics.txt", 90, seed=0)
+    path = tmp_path / "cv"
+    args = classify_args(path, "--data", str(data), "--cv", "3", "--max_max_epoch", "2", "--patience", "0")
+    signal_at(monkeypatch, "Classifier", 10, signal.SIGINT)  # in fold 0's second epoch (6 batches an epoch)
+    assert train.main(args) == 130
+    stopped_at = re.search(r"interrupted at step (\d+);", capsys.readouterr().out).group(1)
+    assert (path / "fold_0" / "checkpoints").exists() and not (path / "fold_1").exists()
+    monkeypatch.undo()
+    assert train.main(args) == 0
+    out = capsys.readouterr().out
+    assert f"resuming at step {stopped_at} " in out and (path / "cv_results.json").exists()
+
+
+def test_a_signal_after_the_pretraining_language_model_stops_before_the_classifier(tmp_path, capsys, monkeypatch):
+    data = write_labelled(tmp_path / "topics.txt", 300, seed=0)
+    path = tmp_path / "pretrained"
+    args = classify_args(path, "--data", str(data), "--pretrain_epochs", "1", "--max_max_epoch", "1")
+    final_results = train.final_results
+
+    def signal_after_the_lm(cfg, g, sess, run, writers, global_step):
+        results = final_results(cfg, g, sess, run, writers, global_step)
+        if run.path.endswith("pretrain"):
+            os.kill(os.getpid(), signal.SIGTERM)
+        return results
+    monkeypatch.setattr(train, "final_results", signal_after_the_lm)
+    assert train.main(args) == 143
+    assert (path / "pretrain" / "best").exists() and not (path / "checkpoints").exists()
+    monkeypatch.undo()
+    capsys.readouterr()
+    assert train.main(args) == 0 and (path / "results.json").exists()
+
+
+def signal_on_run(monkeypatch, call, signum=signal.SIGTERM):
+    """Sends signum to this process as the `call`-th Session.run of the process's sessions starts."""
+    import rnn_model as rm
+    calls = {"n": 0}
+    original = rm.tf.Session.run
+
+    def run(self, *args, **kwargs):
+        calls["n"] += 1
+        if calls["n"] == call:
+            os.kill(os.getpid(), signum)
+        return original(self, *args, **kwargs)
+    monkeypatch.setattr(rm.tf.Session, "run", run)
+
+
+def test_a_signal_stops_generation_with_what_was_written(finished_lm, capsys, monkeypatch):
+    """Run 1 restores, runs 2 on generate 4 tokens each: the signal at run 4 leaves the first 8 tokens written."""
+    import io
+    whole = io.StringIO()
+    assert sample.main(["--run_dir", str(finished_lm), "--length", "40", "--generator", "plain"], whole) == 0
+    monkeypatch.setattr(sample, "GENERATION_CHUNK", 4)
+    cut = io.StringIO()
+    signal_on_run(monkeypatch, 4)
+    assert sample.main(["--run_dir", str(finished_lm), "--length", "40", "--generator", "plain"], cut) == 143
+    assert capsys.readouterr().err.strip() == "interrupted"
+    words = cut.getvalue().split()
+    assert len(words) == 8 and whole.getvalue().split()[:8] == words  # streamed pieces equal the whole run's
+
+
+@pytest.mark.parametrize("what", ["score", "classify"])
+def test_a_signal_stops_scoring_and_classifying_in_one_line(finished_lm, tmp_path, capsys, monkeypatch, what):
+    if what == "score":
+        text = tmp_path / "long.txt"
+        text.write_text("the cat sat on the mat\n" * 5000)
+        monkeypatch.setattr(sample, "SCORING_CHUNK", 100)
+        args = ["--run_dir", str(finished_lm), "--score", str(text)]
+    else:
+        data = write_labelled(tmp_path / "topics.txt", 60, seed=0)
+        classifier = tmp_path / "classifier"
+        assert train.main(classify_args(classifier, "--data", str(data), "--max_max_epoch", "1")) == 0
+        sentences = tmp_path / "sentences.txt"
+        sentences.write_text("ball goal team\n" * 50)
+        monkeypatch.setattr(sample, "CLASSIFYING_CHUNK", 10)
+        args = ["--run_dir", str(classifier), "--file", str(sentences)]
+    capsys.readouterr()
+    signal_on_run(monkeypatch, 9, signal.SIGINT)  # after the restore and a first part (block) or two
+    assert sample.main(args) == 130
+    out, err = capsys.readouterr()
+    assert err.strip() == "interrupted"
+    assert "perplexity" not in out if what == "score" else 0 < len(out.splitlines()) < 50
+
+
+def test_a_signal_during_export_leaves_no_partial_model(finished_lm, tmp_path, capsys, monkeypatch):
+    import export
+    import rnn_model as rm
+    original = rm.tf.saved_model.Builder.save
+
+    def save(self, *args, **kwargs):
+        os.kill(os.getpid(), signal.SIGTERM)
+        return original(self, *args, **kwargs)
+    monkeypatch.setattr(rm.tf.saved_model.Builder, "save", save)
+    out = tmp_path / "exported"
+    assert export.main(["--run_dir", str(finished_lm), "--out", str(out)]) == 143
+    assert_one_line_of(capsys.readouterr().err, f"interrupted; nothing was written to {out}")
+    assert not out.exists() and os.listdir(tmp_path) == []
+
+
+def assert_one_line_of(err, text):
+    assert err.strip() == text, err
+
+
+def test_a_full_disk_at_start_names_the_path(small_disk, capsys):
+    filler = small_disk / "filler"
+    with open(filler, "wb") as f:  # every block taken
+        with contextlib.suppress(OSError):
+            while True:
+                f.write(bytes(2 ** 16))
+                f.flush()
+    path = small_disk / "run"
+    assert train.main(lm_args(path)) == 1
+    line = capsys.readouterr().err.strip()
+    assert "\n" not in line and "No space left on device" in line and str(path) in line, line
+
+
+def test_a_folder_of_the_users_is_refused_and_kept_whole(tmp_path, capsys):
+    folder = tmp_path / "mine"
+    (folder / "corpus").mkdir(parents=True)
+    (folder / "notes.tmp").write_text("mine")
+    (folder / "corpus" / "draft.tmp").write_text("mine")
+    assert train.main(lm_args(folder)) == 1
+    assert_one_line(capsys.readouterr().err, "a folder of other files (notes.tmp), not a run directory")
+    assert sorted(str(p.relative_to(folder)) for p in folder.rglob("*")) == ["corpus", "corpus/draft.tmp",
+                                                                             "notes.tmp"]
+
+
+def test_a_failed_start_leaves_no_lock_behind(tmp_path, capsys):
+    for folder in (tmp_path / "new", tmp_path / "empty"):
+        if folder.name == "empty":
+            folder.mkdir()
+        assert train.main(lm_args(folder, "--data", str(tmp_path / "missing.txt"))) == 1
+        assert_one_line(capsys.readouterr().err, "missing.txt")
+        assert (folder.name == "empty") == folder.exists() and not (folder / "lock").exists()
+
+
+def test_a_named_damaged_checkpoint_is_refused_not_replaced(run_copy, capsys):
+    zero(data_file(run_copy, 1500))
+    named = str(run_copy / "checkpoints" / "model.ckpt-1500")
+    assert sample.main(["--run_dir", str(run_copy), "--checkpoint", named, "--generator", "plain"]) == 1
+    assert_one_line(capsys.readouterr().err, "model.ckpt-1500: the checkpoint is damaged: unreadable")
+
+
+def test_a_best_json_without_its_metric_is_set_aside(run_copy, capsys):
+    (run_copy / "best" / "best.json").write_text('{"step": 1680, "epoch": 1}')
+    code, out, err = resume(run_copy, capsys)
+    assert code == 0 and "best.json: expected numbers for step, epoch, perplexity" in err
+    assert "Traceback" not in err
+
+
+@pytest.mark.parametrize("flags,message", [
+    (["--top_k", "99999999999"], "--top_k: must be in [0, 2147483647]"),
+    (["--num_samples", "50000000"], "--num_samples: must be in [1, 10,000]"),
+    (["--length", "3000000000"], "--length: must be in [0, 1,073,741,823]"),
+    (["--seed", str(2 ** 32)], "--seed: with --num_samples 1 it must be in [0, 2147483647]"),
+    (["--temperature", "inf"], "--temperature: must be a positive number")])
+def test_sample_bounds_every_number_in_one_line(finished_lm, capsys, flags, message):
+    assert sample.main(["--run_dir", str(finished_lm), *flags]) == 1
+    assert_one_line(capsys.readouterr().err, message)
+
+
+def test_a_config_file_that_is_deep_or_a_fifo_is_one_line(tmp_path, capsys):
+    deep = tmp_path / "deep.json"
+    deep.write_text("[" * 100000 + "]" * 100000)
+    assert train.main(["--config", str(deep), "--run_dir", str(tmp_path / "run")]) == 1
+    assert_one_line(capsys.readouterr().err, "deep.json: not a config or run file (JSON nested too deeply)")
+    fifo = tmp_path / "fifo.json"
+    os.mkfifo(fifo)
+    assert train.main(["--config", str(fifo), "--run_dir", str(tmp_path / "run")]) == 1  # would block if opened
+    assert_one_line(capsys.readouterr().err, "fifo.json: not a regular file")

@@ -6,6 +6,7 @@ import pytest
 
 import config
 import data_handler
+import checkpoints
 import run_dir
 from config import UserError
 
@@ -81,20 +82,20 @@ def test_checkpoints_are_chosen_explicit_then_best_then_latest_and_restored(tmp_
             sess.run(assign, {new_value: 5.0})
             best = saver.save(sess, os.path.join(run.best_dir, "model.ckpt"), global_step=5)
             assert run.checkpoints(run.checkpoint_dir) == [saved[12], saved[2], saved[1]]  # by step, not by name
-            assert run.resume_candidates() == [saved[12], saved[2], saved[1], best]
+            assert run.resume_candidates() == [saved[12], best, saved[2], saved[1]]  # newest step first
             assert run.use_candidates() == [best, saved[12], saved[2], saved[1]]
-            assert run.use_candidates(saved[1])[0] == saved[1]
+            assert run.use_candidates(saved[1]) == [saved[1]]  # a named one alone
             with pytest.raises(UserError, match="nope.ckpt: no such checkpoint"):
                 run.use_candidates(str(tmp_path / "nope.ckpt"))
             with pytest.raises(UserError, match="config.json: not a checkpoint"):
                 run.save_config(config.Config()) or run.use_candidates(run.config_path)
-            assert run.restore_intact(sess, saver, run.resume_candidates()) == saved[12]
+            assert run.restore_for_resume(sess, saver) == saved[12]
             assert sess.run(value) == 12.0
     with tf.Graph().as_default():
         tf.get_variable("value", [2])  # another shape than the checkpoint's
         with tf.Session() as sess:
             with pytest.raises(UserError, match="the checkpoint does not match this model"):
-                run.restore(sess, tf.train.Saver(), best)
+                checkpoints.restore(sess, tf.train.Saver(), best)
 
 
 def test_the_lock_refuses_a_second_holder_and_passes_on_after_a_death(tmp_path, capsys):
@@ -105,6 +106,9 @@ def test_the_lock_refuses_a_second_holder_and_passes_on_after_a_death(tmp_path, 
         with pytest.raises(UserError, match=r"run: in use by process \d+ on "):
             with run_dir.RunDir(tmp_path / "run").locked():
                 pass
+    assert not (tmp_path / "run").exists()  # a start that wrote nothing leaves neither the lock nor the folder
+    with run.locked():
+        run.save_config(config.Config())
     assert (tmp_path / "run" / "lock").read_text() == ""  # released cleanly: nothing to take over
     # A process that dies holding the lock (kill -9 leaves its line in the file) passes it on with a note.
     ready = multiprocessing.get_context("fork").Event()
@@ -129,17 +133,28 @@ def hold_forever(path, ready):
         time.sleep(600)
 
 
-def test_interrupted_writes_are_cleaned_up(tmp_path):
+def test_interrupted_writes_are_cleaned_up_and_nothing_of_the_users(tmp_path):
     run = run_dir.RunDir(tmp_path)
-    os.makedirs(run.checkpoint_dir)
-    leftovers = [os.path.join(run.path, "config.json.tmp"),
+    for folder in (run.checkpoint_dir, os.path.join(run.path, "corpus"), run.fold(0).best_dir):
+        os.makedirs(folder)
+    leftovers = [os.path.join(run.path, "config.json.graphlstm-0123abcd.tmp"),
+                 os.path.join(run.path, "corpus", "train.txt.graphlstm-89abcdef.tmp"),
+                 os.path.join(run.fold(0).best_dir, "best.json.graphlstm-00000000.tmp"),
                  os.path.join(run.checkpoint_dir, "model.ckpt-7.data-00000-of-00001.tempstate123"),
-                 os.path.join(run.checkpoint_dir, "checkpoint.tmp4f2a")]
+                 os.path.join(run.checkpoint_dir, "model.ckpt-7.index.tempstate18446744073709551615"),
+                 os.path.join(run.checkpoint_dir, "checkpoint.tmp" + "4f2a" * 8),
+                 os.path.join(run.checkpoint_dir, "model.ckpt-7.meta.tmp" + "0" * 32)]
     kept = [os.path.join(run.checkpoint_dir, name) for name in ("checkpoint", "model.ckpt-7.index",
                                                                  "model.ckpt-7.data-00000-of-00001")]
-    for path in leftovers + kept:
+    users = [os.path.join(run.path, name) for name in ("notes.tmp", "x.graphlstm-0123abcd.tmp.txt", "a_temp",
+                                                        os.path.join("corpus", "draft.tmp"),
+                                                        os.path.join("checkpoints", "mine.tmp"),
+                                                        os.path.join("checkpoints", "model.tempstate1"),
+                                                        os.path.join("checkpoints", "checkpoint.tmp4f2a"))]
+    for path in leftovers + kept + users:
         open(path, "w").close()
     os.makedirs(os.path.join(run.checkpoint_dir, "model.ckpt-9_temp"))
     assert sorted(run.remove_interrupted_writes()) == sorted(leftovers + [os.path.join(run.checkpoint_dir,
                                                                                        "model.ckpt-9_temp")])
-    assert sorted(os.listdir(run.checkpoint_dir)) == sorted(os.path.basename(p) for p in kept)
+    assert all(os.path.exists(path) for path in kept + users)
+    assert not any(os.path.exists(path) for path in leftovers)

@@ -62,9 +62,9 @@ def test_top_k_only_draws_among_the_k_most_likely_tokens():
 
 
 def test_sample_reports_bad_arguments_in_one_line(trained_lm):
-    assert "--temperature: must be positive" in one_line_error(
+    assert "--temperature: must be a positive number" in one_line_error(
         run_cli("sample.py", "--run_dir", str(trained_lm), "--temperature", "0"))
-    assert "--top_k: must not be negative" in one_line_error(
+    assert "--top_k: must be in [0, 2147483647]" in one_line_error(
         run_cli("sample.py", "--run_dir", str(trained_lm), "--top_k", "-2"))
     assert "nope.ckpt: no such checkpoint" in one_line_error(run_cli("sample.py", "--run_dir", str(trained_lm),
                                                      "--checkpoint", str(trained_lm / "nope.ckpt")))
@@ -185,9 +185,43 @@ def test_score_and_num_samples_refuse_bad_input_in_one_line(trained_lm, tmp_path
     (tmp_path / "empty.txt").write_text(" \n\n")
     assert "empty.txt: no text to score" in one_line_error(
         run_cli("sample.py", "--run_dir", str(trained_lm), "--score", str(tmp_path / "empty.txt")))
-    assert "--num_samples: must be at least 1, got 0" in one_line_error(
+    assert "--num_samples: must be in [1, 10,000], got 0" in one_line_error(
         run_cli("sample.py", "--run_dir", str(trained_lm), "--num_samples", "0"))
     assert "--seed: with --num_samples 2 it must be in [0, 2147483646], got 2147483647" in one_line_error(
         run_cli("sample.py", "--run_dir", str(trained_lm), "--seed", "2147483647", "--num_samples", "2"))
     assert "--top_k: is for generation, not for --score" in one_line_error(
         run_cli("sample.py", "--run_dir", str(trained_lm), "--score", "-", "--top_k", "3"))
+
+
+def test_pieces_of_any_size_join_to_the_same_text(trained_lm):
+    """Generation runs a piece of tokens per Session.run, carrying each sample's last token, the state and the step:
+    the same seeds give the same tokens whatever the piece size, on both loops."""
+    import run_dir
+    run = run_dir.RunDir(trained_lm)
+    cfg, vocab = run.load_config(), run.load_vocab()
+    graph, models, saver, _ = sample_script.generation_graph(cfg, len(vocab), ["plain", "xla"])
+    prime = [vocab.id(t) for t in ("the", "value", "of")]
+    import rnn_model as rm
+    with rm.tf.Session(graph=graph) as sess:
+        run.restore_for_use(sess, saver)
+        for path in ("plain", "xla"):
+            texts = {}
+            for chunk in (1, 7, 50):
+                pieces = list(sample_script.generate_pieces(sess, models[path], prime, 50, [3, 4, 5], 1.2, 20,
+                                                            chunk=chunk))
+                assert [p.shape[1] for p in pieces] == [chunk] * (50 // chunk) + ([50 % chunk] if 50 % chunk else [])
+                texts[chunk] = np.concatenate(pieces, axis=1)
+            assert texts[1].shape == (3, 50) and len({t.tobytes() for t in texts.values()}) == 1, path
+
+
+def test_a_text_scored_in_parts_scores_as_a_whole(trained_lm, tmp_path, monkeypatch):
+    """--score carries the state from part to part, so the part size changes nothing but the rounding."""
+    import run_dir
+    run = run_dir.RunDir(trained_lm)
+    cfg, vocab = run.load_config(), run.load_vocab()
+    text = " ".join(["the value of the object is returned"] * 300)
+    whole = sample_script.text_log_likelihood(cfg, vocab, run, None, text)
+    monkeypatch.setattr(sample_script, "SCORING_CHUNK", 3 * cfg.num_steps + 1)  # rounded up to 4 pieces
+    parts = sample_script.text_log_likelihood(cfg, vocab, run, None, text)
+    assert whole[1:] == parts[1:] and whole[1] > 8 * 4 * cfg.num_steps
+    np.testing.assert_allclose(parts[0], whole[0], rtol=1e-5)

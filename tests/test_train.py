@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 
 import config
+import stopping
 import train
 from conftest import event_scalars, native_bfloat16, one_line_error, run_cli, tiny_lm_args
 
@@ -82,7 +83,8 @@ def test_the_run_loop_adds_no_op_to_the_graph(tmp_path, monkeypatch, task):
     run = run_dir.RunDir(tmp_path / "run")
     for epochs, resuming in ((1, False), (2, True)):
         cfg = dataclasses.replace(cfg, max_max_epoch=epochs)
-        assert train.train(cfg, data, run, resuming, UnfinalizedRuntime(cfg)) == 0
+        with stopping.StopRequest() as stop:
+            assert train.train(cfg, data, run, resuming, UnfinalizedRuntime(cfg), stop) == 0
     assert len(built) == 2 and (tmp_path / "run" / "results.json").exists()
     for graph, ops_when_built in built.items():
         assert not graph.finalized and len(graph.get_operations()) == ops_when_built
