@@ -168,32 +168,6 @@ def start_token(level, vocab):
     return "\n" if "\n" in vocab else vocab.tokens[1 if len(vocab) > 1 else 0]
 
 
-def detokenize(tokens, level):
-    """Characters join as they are; words join with spaces, and <eos> ends a line (PTB convention)."""
-    return Detokenizer(level)(tokens)
-
-
-class Detokenizer:
-    """detokenize a piece at a time: the pieces of a token stream join to the text of the whole."""
-
-    def __init__(self, level):
-        self.level = level
-        self.line_start = True  # words: the next word starts a line, without a space before it
-
-    def __call__(self, tokens):
-        if self.level == "char":
-            return "".join(tokens)
-        pieces = []
-        for token in tokens:
-            if token == "<eos>":
-                pieces.append("\n")
-                self.line_start = True
-            else:
-                pieces.append(token if self.line_start else " " + token)
-                self.line_start = False
-        return "".join(pieces)
-
-
 # --------------------------------------------------------------------------------------------------- vocabulary
 
 class Vocab:

@@ -8,9 +8,12 @@ ops (graph_text.py), and the run's config.json, vocab.json (and labels.json) tra
 Classifier, signature "serving_default":
     sentences [batch] string -> label [batch] string, probabilities [batch, classes] float32,
                                 class_names [classes] string
-Language model, signature "generate":
-    prime [] string, length [] int32, temperature [] float32, top_k [] int32 (0 = all), seed [N] int32
-        -> text [N] string: one sample per seed, each what `sample.py --prime P --seed S` writes
+Language model, signature "generate" (the decoder sample.py runs; each input as its sample.py flag):
+    prime [] string, length [] int32, temperature [] float32, top_k [] int32 (0 = all), top_p [] float32 (1 = all),
+    greedy [] bool, seed [N] int32, beam_width [] int32 (0 = sampling), length_penalty [] float32,
+    stop [S] string, allow_unk [] bool
+        -> text [N] string: one sample per seed, each what `sample.py --prime P --seed S ...` writes, or the N best
+           beams; log_probability [N] float32: the log-probability of each text's generated tokens
 Language model, signature "score" (also "serving_default"):
     text [batch] string -> log_likelihood [batch] (nats), tokens [batch] int32, unknown_tokens [batch] int32,
                            perplexity [batch], bits_per_character [batch]
@@ -24,7 +27,6 @@ import tempfile
 
 import config
 import run_dir
-import sample
 import stopping
 from config import UserError
 
@@ -138,6 +140,7 @@ def classifier_signature(cfg, weights, vocab, label_names):
 
 def score_signature(cfg, weights, vocab):
     """texts -> their log-likelihood under the model, after a start token; unknown tokens score as <unk>."""
+    import decoder
     import graph_text
     import rnn_model as rm
     tf = rm.tf
@@ -148,7 +151,7 @@ def score_signature(cfg, weights, vocab):
     found = graph_text.token_ids(graph_text.lookup_table(vocab.tokens, -1), tokens)  # -1: not in the vocabulary
     unknown = tf.reduce_sum(tf.cast(tf.equal(found, -1), tf.int32), axis=1)
     ids = tf.ragged.map_flat_values(lambda x: tf.where(x < 0, tf.fill(tf.shape(x), vocab.unk_id), x), found)
-    start = tf.fill([tf.shape(text)[0], 1], sample.start_id(cfg, vocab))
+    start = tf.fill([tf.shape(text)[0], 1], decoder.start_id(cfg, vocab))
     with_start = tf.concat([start, ids.to_tensor(0)], axis=1)  # [batch, 1 + longest]
     scorer = rm.build_scorer(cfg, weights, with_start, tf.cast(ids.row_lengths(), tf.int32) + 1)
     # A text of no tokens has no perplexity: refused (INVALID_ARGUMENT), as sample.py --score refuses it.
@@ -165,48 +168,47 @@ def score_signature(cfg, weights, vocab):
 
 
 def generate_signature(cfg, weights, vocab):
-    """prime and settings -> one text per seed, through rnn_model's generation loop (without XLA: a server
-    compiling on its first request would answer it late). The prime is read as sample.py reads it (words with
-    <eos> between lines; unknown words become <unk>, unknown characters are dropped); a prime with no known token
-    starts at the start token."""
-    import graph_text
+    """prime and settings -> the texts and their log-probabilities, through the decoder that sample.py runs
+    (decoder.py: the prime read as the training text was, after the start token; the strategies; the text), its
+    pieces in one tf.while_loop without XLA (a server compiling on its first request would answer it late)."""
+    import decoder
     import rnn_model as rm
     tf = rm.tf
     inputs = {"prime": tf.placeholder(tf.string, [], name="prime"),
               "length": tf.placeholder(tf.int32, [], name="length"),
               "temperature": tf.placeholder(tf.float32, [], name="temperature"),
               "top_k": tf.placeholder(tf.int32, [], name="top_k"),
-              "seed": tf.placeholder(tf.int32, [None], name="seed")}
+              "top_p": tf.placeholder(tf.float32, [], name="top_p"),
+              "greedy": tf.placeholder(tf.bool, [], name="greedy"),
+              "seed": tf.placeholder(tf.int32, [None], name="seed"),
+              "beam_width": tf.placeholder(tf.int32, [], name="beam_width"),
+              "length_penalty": tf.placeholder(tf.float32, [], name="length_penalty"),
+              "stop": tf.placeholder(tf.string, [None], name="stop"),
+              "allow_unk": tf.placeholder(tf.bool, [], name="allow_unk")}
     # A request out of range is refused with this message (INVALID_ARGUMENT in TF Serving), as sample.py refuses it.
     checks = [tf.debugging.assert_non_negative(inputs["length"], message="length: must not be negative"),
               tf.debugging.assert_positive(inputs["temperature"], message="temperature: must be positive"),
               tf.debugging.assert_non_negative(inputs["top_k"], message="top_k: must not be negative"),
-              tf.debugging.assert_non_negative(inputs["seed"], message="seed: must not be negative")]
+              tf.debugging.assert_positive(inputs["top_p"], message="top_p: must be in (0, 1]"),
+              tf.debugging.assert_less_equal(inputs["top_p"], 1.0, message="top_p: must be in (0, 1]"),
+              tf.debugging.assert_non_negative(inputs["seed"], message="seed: must not be negative"),
+              tf.debugging.assert_positive(tf.size(inputs["seed"]), message="seed: give at least one"),
+              tf.debugging.assert_non_negative(inputs["beam_width"], message="beam_width: must not be negative"),
+              tf.debugging.assert_non_negative(inputs["length_penalty"],
+                                               message="length_penalty: must not be negative"),
+              tf.debugging.Assert(tf.logical_or(tf.equal(inputs["beam_width"], 0),
+                                                tf.size(inputs["seed"]) <= inputs["beam_width"]),
+                                  ["seed: at most beam_width results (one seed each)"]),
+              tf.debugging.Assert(tf.reduce_all(tf.strings.length(inputs["stop"]) > 0), ["stop: must not be empty"])]
     with tf.control_dependencies(checks):  # the checked values, not the placeholders, feed the loop
-        prime, length, temperature, top_k, seed = (tf.identity(inputs[name]) for name in
-                                                   ("prime", "length", "temperature", "top_k", "seed"))
-    if cfg.level == "char":
-        found = graph_text.token_ids(graph_text.lookup_table(vocab.tokens, -1), graph_text.characters(prime[None]))
-        prime_ids = tf.boolean_mask(found.flat_values, found.flat_values >= 0)
-    else:
-        table = graph_text.lookup_table(vocab.tokens, vocab.unk_id)
-        # As sample.py: the prime's lm_words without the <eos> that ends its last line.
-        words = graph_text.lm_word_tokens(prime[None])[:, :-1]
-        prime_ids = graph_text.token_ids(table, words).flat_values
-    prime_ids = tf.cond(tf.size(prime_ids) > 0, lambda: prime_ids, lambda: tf.constant([sample.start_id(cfg, vocab)]))
-    generator = rm.build_generator(cfg, weights, jit=False,
-                                   inputs=(prime_ids, length, temperature, top_k, tf.constant(False), seed))
-    vocabulary = tf.constant(vocab.tokens)
-    tokens = tf.gather(vocabulary, tf.concat([tf.tile(prime_ids[None], [tf.shape(seed)[0], 1]), generator.tokens],
-                                              axis=1))  # [N, prime + length] strings
-    if cfg.level == "char":
-        text = tf.strings.reduce_join(tokens, axis=1)
-    else:  # data_handler.detokenize: words joined by spaces, <eos> a line break
-        text = tf.strings.reduce_join(tf.where(tf.equal(tokens, "<eos>"), tf.fill(tf.shape(tokens), "\n"), tokens),
-                                      axis=1, separator=" ")
-        text = tf.strings.regex_replace(text, " ?\n ?", "\n")
-    text = tf.strings.regex_replace(text, "^\n+", "", name="text")
-    return signature(inputs, {"text": text}, tf.saved_model.PREDICT_METHOD_NAME)
+        checked = {name: tf.identity(value) for name, value in inputs.items()}
+    settings = decoder.Settings(checked["prime"], checked["seed"], checked["temperature"], checked["top_k"],
+                                checked["top_p"], checked["greedy"], checked["beam_width"],
+                                checked["length_penalty"], checked["stop"], checked["allow_unk"])
+    texts, log_probabilities = decoder.build_whole(cfg, weights, vocab, settings, checked["length"])
+    return signature(inputs, {"text": tf.identity(texts, name="text"),
+                              "log_probability": tf.identity(log_probabilities, name="log_probability")},
+                     tf.saved_model.PREDICT_METHOD_NAME)
 
 
 if __name__ == "__main__":

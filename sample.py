@@ -27,9 +27,10 @@ import run_dir
 import stopping
 from config import UserError
 
-GENERATORS = ("auto", "plain", "xla", "stepwise")
+GENERATORS = ("auto", "plain", "xla")
 INT32_MAX = 2 ** 31 - 1  # token counts, step numbers, k and seeds are int32 in the graph
 MAX_NUM_SAMPLES = 10_000  # samples drawn at once: each holds a [vocabulary] row of logits and the LSTM state
+MAX_BEAM_WIDTH = 1000  # a step ranks beam_width x vocabulary candidates
 GENERATION_CHUNK = 256  # tokens per Session.run: output streams, memory stays bounded, Ctrl-C answers within a run
 SCORING_CHUNK = 8192  # tokens of a text scored per Session.run (rounded up to whole num_steps pieces)
 CLASSIFYING_CHUNK = 1000  # sentences labelled and written per block
@@ -47,9 +48,18 @@ def parse_args(argv):
     lm.add_argument("--num_samples", type=int, default=1, help="samples drawn at once, sample i with seed + i")
     lm.add_argument("--temperature", type=float, default=1.0, help="below 1 is more conservative, above 1 wilder")
     lm.add_argument("--top_k", type=int, default=0, help="sample only among the k most likely tokens; 0 = all")
+    lm.add_argument("--top_p", type=float, default=1.0, help="sample among the fewest most likely tokens whose "
+                                                                  "probability reaches p (nucleus sampling); 1 = all")
     lm.add_argument("--argmax", action="store_true", help="always take the most likely token (greedy)")
+    lm.add_argument("--beam_width", type=int, default=0, help="beam search over B beams (0 = sample); "
+                                                              "--num_samples N <= B prints the N best")
+    lm.add_argument("--length_penalty", type=float, default=0.0,
+                    help="beams are ranked by log p / ((5 + length) / 6) ** A (GNMT); 0 = by log p")
+    lm.add_argument("--stop", action="append", default=[], metavar="TEXT",
+                    help="end a sample after this text (repeatable; \\n as typed by $'\\n' in bash)")
+    lm.add_argument("--allow_unk", action="store_true", help="let <unk> be generated (it never is otherwise)")
     lm.add_argument("--generator", choices=GENERATORS, default="auto",
-                    help="the in-graph loop without or with XLA, one Session.run per token, or the fastest (auto)")
+                    help="the decoding loop without or with XLA, or the one predicted fastest (auto)")
     lm.add_argument("--score", metavar="FILE", help="print the perplexity of FILE's text ('-' = standard input)")
     classify = parser.add_argument_group("classifier")
     classify.add_argument("--text", action="append", default=[], help="a sentence to classify (repeatable)")
@@ -65,6 +75,25 @@ def parse_args(argv):
     if not 0 <= args.top_k <= INT32_MAX:
         raise UserError(f"--top_k: must be in [0, {INT32_MAX}] (above the vocabulary's size it keeps all), got "
                         f"{args.top_k}")
+    if not 0 < args.top_p <= 1:
+        raise UserError(f"--top_p: must be in (0, 1], got {args.top_p}")
+    if not 0 <= args.beam_width <= MAX_BEAM_WIDTH:
+        raise UserError(f"--beam_width: must be in [0, {MAX_BEAM_WIDTH}], got {args.beam_width}")
+    if not 0 <= args.length_penalty <= 10:
+        raise UserError(f"--length_penalty: must be in [0, 10], got {args.length_penalty}")
+    if args.beam_width:
+        sampling = [flag for flag, given in (("--temperature", args.temperature != 1.0), ("--top_k", args.top_k),
+                                             ("--top_p", args.top_p != 1.0), ("--argmax", args.argmax)) if given]
+        if sampling:
+            raise UserError(f"{sampling[0]}: is for sampling, not for --beam_width (a beam search keeps the most "
+                            "likely continuations)")
+        if args.num_samples > args.beam_width:
+            raise UserError(f"--num_samples: at most --beam_width ({args.beam_width}) best beams, got "
+                            f"{args.num_samples}")
+    elif args.length_penalty:
+        raise UserError("--length_penalty: is for --beam_width")
+    if any(not stop for stop in args.stop):
+        raise UserError("--stop: must not be empty")
     if not (0 <= args.seed and args.seed + args.num_samples <= INT32_MAX + 1):
         raise UserError(f"--seed: with --num_samples {args.num_samples} it must be in "
                         f"[0, {INT32_MAX + 1 - args.num_samples}], got {args.seed}")
@@ -111,7 +140,9 @@ def refuse_options_of_the_other_task(args, cfg):
     generation or scoring options, and --score no generation options."""
     generation = [("--prime", args.prime is not None), ("--generator", args.generator != "auto"),
                   ("--argmax", args.argmax), ("--top_k", args.top_k), ("--temperature", args.temperature != 1.0),
-                  ("--num_samples", args.num_samples != 1)]
+                  ("--num_samples", args.num_samples != 1), ("--top_p", args.top_p != 1.0),
+                  ("--beam_width", args.beam_width), ("--length_penalty", args.length_penalty),
+                  ("--stop", args.stop), ("--allow_unk", args.allow_unk)]
     classification = [("--text", args.text), ("--file", args.file), ("--all_probs", args.all_probs)]
     checks = [(classification, "is for a classifier; this run (lm) is a language model")] if cfg.task == "lm" else \
         [(generation + [("--score", args.score)], "is for a language model; this run (classify) is a classifier")]
@@ -125,58 +156,42 @@ def refuse_options_of_the_other_task(args, cfg):
 
 # --------------------------------------------------------------------------------------------------- generation
 
-def prime_tokens(prime, cfg, vocab):
-    """The prime as tokens in the vocabulary: unknown words become <unk>; unknown characters are dropped, said once.
-    No prime starts at a line break (<eos> for words)."""
-    if cfg.level == "char":
-        if prime is None:
-            return [data_handler.start_token(cfg.level, vocab)]
-        tokens = [t for t in prime if t in vocab]
-        if not tokens:
-            raise UserError("--prime: none of its characters is in the model's vocabulary")
-        unknown = sorted(set(prime) - set(tokens))
-        if unknown:
-            print(f"note: prime characters not in the vocabulary were dropped: {''.join(unknown)!r}",
-                  file=sys.stderr)
-        return tokens
-    # Words as the corpus was read (lm_words: <eos> between lines), without the <eos> that would end the last line.
-    tokens = data_handler.lm_words(prime or "")[:-1]
-    return [t if t in vocab else "<unk>" for t in tokens] or [data_handler.start_token("word", vocab)]
-
-
-def start_id(cfg, vocab):
-    return vocab.id(data_handler.start_token(cfg.level, vocab))
-
-
 def generate(args, cfg, vocab, run, out):
-    prime = prime_tokens(args.prime, cfg, vocab)
-    prime_ids = [vocab.id(t) for t in prime]
+    if cfg.level == "char":  # the decoder drops what a character model cannot read: said, or refused if all
+        for flag, texts in (("--prime", [args.prime or ""]), ("--stop", args.stop)):
+            for text in texts:
+                unknown = sorted(set(text) - set(vocab.tokens))
+                if text and len(unknown) == len(set(text)):
+                    raise UserError(f"{flag}: none of its characters is in the model's vocabulary")
+                if unknown and flag == "--stop":
+                    raise UserError(f"--stop: {''.join(unknown)!r} is not in the model's vocabulary, so the text "
+                                    "could never be generated")
+                if unknown:
+                    print(f"note: prime characters not in the vocabulary were dropped: {''.join(unknown)!r}",
+                          file=sys.stderr)
     run.use_candidates(args.checkpoint)  # no checkpoint at all: said before TensorFlow's slow import
     import rnn_model as rm
     machine = f"{config.cpu_description()}; TensorFlow {rm.tf.__version__}"
-    steps = len(prime_ids) - 1 + args.length
-    path, speed = choose_generator(args.generator, run.load_generation_speed(), machine, steps)
+    path, speed = choose_generator(args.generator, run.load_generation_speed(), machine, args.length)
     # Without timings for this machine both loops go into the graph: plain answers, then each is timed once.
-    graph, models, saver, _ = generation_graph(cfg, len(vocab), ["plain", "xla"] if speed is None else [path])
-    seeds = args.seed + np.arange(args.num_samples)
+    graph, decoders, saver, tables, _ = generation_graph(cfg, vocab, ["plain", "xla"] if speed is None else [path])
+    beams = args.beam_width > 0
     with rm.tf.Session(graph=graph, config=rm.session_config(cfg)) as sess:
+        sess.run(tables)  # the decoder's vocabulary
         run.restore_for_use(sess, saver, args.checkpoint)
-        pieces = generate_pieces(sess, models[path], prime_ids, args.length, seeds, args.temperature, args.top_k,
-                                 args.argmax)
-        if len(seeds) == 1:  # one sample streams as it is generated
-            text = TextOut(out, cfg.level)
-            text.write(prime)
-            for piece in pieces:
-                text.write(vocab.decode(piece[0]))
+        feed = settings_feed(decoders[path], args)
+        if args.num_samples == 1 and not beams:  # one sample streams as it is generated
+            decode(sess, decoders[path], feed, args.length, lambda text: out.write(text) or out.flush())
             out.write("\n")
         else:
-            rows = np.concatenate([np.zeros((len(seeds), 0), np.int32), *pieces], axis=1)
-            for i, row in enumerate(rows):
-                out.write(f"--- sample {i + 1} of {len(rows)} (--seed {seeds[i]}) ---\n")
-                out.write(data_handler.detokenize(prime + vocab.decode(row), cfg.level).lstrip("\n") + "\n")
+            texts, log_probs = decode(sess, decoders[path], feed, args.length)
+            for i, (text, log_prob) in enumerate(zip(texts, log_probs)):
+                what = f"beam {i + 1} of {len(texts)} (log-probability {log_prob:.4f})" if beams else \
+                    f"sample {i + 1} of {len(texts)} (--seed {args.seed + i})"
+                out.write(f"--- {what} ---\n{text}\n")
         out.flush()
         if speed is None:
-            speed = time_generators(sess, models, prime_ids[:1], machine)
+            speed = time_generators(sess, decoders, machine)
             run.save_generation_speed(speed)
             print(f"note: timed the generation loops once on this machine (kept in {run.generation_speed_path}): "
                   + "; ".join(f"{p} {speed[p]['start_s']:.2f} s to start, then "
@@ -184,19 +199,38 @@ def generate(args, cfg, vocab, run, out):
     return 0
 
 
-class TextOut:
-    """Writes a sample's tokens as text as they come, without the line breaks it starts with."""
+def settings_feed(model, args):
+    """The decoder's settings from the command line."""
+    s = model.settings
+    return {s.prime: args.prime or "", s.seeds: args.seed + np.arange(args.num_samples), s.temperature:
+            args.temperature, s.top_k: args.top_k, s.top_p: args.top_p, s.greedy: args.argmax,
+            s.beam_width: args.beam_width, s.length_penalty: args.length_penalty, s.stop: args.stop,
+            s.allow_unk: args.allow_unk}
 
-    def __init__(self, out, level):
-        self.out, self.detokenizer, self.started = out, data_handler.Detokenizer(level), False
 
-    def write(self, tokens):
-        text = self.detokenizer(tokens)
-        if not self.started:
-            text = text.lstrip("\n")
-            self.started = bool(text)
-        self.out.write(text)
-        self.out.flush()
+def decode(sess, model, feed, length, stream=None, piece=None):
+    """(texts, log-probabilities) of the rows to show, best first: Session.runs of the decoder's pieces (at most
+    PIECE tokens each), each carrying on from the last, until `length` tokens or every row has stopped. stream:
+    called with the prime's text and then each piece's text of the first row as they come (sampling)."""
+    import decoder
+    piece = min(piece or GENERATION_CHUNK, decoder.PIECE)
+    fetch = {"prime": model.prime_text, "text": model.text, "origin": model.origin, "carry": model.carry_out,
+             "order": model.order}
+    texts, got, done = None, {}, 0
+    while texts is None or (done < length and not all(got["carry"].stopped)):
+        size = min(piece, length - done)
+        carried = dict(zip(model.carry_in, got["carry"])) if texts is not None else {}  # the first run: the prime
+        got = sess.run(fetch, {**feed, model.steps: size, **carried})
+        pieces = [text.decode() for text in got["text"]]
+        if texts is None:
+            texts = [text.decode() for text in got["prime"]]
+            if stream:
+                stream(texts[0])
+        texts = [texts[o] + p for o, p in zip(got["origin"], pieces)]
+        if stream:
+            stream(pieces[0])
+        done += size
+    return [texts[i] for i in got["order"]], [float(got["carry"].score[i]) for i in got["order"]]
 
 
 def choose_generator(asked, speed, machine, steps):
@@ -220,14 +254,14 @@ def predicted_seconds(timing, steps):
 TIMING_LENGTHS = (64, 576)  # a short and a long run: their difference gives the time of a step
 
 
-def time_generators(sess, models, prime_ids, machine):
-    """{path: {start_s, step_s}} for the plain and the XLA loop at one sample, and the machine. The first call of a
-    loop pays its start-up (for XLA the compilation, repeated for every new length), each step its own time."""
+def time_generators(sess, decoders, machine):
+    """{path: {start_s, step_s}} for the plain and the XLA loop at one sample, and the machine. The first run of a
+    loop pays its start-up (for XLA the compilation, once for every length), each step its own time."""
     speed = {"machine": machine}
     for path in ("plain", "xla"):
         def seconds(length):
             began = time.perf_counter()
-            generate_ids(sess, models[path], prime_ids, length, [0])
+            decode(sess, decoders[path], {}, length)
             return time.perf_counter() - began
         first, short, long = seconds(1), seconds(TIMING_LENGTHS[0]), seconds(TIMING_LENGTHS[1])
         step = max((long - short) / (TIMING_LENGTHS[1] - TIMING_LENGTHS[0]), 1e-9)
@@ -235,71 +269,23 @@ def time_generators(sess, models, prime_ids, machine):
     return speed
 
 
-def generation_graph(cfg, vocab_size, paths=("plain",)):
-    """(graph, {path: model}, saver, initializer) over one declaration of the weights: the generation loop without
-    ("plain") or with XLA ("xla"), or the one-step graph ("stepwise")."""
+def generation_graph(cfg, vocab, paths=("plain",)):
+    """(graph, {path: decoder.Decoder}, saver, the vocabulary tables' initializer, an initializer of fresh weights)
+    over one declaration of the weights: the decoder without ("plain") or with XLA ("xla")."""
+    import decoder
     import rnn_model as rm
     tf = rm.tf
     graph = tf.Graph()
     with graph.as_default():
-        weights = rm.declare_weights(cfg, vocab_size)
-        models = {}
+        weights = rm.declare_weights(cfg, len(vocab))
+        decoders = {}
         for path in paths:
             with tf.name_scope(path):
-                models[path] = rm.build_step_sampler(cfg, weights, rm.build_controls(cfg, None)) \
-                    if path == "stepwise" else rm.build_generator(cfg, weights, jit=path == "xla")
-        # The weights only: the one-step graph's training controls are not in every checkpoint, nor needed.
-        saver = tf.train.Saver(weights.variables())
-        initializer = tf.group(tf.global_variables_initializer(), tf.local_variables_initializer())
+                decoders[path] = decoder.build(cfg, weights, vocab, jit=path == "xla")
+        saver, tables = tf.train.Saver(weights.variables()), tf.tables_initializer()
+        fresh = tf.global_variables_initializer()  # random weights: benchmarks and tests
     graph.finalize()
-    return graph, models, saver, initializer
-
-
-def generate_ids(sess, model, prime_ids, length, seeds, temperature=1.0, top_k=0, argmax=False):
-    """[len(seeds), length] generated token ids after the prime, a row per seed."""
-    pieces = list(generate_pieces(sess, model, prime_ids, length, seeds, temperature, top_k, argmax))
-    return np.concatenate(pieces, axis=1) if pieces else np.zeros((len(seeds), 0), np.int32)
-
-
-def generate_pieces(sess, model, prime_ids, length, seeds, temperature=1.0, top_k=0, argmax=False, chunk=None):
-    """[len(seeds), <= chunk] token ids at a time: Session.runs of the in-graph loop of `chunk` tokens each, every
-    one carrying on from the last (each sample's last token, the state and the step), so that the pieces join to
-    what one run of the whole length gives; or the one-token-per-run loop (stepwise), in one piece."""
-    import rnn_model as rm
-    if isinstance(model, rm.StepSampler):
-        yield generate_stepwise(sess, model, prime_ids, length, seeds, temperature, top_k, argmax)
-        return
-    feed = {model.prime: prime_ids, model.seeds: seeds, model.temperature: temperature, model.top_k: top_k,
-            model.argmax: argmax}
-    chunk, step = chunk or GENERATION_CHUNK, 0
-    for begin in range(0, length, chunk):
-        size = min(chunk, length - begin)
-        tokens, state = sess.run([model.tokens, model.final_state],
-                                 {**feed, model.length: size, model.first_step: step})
-        yield tokens
-        step += len(feed[model.prime]) - 1 + size
-        feed.update({model.prime: tokens[0, -1:], model.first_tokens: tokens[:, -1], model.initial_state: state})
-
-
-def generate_stepwise(sess, model, prime_ids, length, seeds, temperature, top_k, argmax):
-    """The classic way: one Session.run per token on the one-step graph, the state carried in NumPy. Step t feeds
-    the same tokens and draws with the same seed pairs (seed, t) as the in-graph loop, so both write the same
-    text."""
-    import rnn_model as rm
-    lm, num_samples = model.lm, len(seeds)
-    rm.BatchSizeSetter(model.controls)(sess, num_samples)
-    state = [(np.zeros((num_samples, c.shape[-1]), np.float32),) * 2 for c, _ in lm.final_state]
-    generated, tokens = [], np.full(num_samples, prime_ids[0], np.int32)
-    for t in range(len(prime_ids) - 1 + length):
-        feed = {lm.inputs: tokens[:, None], lm.temperature: temperature, model.top_k: top_k, model.argmax: argmax,
-                model.seeds: np.stack([seeds, np.full(num_samples, t)], axis=1)}
-        drawn, state = sess.run([model.tokens, lm.final_state], rm.feed_state(feed, lm.initial_state, state))
-        if t + 1 < len(prime_ids):  # a prime token only moves the state
-            tokens = np.full(num_samples, prime_ids[t + 1], np.int32)
-        else:
-            tokens = drawn
-            generated.append(drawn)
-    return np.stack(generated, axis=1) if generated else np.zeros((num_samples, 0), np.int32)
+    return graph, decoders, saver, tables, fresh
 
 
 # --------------------------------------------------------------------------------------------------- scoring
@@ -329,8 +315,9 @@ def text_log_likelihood(cfg, vocab, run, checkpoint, text):
     if not tokens:
         return 0.0, 0, 0
     run.use_candidates(checkpoint)  # no checkpoint at all: said before TensorFlow's slow import
+    import decoder
     # A str of characters encodes vectorised (a long text would take seconds one token at a time).
-    ids = np.concatenate([[start_id(cfg, vocab)], vocab.encode(text if cfg.level == "char" else tokens)])
+    ids = np.concatenate([[decoder.start_id(cfg, vocab)], vocab.encode(text if cfg.level == "char" else tokens)])
     ids = ids.astype(np.int32)
     graph, scorer, saver = scoring_graph(cfg, len(vocab))
     part = -(-SCORING_CHUNK // cfg.num_steps) * cfg.num_steps  # whole pieces: the state between parts is exact

@@ -126,5 +126,3 @@ def token_counts(vocab, train_split):
     return np.bincount(ids.astype(np.int64), minlength=len(vocab))
 
 
-def generated_sample(tokens, level):
-    return code_block(data_handler.detokenize(tokens, level).lstrip("\n"))

@@ -20,7 +20,7 @@ from typing import NamedTuple
 import numpy as np
 
 import batch_generator
-import data_handler
+import decoder
 import rnn_model as rm
 import summaries
 
@@ -51,7 +51,8 @@ class LanguageModel:
         self.eval_model = rm.build_lm(cfg, self.weights, controls, cfg.num_steps)
         self.level, self.vocab = cfg.level, data.vocab
         # Built with the training graph: the epoch's sample text runs it, so no op is added to the finalized graph.
-        self.generator = rm.build_generator(cfg, self.weights, jit=False) if optimizer else None
+        self.sample_text = decoder.build_whole(cfg, self.weights, data.vocab, decoder.constant_settings(),
+                                               SAMPLE_LENGTH[cfg.level], from_text=False)[0][0] if optimizer else None
         self.num_batches = batch_generator.lm_epoch_size(len(self.splits.get("train", ())), cfg.batch_size,
                                                          cfg.num_steps)
         self.init_feed = self.weights.init_feed(data.initial_weights)
@@ -99,12 +100,9 @@ class LanguageModel:
         """The split's loss and perplexity; after validation, a sample from the fixed start token and seed 0
         (SAMPLE_LENGTH tokens), which shows the model learning to write."""
         logged = [summaries.scalars({"loss": metrics["loss"], "perplexity": metrics["perplexity"]})]
-        if split == "valid" and self.generator:
-            g = self.generator
-            start = [self.vocab.id(data_handler.start_token(self.level, self.vocab))]
-            tokens = sess.run(g.tokens, {g.prime: start, g.length: SAMPLE_LENGTH[self.level], g.seeds: [0]})[0]
-            logged.append(summaries.text(summaries.SAMPLE_TAG,
-                                         summaries.generated_sample(self.vocab.decode(tokens), self.level)))
+        if split == "valid" and self.sample_text is not None:
+            text = sess.run(self.sample_text).decode()
+            logged.append(summaries.text(summaries.SAMPLE_TAG, summaries.code_block(text)))
         return logged
 
     def has_split(self, name):

@@ -9,9 +9,9 @@ language-model task's train_step (the graph, feeds and state carrying of a real 
 each repeat times `--steps` steps. Every measurement runs in a fresh child process so that its peak resident memory
 is its own. Each precision is measured for
 both frameworks: float32, and bfloat16 mixed precision (graphlstm's --precision bfloat16; PyTorch's CPU autocast).
-Generation: tokens per second of sample.py's code path for a 2-layer 512-unit character model at batch 1 (the
-in-graph loop with and without XLA, and one Session.run per token), with random weights (speed does not depend on
-their values).
+Generation: steps per second of sample.py's decoder for a 2-layer 512-unit character model (with and without XLA;
+sampling, top-p, beams of 4 and 8 beside 4 and 8 samples), with random weights (speed does not depend on their
+values), against the limit of this CPU at batch 1: the step's matrix products alone, each weight read once.
 
 FLOP model (multiply-adds count 2): a token costs 2*(in + H)*4H per LSTM layer and 2*H*V for the softmax forward;
 training costs 3x the forward (the backward pass computes two products per forward product). Elementwise work is
@@ -131,35 +131,87 @@ def generation_config(overrides):
         overrides, num_layers=GENERATION["num_layers"], hidden_size=GENERATION["hidden_size"]))
 
 
-def bench_generate(mode, length, num_samples, repeats, overrides):
+def generation_vocab():
+    import string
+    import data_handler
+    return data_handler.Vocab(["<unk>", "\n"] + list(string.printable[:GENERATION["vocab"] - 2]))
+
+
+def bench_generate(mode, length, num_samples, repeats, overrides, strategy=None):
+    """Seconds of sample.py's decoding (sample.decode over the decoder's pieces) of `length` tokens."""
     import numpy as np
     import sample
     import rnn_model as rm
     cfg = generation_config(overrides)
-    graph, models, _, initializer = sample.generation_graph(cfg, GENERATION["vocab"], [mode])
+    graph, decoders, _, tables, fresh = sample.generation_graph(cfg, generation_vocab(), [mode])
+    model = decoders[mode]
+    feed = {model.settings.prime: "To be", model.settings.seeds: np.arange(num_samples)}
+    feed.update({getattr(model.settings, key): value for key, value in (strategy or {}).items()})
     with rm.tf.Session(graph=graph, config=rm.session_config(cfg)) as sess:
-        sess.run(initializer)
-        prime = list(np.random.RandomState(0).randint(0, GENERATION["vocab"], 5))
-        times = timed(lambda: sample.generate_ids(sess, models[mode], prime, length, np.arange(num_samples)), 1, 1,
-                      repeats)
-    return times
+        sess.run([tables, fresh])
+        return timed(lambda: sample.decode(sess, model, feed, length), 1, 1, repeats)
+
+
+def product_shapes(cfg):
+    """The [in, out] weight matrices a generation step multiplies one row by: each layer's recurrent kernel (and
+    above the first its input kernel; the first layer's input is a table lookup for characters), and the softmax."""
+    hidden = cfg.hidden_size
+    shapes = [(hidden, 4 * hidden)]
+    shapes += [(hidden, 4 * hidden), (hidden, 4 * hidden)] * (cfg.num_layers - 1)
+    return shapes + [(hidden, GENERATION["vocab"])]
+
+
+def bench_products(library, precision, length, repeats):
+    """Seconds of `length` generation steps' products alone (a row times every weight matrix, each result feeding
+    the next so that nothing runs ahead): the rate at which this CPU streams the weights, the limit of decoding at
+    batch 1. library: numpy (its BLAS), tensorflow (a tf.while_loop on the executor) or xla (that loop compiled)."""
+    import numpy as np
+    cfg = generation_config({"precision": precision})
+    rng = np.random.RandomState(0)
+    weights = [rng.uniform(-0.05, 0.05, shape).astype(np.float32) for shape in product_shapes(cfg)]
+    if library == "numpy":
+        def run():
+            x = np.ones((1, cfg.hidden_size), np.float32)
+            for _ in range(length):
+                for w in weights:
+                    y = x @ w
+                    x = y[:, :cfg.hidden_size] if y.shape[1] >= cfg.hidden_size else x + y[:, :1]
+        return timed(run, 1, 1, repeats)
+    import rnn_model as rm
+    tf = rm.tf
+    dtype = tf.bfloat16 if precision == "bfloat16" else tf.float32
+    with tf.Graph().as_default():
+        kernels = [tf.constant(w, dtype=tf.float32) for w in weights]
+
+        def loop(*kernels):
+            kernels = [tf.cast(k, dtype) for k in kernels]
+
+            def body(t, x):
+                for k in kernels:
+                    y = tf.cast(tf.matmul(tf.cast(x, dtype), k), tf.float32)
+                    x = y[:, :cfg.hidden_size] if k.shape[1] >= cfg.hidden_size else x + y[:, :1]
+                return t + 1, x
+            return tf.while_loop(lambda t, _: t < length, body, [0, tf.ones([1, cfg.hidden_size])])[1]
+        if library == "xla":
+            loop = tf.function(loop, jit_compile=True, autograph=False)
+        out = loop(*kernels)
+        with tf.Session(config=rm.session_config(cfg)) as sess:
+            return timed(lambda: sess.run(out), 1, 1, repeats)
 
 
 def generation_run(folder, overrides):
     """A run directory holding a 2x512 character model with random weights, for sample.py end to end."""
-    import string
-    import data_handler
     import sample
     import rnn_model as rm
     import run_dir
     cfg = generation_config(overrides)
-    vocab = data_handler.Vocab(["<unk>", "\n"] + list(string.printable[:GENERATION["vocab"] - 2]))
+    vocab = generation_vocab()
     run = run_dir.RunDir(folder)
     run.prepare(cfg, vocab)
-    graph, _, saver, initializer = sample.generation_graph(cfg, len(vocab))
+    graph, _, saver, _, fresh = sample.generation_graph(cfg, vocab)
     with rm.tf.Session(graph=graph) as sess:
-        sess.run(initializer)
-        saver.save(sess, os.path.join(run.checkpoint_dir, "model.ckpt"), global_step=0)
+        sess.run(fresh)
+        run.save_latest(sess, saver, 0)
     return run
 
 
@@ -212,9 +264,14 @@ def child(spec):
         items = cfg.batch_size * cfg.num_steps * spec["steps"]
         result = {"rates": [items / t for t in times], "ms_per_step": [1000 * t / spec["steps"] for t in times],
                   "gflops": flops_per_token(cfg, VOCAB) / 1e9}
+    elif kind == "products":
+        times = bench_products(framework, spec["precision"], spec["length"], spec["repeats"])
+        result = {"rates": [spec["length"] / t for t in times],
+                  "ms_per_step": [1000 * t / spec["length"] for t in times]}
     else:
         num_samples = spec.get("num_samples", 1)
-        times = bench_generate(framework, spec["length"], num_samples, spec["repeats"], spec.get("overrides", {}))
+        times = bench_generate(framework, spec["length"], num_samples, spec["repeats"], spec.get("overrides", {}),
+                               spec.get("strategy"))
         # Rates count the characters of all samples; a step is one token of every sample.
         result = {"rates": [spec["length"] * num_samples / t for t in times],
                   "ms_per_step": [1000 * t / spec["length"] for t in times]}
@@ -299,24 +356,34 @@ def parse_arguments(argv):
 
 
 def generation_rows(args, precisions, record):
-    """The generation measurements (each through record); returns the batch-1 float32 rates of each path."""
+    """The generation measurements (each through record), against this CPU's limit: the rate at which it runs a
+    step's products alone (the best of NumPy's BLAS, TensorFlow's executor and XLA). Returns the batch-1 float32
+    rates of the two loops (for the end-to-end comparison)."""
     generation = {"kind": "generate", "name": "char-2x512", "repeats": args.repeats, "length": args.length}
-    loop = {}
+    rates = {}
     for precision in precisions:
-        loop[precision] = record(f"generate 2x512 loop+xla {precision} (chars)",
-                                 dict(generation, framework="xla", overrides={"precision": precision}))
-    rates = {"xla": loop.get("float32", loop[precisions[0]])}
-    rates["plain"] = record("generate 2x512 loop float32 (chars)", dict(generation, framework="plain"))
-    rates["stepwise"] = record("generate 2x512 run/token float32 (chars)",
-                               dict(generation, framework="stepwise", length=max(args.length // 10, 10)))
-    same = "float32" if "float32" in loop else precisions[0]
-    print(f"generation: in-graph loop with XLA ({same}) / one Session.run per token (float32) = "
-          f"{loop[same] / rates['stepwise']:.2f}x")
-    for framework in ("plain", "xla"):
-        for num_samples in (8, 32):
-            record(f"generate 2x512 {framework} float32, {num_samples} samples (chars)",
-                   dict(generation, framework=framework, num_samples=num_samples))
+        libraries = ("numpy", "tensorflow", "xla") if precision == "float32" else ("tensorflow", "xla")
+        limit = max(record(f"products alone, {library} {precision} (steps)",
+                           dict(generation, kind="products", framework=library, precision=precision))
+                    for library in libraries)
+        print(f"limit {precision}: {limit:,.0f} steps/s at batch 1 ({weight_megabytes(precision):.1f} MB of weights "
+              f"a step, {limit * weight_megabytes(precision) / 1000:.1f} GB/s)")
+        for framework in ("xla", "plain"):
+            for name, strategy, samples in (("sampling", {}, 1), ("top-p 0.9", {"top_p": 0.9}, 1),
+                                            ("4 samples", {}, 4), ("beam 4", {"beam_width": 4}, 1),
+                                            ("8 samples", {}, 8), ("beam 8", {"beam_width": 8}, 1)):
+                rate = record(f"generate {framework} {precision}, {name} (steps)",
+                              dict(generation, framework=framework, num_samples=samples, strategy=strategy,
+                                   overrides={"precision": precision}), per_step=True)
+                print(f"    {rate / limit:.0%} of the limit")
+                if precision == "float32" and name == "sampling":
+                    rates[framework] = rate
     return rates
+
+
+def weight_megabytes(precision):
+    cfg = generation_config({"precision": precision})
+    return sum(a * b for a, b in product_shapes(cfg)) * (2 if precision == "bfloat16" else 4) / 1e6
 
 
 def run(argv):
@@ -332,8 +399,11 @@ def run(argv):
     use_torch = not args.no_torch and torch_available()
     rows = []
 
-    def record(label, spec, run_env=env):
+    def record(label, spec, run_env=env, per_step=False):
+        """Measures spec; its median rate (per step of all rows with per_step, else per item)."""
         result = measure(spec, run_env)
+        if per_step:
+            result["rates"] = [rate / spec.get("num_samples", 1) for rate in result["rates"]]
         rows.append((label, result))
         rates = result["rates"]
         print(f"{label:<46} {min(rates):>10,.0f} {statistics.median(rates):>10,.0f} {max(rates):>10,.0f} "

@@ -15,15 +15,18 @@ def test_benchmark_smoke_mode_prints_every_measurement():
     lines = done.stdout.splitlines()
     assert lines[0].startswith("cpu: ") and "cores; bfloat16 instructions:" in lines[0]
     assert lines[1].split() == ["measurement", "min/s", "median/s", "max/s", "ms/step", "peak", "MB", "GFLOP/s"]
-    labels = ["train small graphlstm float32 (words)", "train small graphlstm bfloat16 (words)",
-              "generate 2x512 loop+xla float32 (chars)", "generate 2x512 loop+xla bfloat16 (chars)",
-              "generate 2x512 loop float32 (chars)", "generate 2x512 run/token float32 (chars)"] + [
-              f"generate 2x512 {loop} float32, {n} samples (chars)" for loop in ("plain", "xla") for n in (8, 32)]
+    labels = ["train small graphlstm float32 (words)", "train small graphlstm bfloat16 (words)"] + [
+        f"products alone, {library} {precision} (steps)" for precision in ("float32", "bfloat16")
+        for library in ("numpy", "tensorflow", "xla") if library != "numpy" or precision == "float32"] + [
+        f"generate {loop} {precision}, {name} (steps)" for precision in ("float32", "bfloat16")
+        for loop in ("xla", "plain")
+        for name in ("sampling", "top-p 0.9", "4 samples", "beam 4", "8 samples", "beam 8")]
     for label in labels:
         row = next(line for line in lines if line.startswith(label))
         numbers = [float(n.replace(",", "")) for n in re.findall(r"[\d,]+\.?\d*", row[len(label):])]
         assert len(numbers) >= 5 and numbers[0] <= numbers[1] <= numbers[2] and numbers[0] > 0, row
-    for generator in ("auto", "plain", "xla", "stepwise"):
+    assert sum(line.startswith("limit ") and " steps/s at batch 1 " in line for line in lines) == 2
+    for generator in ("auto", "plain", "xla"):
         row = next(line for line in lines if line.startswith(f"sample.py --length 20 --generator {generator} "))
         assert float(row.split()[5]) > 0, row
     importing = next(line for line in lines if line.startswith("import tensorflow "))

@@ -20,13 +20,16 @@ TRICKY = ["The BALL, the goal!!! And the team's coach didn't score.", "code&chip
           "soup ñandú Café naïve résumé 日本語 😀 sugar", "3.14 1,000 2nd $5 under_score tomato<br />dinner",
           "   kernel\tnetwork\u00a0data\u3000robot   ", "zzqx unheardof blorp", "'tis n't won't ''quoted'' rock'n'roll",
           " ".join(["match"] * 10 + ["bread"] * 30)]
+GENERATE_DEFAULTS = dict(temperature=1.0, top_k=0, top_p=1.0, greedy=False, beam_width=0, length_penalty=0.0,
+                         stop=[], allow_unk=False)
 CLIENT = r"""
 import importlib.util, json, sys
 import tensorflow as tf
 assert importlib.util.find_spec("rnn_model") is None and importlib.util.find_spec("graph_text") is None
 answers = []
 for folder, signature, inputs in json.load(open(sys.argv[1])):
-    outputs = tf.saved_model.load(folder).signatures[signature](**{k: tf.constant(v) for k, v in inputs.items()})
+    outputs = tf.saved_model.load(folder).signatures[signature](
+        **{k: tf.constant(v, tf.string if k == "stop" else None) for k, v in inputs.items()})
     answers.append({k: [x.decode() if isinstance(x, bytes) else x for x in v.numpy().tolist()]
                     if v.shape.rank else v.numpy().item() for k, v in outputs.items()})
 json.dump(answers, sys.stdout)
@@ -72,10 +75,14 @@ def test_exported_models_answer_as_sample_py_in_a_fresh_process(runs, tmp_path):
     classifier_run, classifier_model = runs["classify"]
     texts = ["the value of the", "a new line\nand <unk> zzqx words\n\n here", "ROMEO: what light, ñ?",
              "\ufeffWindows\r\nline ends\rhere"]
-    generate = [(word_model, dict(prime="the value of", length=30, temperature=1.0, top_k=0, seed=[3, 4])),
+    generate = [(word_model, dict(prime="the value of", length=30, seed=[3, 4])),
                 (word_model, dict(prime="zzqx  the\nvalue", length=12, temperature=1.5, top_k=20, seed=[7])),
-                (word_model, dict(prime="", length=12, temperature=1.0, top_k=0, seed=[1])),
-                (char_model, dict(prime="Thé vaλue", length=50, temperature=0.8, top_k=5, seed=[0, 11]))]
+                (word_model, dict(prime="", length=12, seed=[1], top_p=0.7)),
+                (word_model, dict(prime="the", length=12, seed=[0, 1], beam_width=3, length_penalty=0.6)),
+                (word_model, dict(prime="the", length=40, seed=[2], stop=["the", "of a"], greedy=True)),
+                (char_model, dict(prime="Thé vaλue", length=50, temperature=0.8, top_k=5, top_p=0.9, seed=[0, 11])),
+                (char_model, dict(prime="T", length=30, seed=[0], stop=["e "], allow_unk=True))]
+    generate = [(folder, dict(GENERATE_DEFAULTS, **inputs)) for folder, inputs in generate]
     requests = [(folder, "generate", inputs) for folder, inputs in generate]
     requests += [(word_model, "score", {"text": texts}), (char_model, "serving_default", {"text": texts}),
                  (classifier_model, "serving_default", {"sentences": TRICKY})]
@@ -83,12 +90,21 @@ def test_exported_models_answer_as_sample_py_in_a_fresh_process(runs, tmp_path):
 
     for (folder, inputs), answer in zip(generate, answers):
         run = word_run if folder == word_model else char_run
+        flags = ["--prime", inputs["prime"], "--length", str(inputs["length"])] + [
+            flag for key in ("temperature", "top_k", "top_p", "length_penalty") if inputs[key] != GENERATE_DEFAULTS[key]
+            for flag in (f"--{key}", str(inputs[key]))] + ["--argmax"] * inputs["greedy"] + \
+            ["--allow_unk"] * inputs["allow_unk"] + [flag for stop in inputs["stop"] for flag in ("--stop", stop)]
+        if inputs["beam_width"]:
+            expected = sampled(run, *flags, "--beam_width", str(inputs["beam_width"]), "--num_samples",
+                               str(len(inputs["seed"])))
+            shown = [f"--- beam {i + 1} of {len(inputs['seed'])} (log-probability {log_p:.4f}) ---\n{text}\n"
+                     for i, (text, log_p) in enumerate(zip(answer["text"], answer["log_probability"]))]
+            assert "".join(shown) == expected, inputs
+            continue
         for seed, text in zip(inputs["seed"], answer["text"]):
-            expected = sampled(run, "--prime", inputs["prime"], "--length", str(inputs["length"]), "--seed",
-                               str(seed), "--temperature", str(inputs["temperature"]), "--top_k", str(inputs["top_k"]))
-            assert text + "\n" == expected, (inputs, seed)
+            assert text + "\n" == sampled(run, *flags, "--seed", str(seed)), (inputs, seed)
 
-    for run, answer in ((word_run, answers[4]), (char_run, answers[5])):
+    for run, answer in ((word_run, answers[len(generate)]), (char_run, answers[len(generate) + 1])):
         r = run_dir.RunDir(run)
         cfg, vocab = r.load_config(), r.load_vocab()
         for i, text in enumerate(texts):
@@ -106,7 +122,7 @@ def test_exported_models_answer_as_sample_py_in_a_fresh_process(runs, tmp_path):
     label_names = r.load_labels()
     probabilities = sample.sentence_probabilities(r.load_config(), r.load_vocab(), label_names, r, None,
                                                   TRICKY)
-    answer = answers[6]
+    answer = answers[len(generate) + 2]
     assert answer["class_names"] == label_names
     np.testing.assert_allclose(answer["probabilities"], probabilities, atol=1e-5)
     assert answer["label"] == [label_names[i] for i in probabilities.argmax(1)]
@@ -148,7 +164,7 @@ def test_generate_refuses_requests_out_of_range(runs):
     import rnn_model as rm
     tf = rm.tf
     _, word_model = runs["word"]
-    good = dict(prime="the", length=5, temperature=1.0, top_k=0, seed=[1])
+    good = dict(GENERATE_DEFAULTS, prime="the", length=5, seed=[1])
     with tf.Graph().as_default(), tf.Session() as sess:
         meta = tf.saved_model.loader.load(sess, [tf.saved_model.SERVING], str(word_model))
         signature = meta.signature_def["generate"]
@@ -161,6 +177,9 @@ def test_generate_refuses_requests_out_of_range(runs):
         for changes, message in ((dict(length=-1), "length: must not be negative"),
                                  (dict(temperature=0.0), "temperature: must be positive"),
                                  (dict(top_k=-2), "top_k: must not be negative"),
+                                 (dict(top_p=1.5), "top_p: must be in \\(0, 1\\]"),
+                                 (dict(beam_width=2, seed=[1, 2, 3]), "seed: at most beam_width results"),
+                                 (dict(stop=["the", ""]), "stop: must not be empty"),
                                  (dict(seed=[-1]), "seed: must not be negative")):
             with pytest.raises(tf.errors.InvalidArgumentError, match=message):
                 run(**changes)

@@ -134,8 +134,8 @@ def variables_read_by(tensors):
 
 @pytest.mark.parametrize("task", ["lm", "classify"])
 def test_every_graph_of_a_model_reads_the_one_declaration_of_its_weights(task):
-    """Training, evaluation, the one-step graph and the generation loop (lm), or every bucket's training and
-    evaluation graph (classify), read exactly the variables declare_weights declared, and nothing declares more."""
+    """Training, evaluation, the decoder with and without XLA and the epoch's sample (lm), or every bucket's training
+    and evaluation graph (classify), read exactly the variables declare_weights declared, and nothing declares more."""
     import data_handler
     import tasks
     cfg = tiny(task=task, num_layers=3, bidirectional=task == "classify", num_steps=8)
@@ -147,10 +147,11 @@ def test_every_graph_of_a_model_reads_the_one_declaration_of_its_weights(task):
         task_graphs = tasks.build(cfg, data_handler.TaskData(vocab, ["a", "b"], {}, {}), controls, optimizer)
         declared = {v.op.name for v in tf.nest.flatten(task_graphs.weights) if v is not None}
         if task == "lm":
-            step = rm.build_step_sampler(cfg, task_graphs.weights, controls)
-            generator = rm.build_generator(cfg, task_graphs.weights)
+            import decoder
+            plain, xla = (decoder.build(cfg, task_graphs.weights, vocab, jit=jit) for jit in (False, True))
             outputs = {"train": [task_graphs.train_model.cost], "eval": [task_graphs.eval_model.cost],
-                       "one step": [step.tokens], "generation loop": [generator.tokens]}
+                       "decoder": [plain.tokens], "decoder (XLA)": [xla.tokens],
+                       "TensorBoard sample": [task_graphs.sample_text]}
         else:
             outputs = {f"{kind} {width}": [models[width].logits] for kind, models in
                        (("train", task_graphs.train_models), ("eval", task_graphs.eval_models)) for width in models}
@@ -252,78 +253,6 @@ def test_classifier_logits_do_not_change_with_extra_padding(pooling, bidirection
     np.testing.assert_allclose(b, c, rtol=1e-5, atol=1e-6)
     np.testing.assert_allclose(b[1:2], d, rtol=1e-5, atol=1e-6)
     assert np.abs(a[0] - a[1]).max() > 1e-6  # different sentences do give different logits
-
-
-def teacher_forced_logits(sess, lm, prime, tokens):
-    """Logits [len(tokens), V] of the one-step graph at each generated position, fed the prime and then `tokens`."""
-    state = [(np.zeros((1, c.shape[-1]), np.float32),) * 2 for c, _ in lm.final_state]
-    sequence, logits = list(prime) + list(tokens), []
-    for position in range(len(prime) - 1 + len(tokens)):
-        feed = rm.feed_state({lm.inputs: [[sequence[position]]]}, lm.initial_state, state)
-        step_logits, state = sess.run([lm.logits, lm.final_state], feed)
-        if position >= len(prime) - 1:
-            logits.append(step_logits[0])
-    return np.array(logits)
-
-
-@pytest.mark.parametrize("vocab_size,jit,precision", [(5, True, "float32"), (5, False, "float32"),
-                                                      (40, True, "float32"), (40, False, "float32"),
-                                                      (5, True, "bfloat16"), (40, True, "bfloat16")])
-def test_generation_loop_follows_the_one_step_graph(vocab_size, jit, precision):
-    """Every generation path (input table when vocab <= embedding width, doubled rows under XLA, the plain loop)
-    picks greedy tokens that the one-step graph, fed the same tokens, also ranks first. float32 paths differ only
-    in summation order, so their picks equal the one-step argmax; bfloat16 products are rounded by XLA and by
-    oneDNN in their own ways, so there each pick's logit must be within bfloat16 rounding of the maximum."""
-    cfg = tiny(embedding_size=8, hidden_size=12, precision=precision)
-    graph = tf.Graph()
-    with graph.as_default():
-        weights = rm.declare_weights(cfg, vocab_size)
-        controls = rm.build_controls(cfg, None)
-        lm = rm.build_lm(cfg, weights, controls, 1)
-        generator = rm.build_generator(cfg, weights, jit=jit)
-        rng = np.random.RandomState(vocab_size)
-        # Random values in every weight, biases included (they start at zero).
-        randomize = [tf.assign(v, rng.uniform(-1, 1, v.shape.as_list()).astype(np.float32))
-                     for v in tf.trainable_variables()]
-        with tf.Session() as sess:
-            initialize(sess)
-            sess.run(randomize)
-            rm.BatchSizeSetter(controls)(sess, 1)
-            picked, gaps = [], []
-            for prime in rng.randint(0, vocab_size, (6, 5)).tolist():  # greedy runs settle; many primes vary
-                tokens = sess.run(generator.tokens, {generator.prime: prime, generator.length: 4,
-                                                     generator.argmax: True})[0].tolist()
-                logits = teacher_forced_logits(sess, lm, prime, tokens)
-                picked += tokens
-                gaps += list(logits.max(1) - logits[np.arange(len(tokens)), tokens])
-                scale = np.abs(logits).max()
-    assert len(set(picked)) > 1
-    if precision == "float32":
-        assert max(gaps) == 0.0
-    else:
-        assert max(gaps) <= 2e-2 * scale, (max(gaps), scale)
-
-
-def test_sampling_draws_tokens_with_their_softmax_probabilities():
-    """Gumbel-max over the hashed uniforms: token frequencies over many seeds match softmax(logits), and the
-    uniforms themselves are flat."""
-    probabilities = np.array([0.5, 0.25, 0.15, 0.1])
-    seeds = np.array([(s, t) for s in range(100) for t in range(40)], np.int32)
-    with tf.Graph().as_default():
-        seed_pairs = tf.placeholder(tf.int32, [None, 2])
-        logits = tf.tile(tf.constant(np.log(probabilities)[None], tf.float32), [tf.shape(seed_pairs)[0], 1])
-        tokens = rm.sample_logits(logits, tf.constant(0), tf.constant(False), seed_pairs)
-        uniform = rm.hashed_uniform(20000, tf.constant([[7, 3]]))[0]
-        with tf.Session() as sess:
-            draws = sess.run(tokens, {seed_pairs: seeds})  # one row per seed pair, all drawn at once
-            one_at_a_time = [int(sess.run(tokens, {seed_pairs: seeds[i:i + 1]})[0]) for i in range(0, 4000, 97)]
-            values = sess.run(uniform)
-    assert one_at_a_time == draws[::97].tolist()  # a row's draw depends on its own seed only
-    frequencies = np.bincount(draws, minlength=4) / len(draws)
-    np.testing.assert_allclose(frequencies, probabilities, atol=0.025)  # 3 standard deviations for 4,000 draws
-    assert 0 < values.min() and values.max() < 1
-    histogram = np.histogram(values, bins=10, range=(0, 1))[0] / len(values)
-    np.testing.assert_allclose(histogram, 0.1, atol=0.007)
 
 
 def test_word_dropout_turns_real_tokens_into_unk_at_its_rate():

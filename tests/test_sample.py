@@ -33,32 +33,38 @@ def test_sample_survives_an_out_of_vocabulary_prime(trained_lm):
     assert text.startswith("<unk> <unk> the")
 
 
-def test_in_graph_loop_with_and_without_xla_equals_one_run_per_token(trained_lm):
-    """The fast path generates exactly what the classic one-Session.run-per-token path does, greedy and sampled
-    (both draw with the stateless seed (seed, t)), with a prime that is longer than one token."""
-    for args in (["--argmax"], ["--seed", "3"], ["--seed", "4", "--top_k", "20", "--temperature", "1.5"]):
+def test_the_loop_with_and_without_xla_writes_the_same_text(trained_lm):
+    """Greedy, sampled (both draw with the stateless seed (seed, t)), top-k, top-p and beams, with a prime longer
+    than one token: XLA and the plain loop give the same text."""
+    for args in (["--argmax"], ["--seed", "3"], ["--seed", "4", "--top_k", "20", "--temperature", "1.5"],
+                 ["--top_p", "0.8", "--seed", "2"], ["--beam_width", "3", "--num_samples", "2"]):
         args = [*args, "--length", "30", "--prime", "the value of"]
-        stepwise = sample(trained_lm, *args, "--generator", "stepwise")
-        assert sample(trained_lm, *args, "--generator", "xla") == stepwise, args
-        assert sample(trained_lm, *args, "--generator", "plain") == stepwise, args
+        assert sample(trained_lm, *args, "--generator", "xla") == sample(trained_lm, *args, "--generator", "plain")
 
 
-def test_top_k_only_draws_among_the_k_most_likely_tokens():
-    import config
+def test_top_k_only_draws_among_the_k_most_likely_tokens(trained_lm):
+    """300 samples (one run, a row each) of one token at temperature 3: spread over the vocabulary, but over exactly
+    3 tokens with --top_k 3, the greedy one among them."""
+    first = {text.split()[-1] for text in decoded(trained_lm, 300, temperature=3.0)}
+    first_top3 = {text.split()[-1] for text in decoded(trained_lm, 300, temperature=3.0, top_k=3)}
+    greedy = decoded(trained_lm, 1, greedy=True)[0].split()[-1]
+    assert len(first) > 10 and len(first_top3) == 3 and greedy in first_top3
+
+
+def decoded(run_path, rows, length=1, **settings):
+    """The texts of `rows` samples (seeds 0, 1, ...) after the prime "the", through sample.decode."""
+    import run_dir
     import rnn_model as rm
-    tf = rm.tf
-    cfg = config.apply_overrides(config.named_config("test"), {"hidden_size": "8", "num_layers": "2"})
-    graph, models, _, initializer = sample_script.generation_graph(cfg, 50)
-    model = models["plain"]
-    with tf.Session(graph=graph) as sess:
-        sess.run(initializer)
-        feed = {model.prime: [3], model.length: 1, model.temperature: 3.0}
-        first = {int(sess.run(model.tokens, {**feed, model.seeds: [s]})[0, 0]) for s in range(300)}
-        first_top3 = {int(sess.run(model.tokens, {**feed, model.top_k: 3, model.seeds: [s]})[0, 0])
-                      for s in range(300)}
-        greedy = int(sess.run(model.tokens, {**feed, model.argmax: True})[0, 0])
-    assert len(first) > 10  # hot sampling spreads over the vocabulary...
-    assert len(first_top3) == 3 and greedy in first_top3  # ...top-k keeps k tokens, the most likely among them
+    run = run_dir.RunDir(run_path)
+    cfg, vocab = run.load_config(), run.load_vocab()
+    graph, decoders, saver, tables, _ = sample_script.generation_graph(cfg, vocab)
+    model = decoders["plain"]
+    with rm.tf.Session(graph=graph) as sess:
+        sess.run(tables)
+        run.restore_for_use(sess, saver)
+        feed = {model.settings.prime: "the", model.settings.seeds: np.arange(rows)}
+        feed.update({getattr(model.settings, name): value for name, value in settings.items()})
+        return sample_script.decode(sess, model, feed, length)[0]
 
 
 def test_sample_reports_bad_arguments_in_one_line(trained_lm):
@@ -92,7 +98,7 @@ def test_batched_samples_equal_each_seed_alone(trained_lm):
     args = ["--length", "25", "--prime", "the value of", "--temperature", "1.3"]
     alone = [sample(trained_lm, *args, "--seed", str(seed), "--generator", "plain") for seed in range(3, 7)]
     assert len(set(alone)) == 4
-    for generator in ("plain", "xla", "stepwise"):
+    for generator in ("plain", "xla"):
         batched = sample(trained_lm, *args, "--seed", "3", "--num_samples", "4", "--generator", generator)
         headers = [line for line in batched.splitlines() if line.startswith("--- sample")]
         assert headers == [f"--- sample {i + 1} of 4 (--seed {3 + i}) ---" for i in range(4)]
@@ -101,7 +107,7 @@ def test_batched_samples_equal_each_seed_alone(trained_lm):
 
 
 def test_length_zero_prints_the_prime_on_every_path(trained_lm):
-    for generator in ("plain", "xla", "stepwise"):
+    for generator in ("plain", "xla"):
         assert sample(trained_lm, "--prime", "the value\nof", "--length", "0", "--generator", generator,
                       "--num_samples", "2") == "--- sample 1 of 2 (--seed 0) ---\nthe value\nof\n" \
                                                "--- sample 2 of 2 (--seed 1) ---\nthe value\nof\n"
@@ -129,7 +135,7 @@ def test_auto_takes_the_path_predicted_fastest_from_timings_made_once(trained_lm
     assert choose("auto", timings, "m", 50_000) == ("xla", timings)  # 10 s against 6 s
     assert choose("auto", timings, "another machine", 500) == ("plain", None)  # timed again
     assert choose("auto", {"machine": "m", "plain": {}}, "m", 500) == ("plain", None)  # a damaged cache too
-    assert choose("stepwise", {}, "m", 500) == ("stepwise", {})
+    assert choose("xla", {}, "m", 500) == ("xla", {})
 
 
 def test_score_is_the_evaluation_perplexity(trained_lm, tmp_path):
@@ -193,25 +199,22 @@ def test_score_and_num_samples_refuse_bad_input_in_one_line(trained_lm, tmp_path
         run_cli("sample.py", "--run_dir", str(trained_lm), "--score", "-", "--top_k", "3"))
 
 
-def test_pieces_of_any_size_join_to_the_same_text(trained_lm):
-    """Generation runs a piece of tokens per Session.run, carrying each sample's last token, the state and the step:
-    the same seeds give the same tokens whatever the piece size, on both loops."""
-    import run_dir
-    run = run_dir.RunDir(trained_lm)
-    cfg, vocab = run.load_config(), run.load_vocab()
-    graph, models, saver, _ = sample_script.generation_graph(cfg, len(vocab), ["plain", "xla"])
-    prime = [vocab.id(t) for t in ("the", "value", "of")]
-    import rnn_model as rm
-    with rm.tf.Session(graph=graph) as sess:
-        run.restore_for_use(sess, saver)
-        for path in ("plain", "xla"):
-            texts = {}
-            for chunk in (1, 7, 50):
-                pieces = list(sample_script.generate_pieces(sess, models[path], prime, 50, [3, 4, 5], 1.2, 20,
-                                                            chunk=chunk))
-                assert [p.shape[1] for p in pieces] == [chunk] * (50 // chunk) + ([50 % chunk] if 50 % chunk else [])
-                texts[chunk] = np.concatenate(pieces, axis=1)
-            assert texts[1].shape == (3, 50) and len({t.tobytes() for t in texts.values()}) == 1, path
+def test_pieces_of_any_size_join_to_the_same_text(trained_lm, monkeypatch):
+    """Generation runs a piece of tokens per Session.run, carrying each row's last token, the state and the step:
+    the same seeds give the same text whatever the piece size, for samples, a stop text and beams; and one sample
+    streamed piece by piece writes what it gives whole."""
+    for settings in ({"temperature": 1.2, "top_k": 20}, {"stop": ["the"]}, {"beam_width": 3}):
+        rows = 3 if "beam_width" not in settings else 2
+        texts = set()
+        for piece in (1, 7, 50):
+            monkeypatch.setattr(sample_script, "GENERATION_CHUNK", piece)
+            texts.add(tuple(decoded(trained_lm, rows, 50, **settings)))
+        assert len(texts) == 1, (settings, texts)
+    streamed = sample(trained_lm, "--length", "50", "--seed", "3")  # in pieces of 50, the last size above
+    monkeypatch.setattr(sample_script, "GENERATION_CHUNK", 7)
+    assert sample(trained_lm, "--length", "50", "--seed", "3") == streamed
+    whole = sample(trained_lm, "--length", "50", "--seed", "3", "--num_samples", "2")  # not streamed
+    assert whole.split("---\n")[1] == streamed + "--- sample 2 of 2 (--seed 4) "
 
 
 def test_a_text_scored_in_parts_scores_as_a_whole(trained_lm, tmp_path, monkeypatch):
