@@ -90,7 +90,7 @@ def say(line):
 class StopRequest:
     """SIGINT and SIGTERM alike, for the whole of train.py (every fold, a pretraining language model, the cluster
     worker). While training steps run (armed), the first signal asks the loop to stop after the current step and
-    save; a second stops at once, unless a checkpoint is being written, which it lets finish first. Elsewhere (start-up,
+    save; a second stops at once, unless a checkpoint is being written: then the save finishes and the loop stops. Elsewhere (start-up,
     building a graph, the final evaluation) there is nothing to save, and a signal stops at once. Either way the run
     ends with exit code 128 + the signal, and a rerun resumes it."""
 
@@ -99,7 +99,6 @@ class StopRequest:
         self.signum = None  # the first signal received
         self.is_armed = False
         self.saving_now = False
-        self.quit_after_save = False
         self.previous = {}  # the handlers to put back
 
     @property
@@ -121,7 +120,6 @@ class StopRequest:
             say(f"\n{signal.Signals(signum).name}: stopping after this step to save a checkpoint (again to quit at "
                 "once)")
         elif self.saving_now:
-            self.quit_after_save = True
             say("\nfinishing the checkpoint being written, then stopping")
         else:
             raise Interrupted(self.signum)
@@ -137,14 +135,12 @@ class StopRequest:
 
     @contextlib.contextmanager
     def saving(self):
-        """Around a checkpoint's save: no signal cuts it short."""
+        """Around a checkpoint's save: no signal cuts it short (the loop stops at its next check)."""
         self.saving_now = True
         try:
             yield
         finally:
             self.saving_now = False
-        if self.quit_after_save:
-            raise Interrupted(self.signum)
 
     def __exit__(self, *exc):
         for signum, handler in self.previous.items():
