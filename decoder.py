@@ -286,6 +286,27 @@ def product_for(cfg, jit):
     return product
 
 
+def decode_step(cfg, stack, product, carry, strategy, disallowed, eos_id):
+    """One step of every row: (the carry after it, the tokens emitted [R] (NO_TOKEN for a row that had stopped),
+    each row's parent [R])."""
+    logits, new_state = generation_step(carry.last, [(carry.state[i, 0], carry.state[i, 1])
+                                                     for i in range(cfg.num_layers)],
+                                        stack.embedding, stack.input_table, stack.layers, stack.output, product)
+    allowed_logits = where(disallowed[None], -np.inf, logits)
+    chosen, parents, scores = choose(tf.nn.log_softmax(logits), allowed_logits, carry, strategy, carry.step)
+    state = tf.stack([tf.stack(layer_state) for layer_state in new_state])
+    # A beam search's rows follow their parents; samples stay in place.
+    was_stopped, recent, length, state = tf.cond(strategy.beam, lambda: (
+        tf.gather(carry.stopped, parents), tf.gather(carry.recent, parents), tf.gather(carry.length, parents),
+        tf.gather(state, parents, axis=2)), lambda: (carry.stopped, carry.recent, carry.length, state))
+    recent = tf.concat([recent[:, 1:], chosen[:, None]], axis=1)
+    stopping = (tf.size(strategy.stop_lengths) > 0) | strategy.eos_stops  # otherwise no row can stop: skip
+    hit = tf.cond(stopping, lambda: stop_hit(recent, strategy, chosen, eos_id), lambda: tf.zeros_like(was_stopped))
+    carry = Carry(state, chosen, carry.step + 1, scores, length + tf.cast(~was_stopped, tf.int32), was_stopped | hit,
+                  recent, carry.written)
+    return carry, where(was_stopped, NO_TOKEN, chosen), parents
+
+
 def piece_function(cfg, weights, unk_id, eos_id, jit):
     """run(carry, steps, strategy) -> (tokens [R, PIECE], origin [R], carry): up to `steps` steps of the loop (it
     ends early once every row has stopped). With jit it is one XLA-compiled function of static shapes (PIECE
@@ -302,24 +323,8 @@ def piece_function(cfg, weights, unk_id, eos_id, jit):
         disallowed = tf.equal(tf.range(weights.embedding.shape[0]), unk_id) & ~allow_unk  # [V]
 
         def body(t, carry, emitted, parents_of):
-            logits, new_state = generation_step(carry.last, [(carry.state[i, 0], carry.state[i, 1])
-                                                             for i in range(cfg.num_layers)],
-                                                stack.embedding, stack.input_table, stack.layers, stack.output,
-                                                product)
-            allowed_logits = where(disallowed[None], -np.inf, logits)
-            chosen, parents, scores = choose(tf.nn.log_softmax(logits), allowed_logits, carry, strategy, carry.step)
-
-            def reorder(x, axis=0):  # a beam search's rows follow their parents; samples stay in place
-                return tf.cond(beam, lambda: tf.gather(x, parents, axis=axis), lambda: x)
-            was_stopped = reorder(carry.stopped)
-            recent_tokens = tf.concat([reorder(carry.recent)[:, 1:], chosen[:, None]], axis=1)
-            state = reorder(tf.stack([tf.stack(layer_state) for layer_state in new_state]), axis=2)
-            carry = Carry(state, chosen, carry.step + 1, scores,
-                          reorder(carry.length) + tf.cast(~was_stopped, tf.int32),
-                          was_stopped | stop_hit(recent_tokens, strategy, chosen, eos_id), recent_tokens,
-                          carry.written)
-            return (t + 1, carry, emitted.write(t, where(was_stopped, NO_TOKEN, chosen)),
-                    parents_of.write(t, parents))
+            carry, emitted_now, parents = decode_step(cfg, stack, product, carry, strategy, disallowed, eos_id)
+            return t + 1, carry, emitted.write(t, emitted_now), parents_of.write(t, parents)
 
         carry = Carry(state, last, step, score, length, stopped, recent, tf.constant(False))  # written: not here
         arrays = [tf.TensorArray(tf.int32, size=PIECE, element_shape=[None]) for _ in range(2)]

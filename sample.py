@@ -66,6 +66,13 @@ def parse_args(argv):
     classify.add_argument("--file", help="a file of sentences, one per line")
     classify.add_argument("--all_probs", action="store_true", help="print the probability of every label")
     args = parser.parse_args(argv)
+    check_generation(args)
+    return args
+
+
+def check_generation(args):
+    """Every generation flag within what the decoder takes (int32 steps, k and seeds; the beam's rows), and only
+    with the strategy it belongs to; otherwise one line naming the bound."""
     if not 0 <= args.length <= INT32_MAX // 2:
         raise UserError(f"--length: must be in [0, {INT32_MAX // 2:,}] (the step counter is int32), got {args.length}")
     if not 1 <= args.num_samples <= MAX_NUM_SAMPLES:
@@ -97,7 +104,6 @@ def parse_args(argv):
     if not (0 <= args.seed and args.seed + args.num_samples <= INT32_MAX + 1):
         raise UserError(f"--seed: with --num_samples {args.num_samples} it must be in "
                         f"[0, {INT32_MAX + 1 - args.num_samples}], got {args.seed}")
-    return args
 
 
 def main(argv=None, out=None):
@@ -211,7 +217,8 @@ def settings_feed(model, args):
 def decode(sess, model, feed, length, stream=None, piece=None):
     """(texts, log-probabilities) of the rows to show, best first: Session.runs of the decoder's pieces (at most
     PIECE tokens each), each carrying on from the last, until `length` tokens or every row has stopped. stream:
-    called with the prime's text and then each piece's text of the first row as they come (sampling)."""
+    called with the prime's text and then each piece's text of the first row as they come (one sample), which are
+    then not kept (the texts returned are the prime's alone)."""
     import decoder
     piece = min(piece or GENERATION_CHUNK, decoder.PIECE)
     fetch = {"prime": model.prime_text, "text": model.text, "origin": model.origin, "carry": model.carry_out,
@@ -226,9 +233,10 @@ def decode(sess, model, feed, length, stream=None, piece=None):
             texts = [text.decode() for text in got["prime"]]
             if stream:
                 stream(texts[0])
-        texts = [texts[o] + p for o, p in zip(got["origin"], pieces)]
-        if stream:
+        if stream:  # written as it comes, and not kept: memory stays bounded for any length
             stream(pieces[0])
+        else:
+            texts = [texts[o] + p for o, p in zip(got["origin"], pieces)]
         done += size
     return [texts[i] for i in got["order"]], [float(got["carry"].score[i]) for i in got["order"]]
 

@@ -177,25 +177,29 @@ def bench_products(library, precision, length, repeats):
                     y = x @ w
                     x = y[:, :cfg.hidden_size] if y.shape[1] >= cfg.hidden_size else x + y[:, :1]
         return timed(run, 1, 1, repeats)
+    import decoder
     import rnn_model as rm
     tf = rm.tf
-    dtype = tf.bfloat16 if precision == "bfloat16" else tf.float32
+    dtype = rm.compute_dtype(cfg)
     with tf.Graph().as_default():
-        kernels = [tf.constant(w, dtype=tf.float32) for w in weights]
+        variables = [tf.Variable(w) for w in weights]
+        kernels = [tf.identity(v) for v in variables]  # as the decoder passes its weights
 
         def loop(*kernels):
             kernels = [tf.cast(k, dtype) for k in kernels]
 
             def body(t, x):
                 for k in kernels:
-                    y = tf.cast(tf.matmul(tf.cast(x, dtype), k), tf.float32)
+                    y = product(x, k)
                     x = y[:, :cfg.hidden_size] if k.shape[1] >= cfg.hidden_size else x + y[:, :1]
                 return t + 1, x
             return tf.while_loop(lambda t, _: t < length, body, [0, tf.ones([1, cfg.hidden_size])])[1]
+        product = decoder.product_for(cfg, jit=library == "xla")  # the decoder's own product
         if library == "xla":
             loop = tf.function(loop, jit_compile=True, autograph=False)
         out = loop(*kernels)
         with tf.Session(config=rm.session_config(cfg)) as sess:
+            sess.run(tf.global_variables_initializer())
             return timed(lambda: sess.run(out), 1, 1, repeats)
 
 
@@ -325,7 +329,8 @@ def run_script(run, argv):
 def parse_arguments(argv):
     """(args, precisions, settings) of the command line, each flag checked."""
     parser = config.ArgumentParser(description=__doc__.split("\n\n")[0], allow_abbrev=False)
-    parser.add_argument("--configs", default="small,medium", help="PTB configs to train (comma-separated)")
+    parser.add_argument("--configs", default="small,medium", help="PTB configs to train (comma-separated; none: "
+                                                                   "generation alone)")
     parser.add_argument("--repeats", type=int, default=5, help="timed repeats of each measurement")
     parser.add_argument("--steps", type=int, default=20, help="training steps per timed repeat")
     parser.add_argument("--warmup", type=int, default=5, help="untimed training steps first")
@@ -346,7 +351,7 @@ def parse_arguments(argv):
             parser.error(f"--{name}: must be at least 1")
     if args.warmup < 0:
         parser.error("--warmup: must not be negative")
-    unknown = [name for name in args.configs.split(",") if name not in config.CONFIGS]
+    unknown = [name for name in args.configs.split(",") if name not in config.CONFIGS and args.configs != "none"]
     if unknown:
         parser.error(f"--configs: unknown config '{unknown[0]}' (known: {', '.join(config.CONFIGS)})")
     precisions = args.precisions.split(",")
@@ -415,7 +420,7 @@ def run(argv):
     print(f"{'measurement':<46} {'min/s':>10} {'median/s':>10} {'max/s':>10} {'ms/step':>9} {'peak MB':>8} "
           f"{'GFLOP/s':>8}")
     ratios = []
-    for name in args.configs.split(","):
+    for name in [] if args.configs == "none" else args.configs.split(","):  # none: generation alone
         base = {"kind": "train", "name": name, "warmup": args.warmup, "steps": args.steps, "repeats": args.repeats}
         ours, theirs = {}, {}
         for precision in precisions:

@@ -1,5 +1,6 @@
 """Shared helpers and fixtures: command-line runs, event-file reading, one trained language model per session."""
 import os
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -71,3 +72,19 @@ def trained_lm(tmp_path_factory):
     import train
     assert train.main(tiny_lm_args(run_dir, "--max_max_epoch", "3", "--max_epoch", "1", "--keep_prob", "0.9")) == 0
     return run_dir
+
+
+class Blocked(Exception):
+    """Not an OSError, so that no reader's handler can turn it into an error message."""
+
+
+@pytest.fixture
+def no_hang():
+    """Fails a test that blocks (opening a FIFO waits for a writer) instead of hanging the suite."""
+    def blocked(signum, frame):
+        raise Blocked("blocked for 20 s: a FIFO was opened")
+    previous = signal.signal(signal.SIGALRM, blocked)
+    signal.alarm(20)
+    yield
+    signal.alarm(0)
+    signal.signal(signal.SIGALRM, previous)

@@ -243,9 +243,16 @@ def main(argv=None):
     parser.add_argument("--epochs", type=int, default=30, help="epochs of the run (336 steps each)")
     parser.add_argument("--seed", type=int, default=0, help="seeds the signal times")
     args = parser.parse_args(argv)
-    workdir = tempfile.mkdtemp(prefix="stress_kill_")
+    return run_stress("stress_kill_", lambda workdir: stress(args.trials, args.epochs, args.seed, workdir,
+                                                             args.signal))
+
+
+def run_stress(prefix, stress_in):
+    """Runs stress_in(workdir) in a temporary folder removed afterwards; a failure is printed as FAILED: ... and
+    exits 1."""
+    workdir = tempfile.mkdtemp(prefix=prefix)
     try:
-        failure = stress(args.trials, args.epochs, args.seed, workdir, args.signal)
+        failure = stress_in(workdir)
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
     if failure:

@@ -19,11 +19,9 @@ import argparse
 import glob
 import os
 import re
-import shutil
 import signal
 import subprocess
 import sys
-import tempfile
 import threading
 import time
 
@@ -173,15 +171,8 @@ def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--reads", type=int, default=30, help="how many reads (sample, score, sample, ...)")
     args = parser.parse_args(argv)
-    workdir = tempfile.mkdtemp(prefix="stress_readers_")
-    try:
-        failure = stress(args.reads, workdir)
-    finally:
-        shutil.rmtree(workdir, ignore_errors=True)
-    if failure:
-        print(f"FAILED: {failure}")
-        return 1
-    return 0
+    from stress_kill import run_stress
+    return run_stress("stress_readers_", lambda workdir: stress(args.reads, workdir))
 
 
 if __name__ == "__main__":

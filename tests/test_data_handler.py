@@ -6,7 +6,6 @@ import http.server
 import io
 import json
 import os
-import signal
 import tarfile
 import threading
 import zipfile
@@ -435,22 +434,6 @@ def test_archives_that_escape_are_refused(tmp_path, kind):
 
 
 # --------------------------------------------------------------------------------------------------- input bounds
-
-class Blocked(Exception):
-    """Not an OSError, so that no reader's handler can turn it into an error message."""
-
-
-@pytest.fixture
-def no_hang():
-    """Fails a test that blocks (opening a FIFO waits for a writer) instead of hanging the suite."""
-    def blocked(signum, frame):
-        raise Blocked("blocked for 20 s: a FIFO was opened")
-    previous = signal.signal(signal.SIGALRM, blocked)
-    signal.alarm(20)
-    yield
-    signal.alarm(0)
-    signal.signal(signal.SIGALRM, previous)
-
 
 def refused(call, message):
     with pytest.raises(UserError) as error:

@@ -530,7 +530,17 @@ def test_a_best_json_without_its_metric_is_set_aside(run_copy, capsys):
     (["--num_samples", "50000000"], "--num_samples: must be in [1, 10,000]"),
     (["--length", "3000000000"], "--length: must be in [0, 1,073,741,823]"),
     (["--seed", str(2 ** 32)], "--seed: with --num_samples 1 it must be in [0, 2147483647]"),
-    (["--temperature", "inf"], "--temperature: must be a positive number")])
+    (["--temperature", "inf"], "--temperature: must be a positive number"),
+    (["--length", "-1"], "--length: must be in [0, 1,073,741,823]"),
+    (["--top_p", "0"], "--top_p: must be in (0, 1]"), (["--top_p", "nan"], "--top_p: must be in (0, 1]"),
+    (["--top_p", "1.5"], "--top_p: must be in (0, 1]"),
+    (["--beam_width", "-1"], "--beam_width: must be in [0, 1000]"),
+    (["--beam_width", "99999999999"], "--beam_width: must be in [0, 1000]"),
+    (["--beam_width", "2", "--num_samples", "3"], "--num_samples: at most --beam_width (2) best beams"),
+    (["--beam_width", "2", "--top_p", "0.5"], "--top_p: is for sampling, not for --beam_width"),
+    (["--length_penalty", "0.6"], "--length_penalty: is for --beam_width"),
+    (["--length_penalty", "-1", "--beam_width", "2"], "--length_penalty: must be in [0, 10]"),
+    (["--stop", ""], "--stop: must not be empty")])
 def test_sample_bounds_every_number_in_one_line(finished_lm, capsys, flags, message):
     assert sample.main(["--run_dir", str(finished_lm), *flags]) == 1
     assert_one_line(capsys.readouterr().err, message)
@@ -545,3 +555,14 @@ def test_a_config_file_that_is_deep_or_a_fifo_is_one_line(tmp_path, capsys):
     os.mkfifo(fifo)
     assert train.main(["--config", str(fifo), "--run_dir", str(tmp_path / "run")]) == 1  # would block if opened
     assert_one_line(capsys.readouterr().err, "fifo.json: not a regular file")
+
+
+@pytest.mark.parametrize("flags", [["--length", "0", "--beam_width", "1000"],
+                                   ["--stop", "zzqx unheard", "--length", "5"],
+                                   ["--stop", "\n", "--top_p", "1e-30", "--length", "3"],
+                                   ["--beam_width", "1", "--stop", "the", "--length", "3"]])
+def test_whatever_a_user_types_gives_text(finished_lm, capsys, flags):
+    """Extreme but valid settings generate (a stop that can never match, a nucleus of one token, the widest beam)."""
+    assert sample.main(["--run_dir", str(finished_lm), "--generator", "plain", *flags]) == 0
+    out, err = capsys.readouterr()
+    assert out.endswith("\n") and "Traceback" not in err

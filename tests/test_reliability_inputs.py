@@ -12,7 +12,6 @@ import data_handler
 import sample
 import train
 from test_classify import classify_args, write_labelled
-from test_data_handler import no_hang  # noqa: F401 (a fixture: a FIFO opened by mistake fails, not hangs)
 
 LM = ["--config", "test", "--vocab_size", "500", "--hidden_size", "8", "--max_max_epoch", "1"]
 FIFO = "not a regular file (a FIFO), expected a text file"
@@ -31,7 +30,7 @@ def one_line(capsys, message):
 
 
 @pytest.fixture
-def fifo(tmp_path, no_hang):  # noqa: F811
+def fifo(tmp_path, no_hang):
     path = tmp_path / "pipe.txt"
     os.mkfifo(path)
     return path
@@ -98,7 +97,7 @@ def test_a_device_as_data_is_refused(tmp_path, capsys):
     one_line(capsys, "/dev/null: not a regular file (a character device), expected a text file")
 
 
-def test_a_fifo_inside_a_data_folder_is_refused(tmp_path, capsys, no_hang):  # noqa: F811
+def test_a_fifo_inside_a_data_folder_is_refused(tmp_path, capsys, no_hang):
     folder = tmp_path / "data"
     folder.mkdir()
     write_labelled(folder / "test.txt", 30, seed=1)
