@@ -293,11 +293,10 @@ def test_the_kill_stress_script_runs():
     assert "equal the uninterrupted run's" in done.stdout
 
 
-RUN_NAMES = ["exp[lr=1]", "sweep*?{a,b}", "with space and ünïcødé", "-leading-dash", "x" * 200,
-             "all of them: -[a]*?{b} ü"]
+RUN_NAMES = ["exp[lr=1]*?{a,b}", "x" * 200, "-all of them: [a]*?{b} ünïcødé"]
 
 
-@pytest.mark.parametrize("name", RUN_NAMES, ids=["brackets", "stars-braces", "spaces-unicode", "dash", "long", "all"])
+@pytest.mark.parametrize("name", RUN_NAMES, ids=["patterns", "long", "dash-spaces-unicode-patterns"])
 def test_any_name_a_user_can_type_is_a_run_directory(tmp_path, capsys, name):
     """Trains, resumes (pruning past 3 checkpoints), samples and scores in a folder of that name; the last name
     also holds the data and the export. TensorFlow reads checkpoint paths as patterns, so these need the alias."""
