@@ -96,23 +96,28 @@ class Strategy(NamedTuple):
 
 # --------------------------------------------------------------------------------------------------- text <-> tokens
 
-def text_tokens(cfg, vocab, table, texts, words_of=None):
-    """Ragged [B, None] int32 token ids of texts read as the training data was: characters (those not in the
-    vocabulary dropped), or words with <eos> between lines (unknown words as <unk>); words_of: ragged words."""
+def text_tokens(cfg, vocab, table, texts):
+    """(ragged [B, None] int32 token ids, [B] tokens not in the vocabulary) of texts read as the training data was:
+    characters (those not in the vocabulary dropped), or words with <eos> at each line break, also a last one
+    (unknown words as <unk>)."""
     if cfg.level == "char":
         found = graph_text.token_ids(table, graph_text.characters(texts))
-        return tf.cast(tf.ragged.boolean_mask(found, found >= 0), tf.int32)
-    words = graph_text.lm_word_tokens(texts)[:, :-1] if words_of is None else words_of  # no <eos> after the end
-    found = graph_text.token_ids(table, words)
-    return tf.cast(tf.ragged.map_flat_values(lambda ids: where(ids < 0, vocab.unk_id, ids), found), tf.int32)
+        unknown = tf.reduce_sum(tf.cast(found < 0, tf.int32), axis=1)
+        return tf.cast(tf.ragged.boolean_mask(found, found >= 0), tf.int32), unknown
+    # Between two words of ours, every line break of the text is an <eos> (lm_word_tokens ends the last line itself).
+    found = graph_text.token_ids(table, graph_text.lm_word_tokens("x " + texts + " x")[:, 1:-2])
+    unknown = tf.reduce_sum(tf.cast(found < 0, tf.int32), axis=1)
+    return tf.cast(tf.ragged.map_flat_values(lambda ids: where(ids < 0, vocab.unk_id, ids), found), tf.int32), unknown
 
 
 def stop_matrix(cfg, vocab, table, stops):
-    """([S, K] int32 each stop text's tokens left-aligned, NO_TOKEN after them; [S] their lengths), K >= 1. Words:
-    a line end is <eos> ("\\n" is a line end, not the start of an empty line)."""
-    words = None if cfg.level == "char" else graph_text.lm_word_tokens(stops + " x")[:, :-2]  # " x": a line to drop
-    tokens = text_tokens(cfg, vocab, table, stops, words)
-    lengths = tf.cast(tokens.row_lengths(), tf.int32)
+    """([S, K] int32 each stop text's tokens left-aligned, NO_TOKEN after them; [S] their lengths), K >= 1. A stop
+    holding a token the model cannot generate is refused (InvalidArgumentError naming `stop`)."""
+    tokens, unknown = text_tokens(cfg, vocab, table, stops)
+    known = tf.debugging.assert_equal(tf.reduce_sum(unknown), 0, message="stop: a stop text holds a character or "
+                                      "word not in the model's vocabulary, so it could never be generated")
+    with tf.control_dependencies([known]):
+        lengths = tf.cast(tokens.row_lengths(), tf.int32)
     width = tf.maximum(tf.reduce_max(tf.concat([lengths, [1]], 0)), 1)
     return tokens.to_tensor(NO_TOKEN, shape=tf.stack([tf.size(lengths), width])), lengths
 
@@ -146,7 +151,7 @@ def start_id(cfg, vocab):
 def prime_ids(cfg, vocab, table, prime):
     """[P] int32: the start token, then the prime's tokens (unless it begins with the start token itself), as
     --score reads a text: a sample starts where every text of the corpus starts."""
-    tokens = text_tokens(cfg, vocab, table, prime[None]).flat_values
+    tokens = text_tokens(cfg, vocab, table, prime[None])[0].flat_values
     start = start_id(cfg, vocab)
     begins_with_start = tf.reduce_any(tf.equal(tokens[:1], start))
     return tf.cond(begins_with_start, lambda: tokens, lambda: tf.concat([[start], tokens], axis=0))

@@ -389,6 +389,11 @@ class RunDir:
                 holder = os.pread(fd, 1000, 0).decode("utf-8", "replace").strip() or "another process"
                 raise UserError(f"{self.path}: in use by {holder}; wait for that run to end, or train into another "
                                 "--run_dir") from None
+            if not os.path.exists(path) or not os.path.samestat(os.fstat(fd), os.stat(path)):
+                # The lock was removed (a start that wrote nothing) after it was opened here: take it anew.
+                os.close(fd)
+                fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
             previous = os.pread(fd, 1000, 0).decode("utf-8", "replace").strip()
             if previous:
                 print(f"note: {path}: taking over from {previous}, which has ended", file=sys.stderr)
@@ -402,10 +407,11 @@ class RunDir:
             finally:
                 with contextlib.suppress(OSError):
                     os.ftruncate(fd, 0)  # ended, if with an error: nothing to take over
-                if os.listdir(self.path) == ["lock"]:  # nothing else was written: leave the folder as it was
-                    os.remove(path)
-                    if made_folder:
-                        os.rmdir(self.path)
+                with contextlib.suppress(OSError):
+                    if os.listdir(self.path) == ["lock"]:  # nothing else was written: leave the folder as it was
+                        os.remove(path)
+                        if made_folder:
+                            os.rmdir(self.path)
         finally:
             os.close(fd)
 

@@ -163,6 +163,10 @@ def refuse_options_of_the_other_task(args, cfg):
 # --------------------------------------------------------------------------------------------------- generation
 
 def generate(args, cfg, vocab, run, out):
+    unknown_words = [word for stop in args.stop for word in data_handler.lm_words(stop) if word not in vocab]
+    if cfg.level == "word" and unknown_words:
+        raise UserError(f"--stop: {unknown_words[0]!r} is not in the model's vocabulary, so the text could never be "
+                        "generated")
     if cfg.level == "char":  # the decoder drops what a character model cannot read: said, or refused if all
         for flag, texts in (("--prime", [args.prime or ""]), ("--stop", args.stop)):
             for text in texts:

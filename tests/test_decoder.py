@@ -267,3 +267,12 @@ def test_the_sampling_draw_follows_the_softmax():
     np.testing.assert_allclose(frequencies, probabilities, atol=0.025)  # 3 standard deviations for 4,000 draws
     np.testing.assert_allclose(np.histogram(values, bins=10, range=(0, 1))[0] / len(values), 0.1, atol=0.007)
     np.testing.assert_array_equal(values, numpy_hashed_uniform(20000, 7, 3))  # the oracle's numbers are these
+
+
+def test_line_breaks_in_word_primes_and_stops_are_line_ends(words):
+    """A word model's prime ending in a line break continues on a new line, and the stop "\\n" ends a sample at its
+    first line end."""
+    assert words.decode(0, prime="w3 w4\n")[0] == ["w3 w4\n"]
+    free = words.decode(120, prime="w3", seeds=[4])[0][0]
+    stopped = words.decode(120, prime="w3", seeds=[4], stop=["\n"], piece=5)[0][0]
+    assert "\n" in free[2:] and stopped == free[:free.index("\n", 2) + 1]

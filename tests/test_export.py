@@ -180,6 +180,7 @@ def test_generate_refuses_requests_out_of_range(runs):
                                  (dict(top_p=1.5), "top_p: must be in \\(0, 1\\]"),
                                  (dict(beam_width=2, seed=[1, 2, 3]), "seed: at most beam_width results"),
                                  (dict(stop=["the", ""]), "stop: must not be empty"),
+                                 (dict(stop=["zzqx"]), "stop: a stop text holds a character or word not in"),
                                  (dict(seed=[-1]), "seed: must not be negative")):
             with pytest.raises(tf.errors.InvalidArgumentError, match=message):
                 run(**changes)
