@@ -539,7 +539,8 @@ def test_a_best_json_without_its_metric_is_set_aside(run_copy, capsys):
     (["--beam_width", "2", "--top_p", "0.5"], "--top_p: is for sampling, not for --beam_width"),
     (["--length_penalty", "0.6"], "--length_penalty: is for --beam_width"),
     (["--length_penalty", "-1", "--beam_width", "2"], "--length_penalty: must be in [0, 10]"),
-    (["--stop", ""], "--stop: must not be empty")])
+    (["--stop", ""], "--stop: must not be empty"),
+    (["--stop", "zzqx unheard"], "--stop: 'zzqx' is not in the model's vocabulary")])
 def test_sample_bounds_every_number_in_one_line(finished_lm, capsys, flags, message):
     assert sample.main(["--run_dir", str(finished_lm), *flags]) == 1
     assert_one_line(capsys.readouterr().err, message)
@@ -557,7 +558,7 @@ def test_a_config_file_that_is_deep_or_a_fifo_is_one_line(tmp_path, capsys):
 
 
 @pytest.mark.parametrize("flags", [["--length", "0", "--beam_width", "1000"],
-                                   ["--stop", "zzqx unheard", "--length", "5"],
+                                   ["--stop", "the the the the the", "--length", "5"],
                                    ["--stop", "\n", "--top_p", "1e-30", "--length", "3"],
                                    ["--beam_width", "1", "--stop", "the", "--length", "3"]])
 def test_whatever_a_user_types_gives_text(finished_lm, capsys, flags):
