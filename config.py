@@ -193,7 +193,16 @@ def parse_value(key, text):
 
 
 def validate(cfg):
-    """Raises UserError naming the first impossible value."""
+    """Raises UserError naming the first impossible value: a value out of its range, then keys that do not go
+    together, then what float32 cannot hold."""
+    check_ranges(cfg)
+    check_combinations(cfg)
+    check_float32(cfg)
+    return cfg
+
+
+def check_ranges(cfg):
+    """Each key on its own: its choices, its bounds."""
     for key, allowed in CHOICES.items():
         if getattr(cfg, key) not in allowed:
             raise UserError(f"--{key}: must be one of {', '.join(allowed)}, got '{getattr(cfg, key)}'")
@@ -217,6 +226,17 @@ def validate(cfg):
         raise UserError(f"--word_dropout: must be in [0, 1), got {cfg.word_dropout}")
     if not (math.isfinite(cfg.weight_decay) and cfg.weight_decay >= 0):
         raise UserError(f"--weight_decay: must be a non-negative number, got {cfg.weight_decay}")
+    for key in ("valid_fraction", "test_fraction"):
+        if not 0.0 <= getattr(cfg, key) < 1.0:
+            raise UserError(f"--{key}: must be in [0, 1), got {getattr(cfg, key)}")
+    if cfg.cv == 1 or cfg.cv < 0:
+        raise UserError(f"--cv: must be 0 (off) or at least 2 folds, got {cfg.cv}")
+    if cfg.vocab_size and cfg.vocab_size < 3:
+        raise UserError(f"--vocab_size: must be 0 (no cap) or at least 3, got {cfg.vocab_size}")
+
+
+def check_combinations(cfg):
+    """Keys that do not go together."""
     for key in ("word_dropout", "init_from", "pretrain_epochs"):
         if getattr(cfg, key) and cfg.task != "classify":
             raise UserError(f"--{key}: for --task classify (a language model trains from scratch)")
@@ -224,18 +244,17 @@ def validate(cfg):
         raise UserError("--embeddings: word vectors are for word-level models, not --level char")
     if cfg.init_from and cfg.pretrain_epochs:
         raise UserError("--init_from and --pretrain_epochs: choose one (pretraining makes its own language model)")
-    for key in ("valid_fraction", "test_fraction"):
-        if not 0.0 <= getattr(cfg, key) < 1.0:
-            raise UserError(f"--{key}: must be in [0, 1), got {getattr(cfg, key)}")
     if cfg.valid_fraction + cfg.test_fraction >= 1.0:
         raise UserError("--valid_fraction plus --test_fraction must leave some data for training")
-    if cfg.cv == 1 or cfg.cv < 0:
-        raise UserError(f"--cv: must be 0 (off) or at least 2 folds, got {cfg.cv}")
     if cfg.cv and cfg.task != "classify":
         raise UserError("--cv: cross-validation is for --task classify")
     if cfg.cv and cfg.max_steps:
         raise UserError("--max_steps: not with --cv (every fold trains its whole schedule)")
-    for key in (k for k in FIELDS if _field_type(k) is float):  # after the keys' own ranges, which say more
+
+
+def check_float32(cfg):
+    """What the graph, computing in float32, cannot hold (after the keys' own ranges, which say more)."""
+    for key in (k for k in FIELDS if _field_type(k) is float):
         value = getattr(cfg, key)
         if not (math.isfinite(value) and abs(value) <= FLOAT32_MAX):
             # The graph computes in float32: a larger value would become infinite there.
@@ -247,9 +266,6 @@ def validate(cfg):
         raise UserError(f"--lr_decay: {cfg.lr_decay:g} per epoch for {decay_epochs} epochs (--max_max_epoch "
                         f"{cfg.max_max_epoch} after --max_epoch {cfg.max_epoch}) takes the learning rate past "
                         f"float32's range (3.4e38); use an lr_decay of at most 1, or fewer epochs")
-    if cfg.vocab_size and cfg.vocab_size < 3:
-        raise UserError(f"--vocab_size: must be 0 (no cap) or at least 3, got {cfg.vocab_size}")
-    return cfg
 
 
 def memory_estimate(cfg, vocab_size, num_classes=0):
