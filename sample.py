@@ -1,17 +1,18 @@
 """Use a trained checkpoint: generate text from a language model, score text under it, or label sentences with a
 classifier.
 
-    python sample.py [--run_dir DIR] [--checkpoint PATH] [--prime TEXT] [--length N] [--num_samples N]
-                     [--temperature T] [--top_k K] [--argmax] [--seed S] [--generator auto|plain|xla|stepwise]
+    python sample.py [--run_dir DIR] [--checkpoint PATH] [--prime TEXT] [--length N] [--num_samples N] [--seed S]
+                     [--temperature T] [--top_k K] [--top_p P] [--argmax] [--beam_width B] [--length_penalty A]
+                     [--stop TEXT ...] [--allow_unk] [--generator auto|plain|xla]
     python sample.py --run_dir DIR --score FILE            (FILE "-" reads standard input)
     python sample.py --run_dir DIR --text "a sentence" [--text ...] [--file PATH] [--all_probs]
 
-The task is read from the run's config.json. Generation is one Session.run of an in-graph loop (rnn_model's
-build_generator) that feeds the prime through the cell once and then each sampled token, carrying the LSTM state
-inside the graph; --num_samples N draws N samples in that one run, sample i with seed S + i, each the text its
-seed gives alone. The loop runs with or without XLA compilation ("xla" / "plain"); "stepwise" is one Session.run
-per token. "auto" takes whichever is fastest end to end for the length asked, compilation included, from timings
-made once per machine and kept in RUN_DIR/generation_speed.json.
+The task is read from the run's config.json. Generation runs decoder.py's graph (the one the SavedModel's generate
+and the TensorBoard sample run) a piece of up to 256 tokens per Session.run, each carrying on from the last, so one
+sample is written as it comes; --num_samples N draws N samples, sample i with seed S + i, each the text its seed
+gives alone, or with --beam_width the N best beams. The pieces run with or without XLA ("xla" / "plain"); "auto"
+takes whichever is fastest end to end for the length asked, compilation included, from timings made once per
+machine and kept in RUN_DIR/generation_speed.json.
 --score prints the perplexity of a text as train.py's evaluation computes it. Classification reads --text, --file
 or standard input, one sentence per line.
 """
