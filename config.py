@@ -45,7 +45,8 @@ class Config:
     num_steps: int = 20  # unrolled time steps (lm: BPTT length; classify: max sentence length)
     forget_bias: float = 0.0  # added to the forget gate pre-activation (PTB uses 0.0, char-rnn 1.0)
     keep_prob: float = 1.0  # dropout keep probability on embeddings and layer outputs; 1.0 = no dropout
-    init_scale: float = 0.1  # weights start uniform in [-init_scale, init_scale]
+    initializer: str = "uniform"  # weights start "uniform" in [-init_scale, init_scale] (PTB tutorial) or "glorot"
+    init_scale: float = 0.1  # initializer "uniform": the bound of the weights' uniform range; biases start at zero
     # --- optimisation
     optimizer: str = "sgd"  # "sgd", "adam" or "rmsprop"
     learning_rate: float = 1.0  # initial learning rate
@@ -134,6 +135,7 @@ CHOICES = {
     "label_mode": ("coarse", "fine"),
     "device": ("cpu", "gpu"),
     "precision": ("float32", "bfloat16"),
+    "initializer": ("uniform", "glorot"),
 }
 POSITIVE = ("num_layers", "hidden_size", "num_steps", "batch_size", "max_max_epoch", "summary_every")
 NON_NEGATIVE = ("vocab_size", "embedding_size", "eval_batch_size", "max_epoch", "max_steps", "checkpoint_every",
@@ -162,6 +164,9 @@ INT_MAXIMUM = {
     # Each layer is another copy of the unrolled cell in every graph: 100 layers of 2 steps take ~30 s to build.
     "num_layers": (100, "every layer is another unrolled copy of the cell in each graph", ""),
 }
+
+# What a config written before a key existed meant by leaving it out, where that differs from today's default.
+BEFORE_KEY_EXISTED = {"initializer": "glorot"}
 
 FIELDS = {f.name: f for f in dataclasses.fields(Config)}
 
@@ -372,7 +377,7 @@ def from_values(values, source):
     file in errors. Keys left out take their defaults, so a config written before a key existed still loads."""
     if not isinstance(values, dict):
         raise UserError(f"{source}: expected a JSON object of config keys")
-    cfg = Config()
+    cfg = dataclasses.replace(Config(), **{k: v for k, v in BEFORE_KEY_EXISTED.items() if k not in values})
     for key, value in values.items():
         if key not in FIELDS:
             raise UserError(f"{source}: unknown config key '{key}'")

@@ -35,7 +35,7 @@ def lm_config(cfg, corpus_folder):
     run directory is spelled, the config is the same). With --embeddings it starts from the classifier's vectors
     (train.py maps them), so the file is read once."""
     same = {key: getattr(cfg, key) for key in (
-        "num_layers", "hidden_size", "forget_bias", "keep_prob", "init_scale", "max_grad_norm", "weight_decay",
+        "num_layers", "hidden_size", "forget_bias", "keep_prob", "initializer", "init_scale", "max_grad_norm", "weight_decay",
         "seed", "summary_every", "device", "xla", "xla_loss", "precision", "intra_op_threads", "inter_op_threads")}
     return config.validate(dataclasses.replace(
         config.Config(), task="lm", level="word", data=os.path.realpath(corpus_folder), encoding="utf-8",
@@ -73,8 +73,8 @@ def rows_by_token(source, source_vocab, vocab, rows):
 
 
 def fresh_embedding(cfg, vocab_size):
-    """[vocab_size, embedding_dim] drawn as a fresh embedding variable's are (Glorot uniform)."""
-    limit = np.sqrt(6.0 / (vocab_size + cfg.embedding_dim))
+    """[vocab_size, embedding_dim] drawn from the distribution of a fresh embedding variable (cfg.initializer)."""
+    limit = cfg.init_scale if cfg.initializer == "uniform" else np.sqrt(6.0 / (vocab_size + cfg.embedding_dim))
     return np.random.RandomState(cfg.seed).uniform(-limit, limit, (vocab_size, cfg.embedding_dim)).astype(np.float32)
 
 
@@ -113,7 +113,7 @@ def load_language_model(path, cfg):
 def initial_weights(path, cfg, vocab, embedding=None):
     """{weight name: array} that starts a classifier over `vocab` from the word LM run at path: every LSTM layer as
     the LM has it, and the embedding row by row for the tokens both vocabularies hold (<unk> too). The other rows
-    come from `embedding` (pretrained vectors) or are drawn as a fresh embedding's are (Glorot uniform).
+    come from `embedding` (pretrained vectors) or are drawn as a fresh embedding's are (cfg.initializer).
     Returns (weights, rows taken from the LM)."""
     lm_cfg, lm_vocab, lm_run = load_language_model(path, cfg)
     arrays = lm_run.read_weights()

@@ -143,7 +143,7 @@ def declare_weights(cfg, vocab_size, num_classes=0, preset=()):
         placeholders[name] = tf.placeholder(tf.float32, shape, name=name.replace("/", "_") + "_init")
         return new_variable(name, None, placeholders[name], trainable)
 
-    with tf.variable_scope("model"):
+    with tf.variable_scope("model", initializer=weight_initializer(cfg)):
         embedding = variable("embedding", [vocab_size, cfg.embedding_dim],
                              trainable=cfg.train_embeddings or not (cfg.embeddings or cfg.init_from or
                                                                     cfg.pretrain_epochs))
@@ -160,6 +160,14 @@ def declare_weights(cfg, vocab_size, num_classes=0, preset=()):
             pooled_size = cfg.hidden_size * (2 if backward else 1)
             output_weights, output_bias = dense_weights(pooled_size, num_classes, "classifier")
     return Weights(embedding, tuple(layers), backward, output_weights, output_bias, placeholders)
+
+
+def weight_initializer(cfg):
+    """The weights' initializer (biases start at zero): the PTB tutorial's uniform [-init_scale, init_scale], or
+    None for get_variable's default, Glorot uniform."""
+    if cfg.initializer == "uniform":
+        return tf.random_uniform_initializer(-cfg.init_scale, cfg.init_scale)
+    return None
 
 
 def new_variable(name, shape, initializer=None, trainable=True):

@@ -300,3 +300,28 @@ def test_weight_decay_pulls_the_matrices_alone_towards_zero():
         np.testing.assert_array_equal(started[0.0][name], started[0.01][name])
         expected = moved[0.0][name] - (0.01 * started[0.0][name] if name in decayed else 0)
         np.testing.assert_allclose(moved[0.01][name], expected, atol=1e-6, err_msg=name)
+
+
+@pytest.mark.parametrize("initializer,init_scale", [("uniform", 0.05), ("uniform", 0.3), ("glorot", 0.05)])
+def test_initial_weights_follow_the_initializer_key(initializer, init_scale):
+    """Every weight matrix starts from the key's distribution: uniform in [-init_scale, init_scale] (the PTB
+    tutorial's), or Glorot uniform in +-sqrt(6 / (fan_in + fan_out)); biases start at zero either way. Each matrix
+    has thousands of entries, so its range and standard deviation are tight estimates of the distribution's."""
+    cfg = tiny(initializer=initializer, init_scale=init_scale, hidden_size=64, embedding_size=48)
+    with tf.Graph().as_default():
+        tf.set_random_seed(3)
+        weights = rm.declare_weights(cfg, vocab_size=500)
+        with tf.Session() as sess:
+            sess.run(tf.global_variables_initializer())
+            values = dict(zip([v.op.name for v in weights.variables()], sess.run(weights.variables())))
+    matrices = {name: value for name, value in values.items() if value.ndim == 2}
+    assert len(matrices) == 2 + 2 * cfg.num_layers  # embedding, softmax, kernel_x and kernel_h per layer
+    for name, value in matrices.items():
+        bound = init_scale if initializer == "uniform" else np.sqrt(6.0 / sum(value.shape))
+        assert np.abs(value).max() <= bound * (1 + 1e-6), name
+        assert np.abs(value).max() > 0.99 * bound, name  # the whole range is used
+        assert abs(value.std() - bound / np.sqrt(3)) < 0.05 * bound / np.sqrt(3), name
+        assert abs(value.mean()) < 0.05 * bound, name
+    for name, value in values.items():
+        if value.ndim == 1:
+            assert not value.any(), name
