@@ -12,6 +12,7 @@ This module also holds what is about processes and hosts: roles, servers, the pa
 one-machine launcher.
 """
 import contextlib
+import dataclasses
 import os
 import socket
 import subprocess
@@ -21,6 +22,7 @@ from typing import NamedTuple
 
 import numpy as np
 
+import chief
 import stopping
 from config import UserError
 
@@ -63,6 +65,10 @@ class LocalRuntime:
 
     def describe(self, global_step):
         return None
+
+    def duties(self, cfg, g, sess, run, stop, resumed_at):
+        """What this process does besides training: all the chief's work."""
+        return chief.Chief(cfg, g, sess, run, stop, resumed_at)
 
 
 class ClusterRuntime:
@@ -143,6 +149,10 @@ class ClusterRuntime:
         finally:
             coordinator.request_stop()
             sess.close()
+
+    def duties(self, cfg, g, sess, run, stop, resumed_at):
+        """The chief's work on the chief; the other workers only train."""
+        return chief.Chief(cfg, g, sess, run, stop, resumed_at) if self.is_chief else chief.Worker(g.task)
 
     def describe(self, global_step):
         return {"workers": self.role.num_workers, "replicas": "sync" if self.role.sync else "async",
@@ -242,6 +252,26 @@ def role_from_args(args):
         raise UserError(f"--task_index: must be in [0, {count}) for --job_name {args.job_name}, "
                           f"got {args.task_index}")
     return Role(ps_hosts, worker_hosts, args.job_name, args.task_index, args.replicas == "sync")
+
+
+def cluster_config(cfg, argv, both_kinds):
+    """The config of a cluster run: the keys only a single process runs are refused, or (the config's patience, not
+    the user's) dropped with a note. both_kinds: --local_cluster given with the flags of a cluster's own process."""
+    if cfg.cv:
+        raise UserError("--cv: cross-validation runs in a single process, not in cluster mode")
+    if cfg.pretrain_epochs:
+        raise UserError("--pretrain_epochs: pretraining runs in a single process, not in cluster mode")
+    if cfg.patience:
+        if any(a == "--patience" or a.startswith("--patience=") for a in argv):
+            raise UserError("--patience: early stopping runs in a single process; cluster workers follow the "
+                            "schedule (set --max_max_epoch instead)")
+        print(f"note: cluster mode trains every epoch of the schedule (the config's patience {cfg.patience} "
+              "applies to single-process runs)", file=sys.stderr)
+        cfg = dataclasses.replace(cfg, patience=0)
+    if both_kinds:
+        raise UserError("--local_cluster starts its own cluster: leave out --ps_hosts, --worker_hosts and "
+                        "--job_name")
+    return cfg
 
 
 def split_hosts(flag, text):

@@ -13,6 +13,7 @@ import difflib
 import math
 import os
 from dataclasses import dataclass
+from typing import NamedTuple
 
 
 class UserError(Exception):
@@ -27,59 +28,120 @@ class ArgumentParser(argparse.ArgumentParser):
         raise UserError(message)
 
 
+INT32_MAX = 2 ** 31 - 1
+FLOAT32_MAX = 3.4028234663852886e38
+# The static unroll builds num_steps copies of the cell's ops in every graph (~30 ops a step and layer, forward and
+# backward): past this the graph takes longer to build than to train an epoch of most data sets.
+MAX_NUM_STEPS = 1000
+# Weights, gradients and slots per weight of each optimizer (the memory estimate's); its choices are these names.
+OPTIMIZER_COPIES = {"sgd": 2, "adam": 4, "rmsprop": 4}
+
+
+@dataclass(frozen=True)
+class Key:
+    """What is declared about one config key, beside its default: everything else (--help, validation, the resume
+    check, the pretraining language model's config, the README's tables) is derived from this."""
+    help: str  # one line for --help and the README
+    choices: tuple = ()  # the allowed values of a str key
+    bounds: str = ""  # the range of a number, "[0, 1)" or "(0, inf)"; an int's maximum defaults to INT32_MAX
+    why_maximum: str = "the int32 range of TensorFlow's shapes and feeds"  # said when an int is over its maximum
+    advice: str = ""  # appended to that message: what to do instead
+    zero: str = ""  # an int whose 0 means this ("off") and whose other values start at the bounds' minimum
+    resumable: bool = False  # may change when a run is resumed (it shapes neither the model nor its data)
+    inherited: bool = False  # the pretraining language model of a classifier takes the classifier's value
+    before: object = None  # what a config written before the key existed meant by leaving it out (None: the default)
+
+
+def key(default, help, **declared):
+    return dataclasses.field(default=default, metadata={"key": Key(help, **declared)})
+
+
 @dataclass
 class Config:
     # --- what to train on
-    task: str = "lm"  # "lm" (language model) or "classify" (sentence classifier)
-    data: str = ""  # dataset name from the registry or a path; "" = the embedded default corpus
-    level: str = "word"  # lm only: "word" or "char" tokens
-    encoding: str = "utf-8"  # text encoding of the data files ("auto" tries utf-8, cp1252, then latin-1)
-    vocab_size: int = 10000  # cap on the vocabulary including specials; 0 = no cap
-    min_count: int = 1  # tokens seen fewer times in the training split become <unk>
-    valid_fraction: float = 0.05  # share of the data held out for validation when no split is given
-    test_fraction: float = 0.05  # share of the data held out for testing when no split is given
+    task: str = key("lm", "\"lm\" (language model) or \"classify\" (sentence classifier)", choices=("lm", "classify"))
+    data: str = key("", "dataset name from the registry or a path; \"\" = the embedded default corpus")
+    level: str = key("word", "lm only: \"word\" or \"char\" tokens", choices=("word", "char"))
+    encoding: str = key("utf-8", "text encoding of the data files (\"auto\" tries utf-8, cp1252, then latin-1)")
+    vocab_size: int = key(10000, "cap on the vocabulary including specials", bounds="[3, inf)", zero="no cap")
+    min_count: int = key(1, "tokens seen fewer times in the training split become <unk>", bounds="[0, inf)")
+    valid_fraction: float = key(0.05, "share of the data held out for validation when no split is given",
+                                bounds="[0, 1)")
+    test_fraction: float = key(0.05, "share of the data held out for testing when no split is given",
+                               bounds="[0, 1)")
     # --- model
-    num_layers: int = 2  # LSTM layers stacked, each with its own weights
-    hidden_size: int = 200  # LSTM units per layer
-    embedding_size: int = 0  # token embedding width; 0 = hidden_size (as the PTB tutorial)
-    num_steps: int = 20  # unrolled time steps (lm: BPTT length; classify: max sentence length)
-    forget_bias: float = 0.0  # added to the forget gate pre-activation (PTB uses 0.0, char-rnn 1.0)
-    keep_prob: float = 1.0  # dropout keep probability on embeddings and layer outputs; 1.0 = no dropout
-    initializer: str = "uniform"  # weights start "uniform" in [-init_scale, init_scale] (PTB tutorial) or "glorot"
-    init_scale: float = 0.1  # initializer "uniform": the bound of the weights' uniform range; biases start at zero
+    num_layers: int = key(2, "LSTM layers stacked, each with its own weights", bounds="[1, 100]", inherited=True,
+                          why_maximum="every layer is another unrolled copy of the cell in each graph")
+    hidden_size: int = key(200, "LSTM units per layer", bounds="[1, inf)", inherited=True)
+    embedding_size: int = key(0, "token embedding width; 0 = hidden_size (as the PTB tutorial)", bounds="[0, inf)")
+    num_steps: int = key(20, "unrolled time steps (lm: BPTT length; classify: max sentence length)",
+                         bounds=f"[1, {MAX_NUM_STEPS}]", why_maximum="the graph unrolls every step statically",
+                         advice="; truncate sentences or train a language model on shorter windows")
+    forget_bias: float = key(0.0, "added to the forget gate pre-activation (PTB uses 0.0, char-rnn 1.0)",
+                             inherited=True)
+    keep_prob: float = key(1.0, "dropout keep probability on embeddings and layer outputs; 1.0 = no dropout",
+                           bounds="(0, 1]", inherited=True)
+    initializer: str = key("uniform", "weights start \"uniform\" in [-init_scale, init_scale] (PTB tutorial) or "
+                           "\"glorot\"", choices=("uniform", "glorot"), inherited=True, before="glorot")
+    init_scale: float = key(0.1, "initializer uniform: the bound of the weights' range; biases start at zero",
+                            bounds="(0, inf)", inherited=True)
     # --- optimisation
-    optimizer: str = "sgd"  # "sgd", "adam" or "rmsprop"
-    learning_rate: float = 1.0  # initial learning rate
-    lr_decay: float = 0.5  # learning rate multiplier per epoch once past max_epoch
-    max_epoch: int = 4  # epochs trained at the initial learning rate
-    max_max_epoch: int = 13  # total epochs
-    patience: int = 0  # stop after this many epochs without a better validation metric; 0 = train every epoch
-    max_grad_norm: float = 5.0  # gradients are clipped to this global norm
-    weight_decay: float = 0.0  # L2 penalty on the weight matrices (LSTM kernels, output layer), not embeddings/biases
-    batch_size: int = 20  # sequences per batch
-    eval_batch_size: int = 0  # sequences per validation/test batch; 0 = batch_size
-    seed: int = 1234  # seeds initialisation, dropout masks and shuffling: same seed, same run
+    optimizer: str = key("sgd", "\"sgd\", \"adam\" or \"rmsprop\"", choices=tuple(OPTIMIZER_COPIES))
+    learning_rate: float = key(1.0, "initial learning rate", bounds="(0, inf)", resumable=True)
+    lr_decay: float = key(0.5, "learning rate multiplier per epoch once past max_epoch", bounds="(0, inf)")
+    max_epoch: int = key(4, "epochs trained at the initial learning rate", bounds="[0, inf)")
+    max_max_epoch: int = key(13, "total epochs", bounds="[1, inf)", resumable=True)
+    patience: int = key(0, "stop after this many epochs without a better validation metric; 0 = train every epoch",
+                        bounds="[0, inf)", resumable=True)
+    max_grad_norm: float = key(5.0, "gradients are clipped to this global norm", bounds="(0, inf)", resumable=True,
+                               inherited=True)
+    weight_decay: float = key(0.0, "L2 penalty on the weight matrices (LSTM kernels, output layer), not "
+                              "embeddings/biases", bounds="[0, inf)", resumable=True, inherited=True)
+    batch_size: int = key(20, "sequences per batch", bounds="[1, inf)")
+    eval_batch_size: int = key(0, "sequences per validation/test batch; 0 = batch_size", bounds="[0, inf)",
+                               resumable=True)
+    seed: int = key(1234, "seeds initialisation, dropout masks and shuffling: same seed, same run",
+                    bounds=f"[0, {2 ** 31 - 2}]", inherited=True,
+                    # TensorFlow reduces graph seeds modulo 2**31 - 1 (2**31 - 1 would repeat seed 0); NumPy's
+                    # RandomState takes up to 2**32 - 1: room for the seed + fold of cross-validation.
+                    why_maximum="TensorFlow takes graph seeds modulo 2**31 - 1")
     # --- classification
-    pooling: str = "mean"  # classify: "mean" (masked mean over real steps), "last" (last real step) or "max"
-    bidirectional: bool = False  # classify: make the top layer bidirectional
-    embeddings: str = ""  # word vectors to start the embedding from: a GloVe/word2vec file or a registry name
-    train_embeddings: bool = True  # keep training an embedding that started pretrained (vectors or a language model)
-    word_dropout: float = 0.0  # classify: while training, each token becomes <unk> with this probability
-    init_from: str = ""  # classify: a word language-model run whose embedding and LSTM layers start the classifier
-    pretrain_epochs: int = 0  # classify: epochs of a word LM pretrained on the training sentences only; 0 = none
-    label_mode: str = "coarse"  # classify, TREC-style labels: "coarse" (ABBR, ...) or "fine" (ABBR:abb, ...)
-    cv: int = 0  # classify: K-fold cross-validation over all the data when > 1
-    bucket: bool = True  # classify: batch sentences of similar length together, each bucket its own unroll
+    pooling: str = key("mean", "classify: \"mean\" (masked mean over real steps), \"last\" (last real step) or "
+                       "\"max\"", choices=("mean", "last", "max"))
+    bidirectional: bool = key(False, "classify: make the top layer bidirectional")
+    embeddings: str = key("", "word vectors to start the embedding from: a GloVe/word2vec file or a registry name")
+    train_embeddings: bool = key(True, "keep training an embedding that started pretrained (vectors or a language "
+                                 "model)")
+    word_dropout: float = key(0.0, "classify: while training, each token becomes <unk> with this probability",
+                              bounds="[0, 1)", resumable=True)
+    init_from: str = key("", "classify: a word language-model run whose embedding and LSTM layers start the "
+                         "classifier")
+    pretrain_epochs: int = key(0, "classify: epochs of a word LM pretrained on the training sentences only; 0 = none",
+                               bounds="[0, inf)")
+    label_mode: str = key("coarse", "classify, TREC-style labels: \"coarse\" (ABBR, ...) or \"fine\" (ABBR:abb, ...)",
+                          choices=("coarse", "fine"))
+    cv: int = key(0, "classify: K-fold cross-validation over all the data", bounds="[2, inf)", zero="off")
+    bucket: bool = key(True, "classify: batch sentences of similar length together, each bucket its own unroll")
     # --- running
-    max_steps: int = 0  # stop (with a checkpoint) after this global step; 0 = train all epochs
-    checkpoint_every: int = 0  # also save the latest checkpoint every N steps; 0 = once per epoch
-    summary_every: int = 10  # write step summaries to TensorBoard every N steps
-    device: str = "cpu"  # "cpu" or "gpu"
-    xla: bool = False  # XLA auto-clustering (JIT) of the whole graph
-    xla_loss: bool = True  # XLA-compile the softmax loss and its gradient (the matmuls stay on oneDNN)
-    precision: str = "float32"  # matmul inputs: "float32", or "bfloat16" (mixed: weights, state and sums stay float32)
-    intra_op_threads: int = 0  # threads inside one op; 0 = TensorFlow's default (all cores)
-    inter_op_threads: int = 0  # ops run in parallel; 0 = TensorFlow's default
+    max_steps: int = key(0, "stop (with a checkpoint) after this global step; 0 = train all epochs",
+                         bounds="[0, inf)", resumable=True)
+    checkpoint_every: int = key(0, "also save the latest checkpoint every N steps; 0 = once per epoch",
+                                bounds="[0, inf)", resumable=True)
+    summary_every: int = key(10, "write step summaries to TensorBoard every N steps", bounds="[1, inf)",
+                             resumable=True, inherited=True)
+    device: str = key("cpu", "\"cpu\" or \"gpu\"", choices=("cpu", "gpu"), resumable=True, inherited=True)
+    xla: bool = key(False, "XLA auto-clustering (JIT) of the whole graph", resumable=True, inherited=True)
+    xla_loss: bool = key(True, "XLA-compile the softmax loss and its gradient (the matmuls stay on oneDNN)",
+                         resumable=True, inherited=True)
+    precision: str = key("float32", "matmul inputs: \"float32\", or \"bfloat16\" (mixed: weights, state and sums "
+                         "stay float32)", choices=("float32", "bfloat16"), resumable=True, inherited=True)
+    # ConfigProto's int32 fields; TensorFlow starts a thread for each, so far fewer than int32 allows.
+    intra_op_threads: int = key(0, "threads inside one op; 0 = TensorFlow's default (all cores)",
+                                bounds="[0, 1024]", why_maximum="TensorFlow starts a thread for each",
+                                advice="; 0 uses every core", resumable=True, inherited=True)
+    inter_op_threads: int = key(0, "ops run in parallel; 0 = TensorFlow's default", bounds="[0, 1024]",
+                                why_maximum="TensorFlow starts a thread for each",
+                                advice="; 0 uses TensorFlow's default", resumable=True, inherited=True)
 
     @property
     def embedding_dim(self):
@@ -127,52 +189,54 @@ CONFIGS["classify_glove"] = dataclasses.replace(CONFIGS["classify"], embeddings=
 CONFIGS["classify_glove_lm"] = dataclasses.replace(CONFIGS["classify_glove"], pretrain_epochs=6)
 DEFAULT_CONFIG = "small"
 
-CHOICES = {
-    "task": ("lm", "classify"),
-    "level": ("word", "char"),
-    "optimizer": ("sgd", "adam", "rmsprop"),
-    "pooling": ("mean", "last", "max"),
-    "label_mode": ("coarse", "fine"),
-    "device": ("cpu", "gpu"),
-    "precision": ("float32", "bfloat16"),
-    "initializer": ("uniform", "glorot"),
-}
-POSITIVE = ("num_layers", "hidden_size", "num_steps", "batch_size", "max_max_epoch", "summary_every")
-NON_NEGATIVE = ("vocab_size", "embedding_size", "eval_batch_size", "max_epoch", "max_steps", "checkpoint_every",
-                "patience", "intra_op_threads", "inter_op_threads", "min_count", "seed", "pretrain_epochs")
-# Keys that may change when a run is resumed; every other key shapes the model or its data and must match.
-RESUMABLE_KEYS = ("max_max_epoch", "patience", "eval_batch_size", "learning_rate", "max_grad_norm", "weight_decay",
-                  "word_dropout", "max_steps", "checkpoint_every", "summary_every", "device", "xla", "xla_loss",
-                  "precision", "intra_op_threads", "inter_op_threads")
-# The static unroll builds num_steps copies of the cell's ops in every graph (~30 ops a step and layer, forward and
-# backward): past this the graph takes longer to build than to train an epoch of most data sets.
-MAX_NUM_STEPS = 1000
-INT32_MAX = 2 ** 31 - 1
-FLOAT32_MAX = 3.4028234663852886e38
-# The largest value of each integer key, with why (and what to do, where that is not obvious); every other integer
-# key is at most INT32_MAX: sizes, steps and batch sizes reach TensorFlow as int32 shapes, variables and feeds, and a
-# bound keeps the memory estimate's arithmetic in floating-point range.
-INT_MAXIMUM = {
-    # TensorFlow reduces graph seeds modulo 2**31 - 1 (2**31 - 1 would repeat seed 0); NumPy's RandomState takes up
-    # to 2**32 - 1, which leaves room for the seed + fold of cross-validation and the (seed, epoch) pairs.
-    "seed": (2 ** 31 - 2, "TensorFlow takes graph seeds modulo 2**31 - 1", ""),
-    # ConfigProto's int32 fields; TensorFlow starts a thread for each, so far fewer than int32 allows.
-    "intra_op_threads": (1024, "TensorFlow starts a thread for each", "; 0 uses every core"),
-    "inter_op_threads": (1024, "TensorFlow starts a thread for each", "; 0 uses TensorFlow's default"),
-    "num_steps": (MAX_NUM_STEPS, "the graph unrolls every step statically",
-                  "; truncate sentences or train a language model on shorter windows"),
-    # Each layer is another copy of the unrolled cell in every graph: 100 layers of 2 steps take ~30 s to build.
-    "num_layers": (100, "every layer is another unrolled copy of the cell in each graph", ""),
-}
-
-# What a config written before a key existed meant by leaving it out, where that differs from today's default.
-BEFORE_KEY_EXISTED = {"initializer": "glorot"}
-
 FIELDS = {f.name: f for f in dataclasses.fields(Config)}
+KEYS = {name: field.metadata["key"] for name, field in FIELDS.items()}
+RESUMABLE_KEYS = tuple(name for name, declared in KEYS.items() if declared.resumable)
+INHERITED_KEYS = tuple(name for name, declared in KEYS.items() if declared.inherited)
+# The first key of each group in --help and the README.
+SECTIONS = {"task": "what to train on", "num_layers": "model", "optimizer": "optimisation",
+            "pooling": "classification", "max_steps": "running"}
 
 
 def _field_type(name):
-    return type(getattr(Config(), name))
+    return FIELDS[name].type if isinstance(FIELDS[name].type, type) else type(FIELDS[name].default)
+
+
+class Range(NamedTuple):
+    """A key's bounds, parsed from its declaration's "[low, high)" text."""
+    low: float
+    low_closed: bool
+    high: float
+    high_closed: bool
+
+    @classmethod
+    def parse(cls, text, kind):
+        low, high = (part.strip() for part in text[1:-1].split(","))
+        if kind is int and high == "inf":  # an int's maximum is int32's, inclusive
+            return cls(int(low), text[0] == "[", INT32_MAX, True)
+        return cls(kind(float(low)), text[0] == "[", kind(float(high)), text[-1] == "]")
+
+    def holds(self, value):
+        above = value >= self.low if self.low_closed else value > self.low
+        below = value <= self.high if self.high_closed else value < self.high
+        return above and below
+
+    def complaint(self, kind):
+        """What a value outside the range is told: "must be positive", or "must be in (0, 1]"."""
+        noun = "" if kind is int else " a"
+        if self.high == math.inf or (kind is int and self.high == INT32_MAX):
+            if (self.low, self.low_closed) in ((0, False), (1, True)):
+                return f"must be{noun} positive" + (" number" if noun else "")
+            if (self.low, self.low_closed) == (0, True):
+                return "must not be negative" if kind is int else "must be a non-negative number"
+        opening, closing = "[" if self.low_closed else "(", "]" if self.high_closed else ")"
+        return f"must be in {opening}{self.low:g}, {self.high:g}{closing}"
+
+
+def ranges():
+    """{key: Range} of every key declared with bounds."""
+    return {name: Range.parse(declared.bounds, _field_type(name)) for name, declared in KEYS.items()
+            if declared.bounds}
 
 
 def shown(value, width=24):
@@ -208,36 +272,27 @@ def validate(cfg):
 
 def check_ranges(cfg):
     """Each key on its own: its choices, its bounds."""
-    for key, allowed in CHOICES.items():
-        if getattr(cfg, key) not in allowed:
-            raise UserError(f"--{key}: must be one of {', '.join(allowed)}, got '{getattr(cfg, key)}'")
-    for key in (k for k in FIELDS if _field_type(k) is int):
-        bound, why, advice = INT_MAXIMUM.get(key, (INT32_MAX, "the int32 range of TensorFlow's shapes and feeds", ""))
-        if getattr(cfg, key) > bound:
-            raise UserError(f"--{key}: at most {bound} ({why}), got {shown(getattr(cfg, key))}{advice}")
-    for key in POSITIVE:
-        if getattr(cfg, key) <= 0:
-            raise UserError(f"--{key}: must be positive, got {getattr(cfg, key)}")
-    for key in NON_NEGATIVE:
-        if getattr(cfg, key) < 0:
-            raise UserError(f"--{key}: must not be negative, got {getattr(cfg, key)}")
-    for key in ("learning_rate", "max_grad_norm", "init_scale", "lr_decay"):
-        value = getattr(cfg, key)
-        if not (math.isfinite(value) and value > 0):
-            raise UserError(f"--{key}: must be a positive number, got {value}")
-    if not 0.0 < cfg.keep_prob <= 1.0:
-        raise UserError(f"--keep_prob: must be in (0, 1], got {cfg.keep_prob}")
-    if not 0.0 <= cfg.word_dropout < 1.0:
-        raise UserError(f"--word_dropout: must be in [0, 1), got {cfg.word_dropout}")
-    if not (math.isfinite(cfg.weight_decay) and cfg.weight_decay >= 0):
-        raise UserError(f"--weight_decay: must be a non-negative number, got {cfg.weight_decay}")
-    for key in ("valid_fraction", "test_fraction"):
-        if not 0.0 <= getattr(cfg, key) < 1.0:
-            raise UserError(f"--{key}: must be in [0, 1), got {getattr(cfg, key)}")
-    if cfg.cv == 1 or cfg.cv < 0:
-        raise UserError(f"--cv: must be 0 (off) or at least 2 folds, got {cfg.cv}")
-    if cfg.vocab_size and cfg.vocab_size < 3:
-        raise UserError(f"--vocab_size: must be 0 (no cap) or at least 3, got {cfg.vocab_size}")
+    bounds = ranges()
+    for name, declared in KEYS.items():
+        value, kind = getattr(cfg, name), _field_type(name)
+        if declared.choices and value not in declared.choices:
+            raise UserError(f"--{name}: must be one of {', '.join(declared.choices)}, got '{value}'")
+        if kind is not int and name not in bounds:
+            continue
+        limit = bounds[name] if name in bounds else Range(-INT32_MAX - 1, True, INT32_MAX, True)
+        if kind is int and value > limit.high:
+            raise UserError(f"--{name}: at most {limit.high} ({declared.why_maximum}), got {shown(value)}"
+                            f"{declared.advice}")
+        if not limit.holds(value) and not (declared.zero and value == 0):  # NaN holds no range
+            complaint = f"must be 0 ({declared.zero}) or at least {limit.low}" if declared.zero else \
+                limit.complaint(kind)
+            raise UserError(f"--{name}: {complaint}, got {value}")
+
+
+def described(name):
+    """A key's help with what its 0 means, where 0 is special."""
+    declared = KEYS[name]
+    return declared.help + (f"; 0 = {declared.zero}" if declared.zero else "")
 
 
 def check_combinations(cfg):
@@ -280,7 +335,7 @@ def memory_estimate(cfg, vocab_size, num_classes=0):
     embedding, hidden, layers = cfg.embedding_dim, cfg.hidden_size, cfg.num_layers
     parameters = vocab_size * embedding + 4 * hidden * ((embedding + hidden + 1) + (layers - 1) * (2 * hidden + 1))
     parameters += (hidden + 1) * (vocab_size if cfg.task == "lm" else num_classes * (2 if cfg.bidirectional else 1))
-    copies = 2 + {"sgd": 0, "adam": 2, "rmsprop": 2}[cfg.optimizer]  # weights, gradients, optimizer slots
+    copies = OPTIMIZER_COPIES[cfg.optimizer]
     activations = cfg.num_steps * cfg.batch_size * (layers * 11 * hidden + (3 * vocab_size if cfg.task == "lm" else 0))
     return 4 * (copies * parameters + activations)
 
@@ -377,7 +432,8 @@ def from_values(values, source):
     file in errors. Keys left out take their defaults, so a config written before a key existed still loads."""
     if not isinstance(values, dict):
         raise UserError(f"{source}: expected a JSON object of config keys")
-    cfg = dataclasses.replace(Config(), **{k: v for k, v in BEFORE_KEY_EXISTED.items() if k not in values})
+    cfg = dataclasses.replace(Config(), **{name: declared.before for name, declared in KEYS.items()
+                                           if declared.before is not None and name not in values})
     for key, value in values.items():
         if key not in FIELDS:
             raise UserError(f"{source}: unknown config key '{key}'")
@@ -400,19 +456,12 @@ def differences(saved, current):
 
 
 def help_text():
-    """One line per key with its default and comment, for --help."""
-    import inspect
-    lines, source = [], inspect.getsource(Config).splitlines()
-    for line in source:
-        stripped = line.strip()
-        if stripped.startswith("# ---"):
-            lines.append(stripped[2:].strip(" -"))
-            continue
-        name = stripped.split(":", 1)[0]
-        if name in FIELDS and "#" in stripped:
-            comment = stripped.split("#", 1)[1].strip()
-            default = getattr(Config(), name)
-            lines.append(f"  --{name:<18} {comment} [default {default!r}]")
+    """One line per key with its default and help, for --help."""
+    lines = []
+    for name, declared in KEYS.items():
+        if name in SECTIONS:
+            lines.append(SECTIONS[name])
+        lines.append(f"  --{name:<18} {described(name)} [default {FIELDS[name].default!r}]")
     return "\n".join(lines)
 
 

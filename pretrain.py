@@ -14,35 +14,65 @@ import os
 
 import numpy as np
 
+import cluster
 import config
 import data_handler
 import run_dir
 from config import UserError
 
-LM_NUM_STEPS = 35  # the pretraining LM's BPTT length (the PTB medium/large unroll)
-LM_LEARNING_RATE = 0.01  # Adam's; at the classifier's 0.002 a CR fold's LM had a validation perplexity of 264 after
-# 8 epochs, at 0.01 184 (flat after 6), so the LM gets its own rate (benchmarks/README.md)
-LM_BATCH_SIZE = 20  # its batch size (the PTB tutorial's)
-LM_VALID_FRACTION = 0.05  # the end of the training sentences that validates it (picks its best checkpoint)
-LM_EVAL_BATCH_SIZE = 1  # in one row, so that the few sentences of a small set fill a batch
+# The pretraining language model's own settings. Every other key is the classifier's where config.py declares it
+# inherited (the stack, dropout, initialisation, seed, device, precision, ...), else its default.
+LM_SETTINGS = dict(
+    task="lm", level="word", encoding="utf-8", vocab_size=0, min_count=1,  # the corpus: the training sentences
+    valid_fraction=0.05, test_fraction=0.0,  # the end of those sentences validates it (picks its best checkpoint)
+    # Adam at 0.01 whatever the classifier's optimizer: at the classifier recipes' 0.002 a CR fold's LM had a
+    # validation perplexity of 264 after 8 epochs, at 0.01 184 (flat after 6) (benchmarks/README.md).
+    optimizer="adam", learning_rate=0.01, max_epoch=0, lr_decay=1.0, patience=0,  # a constant rate, every epoch
+    num_steps=35,  # the PTB medium/large unroll
+    batch_size=20,  # the PTB tutorial's
+    eval_batch_size=1)  # in one row, so that the few sentences of a small set fill a batch
 # What must agree between the LM and the classifier: the shapes, and the forget bias the layers were trained with.
 MATCHING_KEYS = ("num_layers", "hidden_size", "embedding_dim", "forget_bias")
 
 
+def start_from_language_model(cfg, data, run, stop, train):
+    """--init_from, --pretrain_epochs: (exit code, data with the initial weights of the classifier from a word
+    language model). Pretraining trains one in RUN_DIR/pretrain (resumed on a rerun; once done it trains no more)
+    whose corpus is written from the training split alone, so no validation or test sentence reaches it.
+    train: train.py's, which trains the language model as any run."""
+    path = cfg.init_from
+    if cfg.pretrain_epochs:
+        run.save_config(cfg)  # what a rerun is checked against, from the first pretraining step on
+        lm_run = run.pretrain()
+        corpus = write_corpus(lm_run, [data.vocab.decode(ids) for ids in data.splits["train"][0]])
+        lm_cfg = lm_config(cfg, corpus)
+        lm_resuming = lm_run.check_config(lm_cfg)
+        print(f"--- pretraining a word language model on the {len(data.splits['train'][0]):,} training sentences "
+              f"for {cfg.pretrain_epochs} epochs")
+        try:
+            lm_data = data_handler.task_data(lm_cfg)
+        except UserError as e:
+            raise UserError(f"--pretrain_epochs: {e}") from None
+        lm_data = lm_data._replace(initial_weights=lm_start(lm_cfg, lm_data.vocab, data.vocab,
+                                                            data.initial_weights.get("embedding")))
+        code = train(lm_cfg, lm_data, lm_run, lm_resuming, cluster.LocalRuntime(lm_cfg), stop)  # done: trains nothing
+        if code:
+            return code, data
+        print(f"--- the classifier, from {lm_run}")
+        path = lm_run.path
+    weights, mapped = initial_weights(path, cfg, data.vocab, data.initial_weights.get("embedding"))
+    print(f"init_from: {path}: the LSTM layers, and the embedding of {mapped:,} of {len(data.vocab):,} words")
+    return 0, data._replace(initial_weights={**data.initial_weights, **weights})
+
+
 def lm_config(cfg, corpus_folder):
-    """The language model pretrained for classifier `cfg`: the same stack and dropout, trained with Adam for
-    pretrain_epochs epochs at a constant rate on the corpus folder's train.txt (its real path, so that however the
-    run directory is spelled, the config is the same). With --embeddings it starts from the classifier's vectors
-    (train.py maps them), so the file is read once."""
-    same = {key: getattr(cfg, key) for key in (
-        "num_layers", "hidden_size", "forget_bias", "keep_prob", "initializer", "init_scale", "max_grad_norm", "weight_decay",
-        "seed", "summary_every", "device", "xla", "xla_loss", "precision", "intra_op_threads", "inter_op_threads")}
+    """The language model pretrained for classifier `cfg`, for pretrain_epochs epochs on the corpus folder's
+    train.txt (its real path, so that however the run directory is spelled, the config is the same). With
+    --embeddings it starts from the classifier's vectors (train.py maps them), so the file is read once."""
+    inherited = {key: getattr(cfg, key) for key in config.INHERITED_KEYS}
     return config.validate(dataclasses.replace(
-        config.Config(), task="lm", level="word", data=os.path.realpath(corpus_folder), encoding="utf-8",
-        vocab_size=0, min_count=1, valid_fraction=LM_VALID_FRACTION, test_fraction=0.0,
-        embedding_size=cfg.embedding_dim, optimizer="adam", learning_rate=LM_LEARNING_RATE, num_steps=LM_NUM_STEPS,
-        batch_size=LM_BATCH_SIZE, eval_batch_size=LM_EVAL_BATCH_SIZE, max_epoch=0, lr_decay=1.0,  # a constant rate
-        max_max_epoch=cfg.pretrain_epochs, patience=0, **same))
+        config.Config(), **LM_SETTINGS, **inherited, data=os.path.realpath(corpus_folder),
+        embedding_size=cfg.embedding_dim, max_max_epoch=cfg.pretrain_epochs))
 
 
 def write_corpus(lm_run, texts):

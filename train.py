@@ -8,7 +8,6 @@ Running again with the same run directory (or --resume) continues from the lates
 """
 import argparse
 import contextlib
-import dataclasses
 import os
 import sys
 import time
@@ -19,9 +18,11 @@ import numpy as np
 import cluster
 import config
 import data_handler
+import pretrain
 import run_dir
 import stopping
 import summaries
+from chief import Outcome, Stop
 from config import UserError
 
 
@@ -36,20 +37,8 @@ def run_command(argv, stop):
     try:
         args, cfg, run = parse_command_line(argv)
         role = cluster.role_from_args(args)
-        if (role or args.local_cluster) and cfg.cv:
-            raise UserError("--cv: cross-validation runs in a single process, not in cluster mode")
-        if (role or args.local_cluster) and cfg.pretrain_epochs:
-            raise UserError("--pretrain_epochs: pretraining runs in a single process, not in cluster mode")
-        if (role or args.local_cluster) and cfg.patience:
-            if any(a == "--patience" or a.startswith("--patience=") for a in argv):
-                raise UserError("--patience: early stopping runs in a single process; cluster workers follow the "
-                                "schedule (set --max_max_epoch instead)")
-            print(f"note: cluster mode trains every epoch of the schedule (the config's patience {cfg.patience} "
-                  "applies to single-process runs)", file=sys.stderr)
-            cfg = dataclasses.replace(cfg, patience=0)
-        if role and args.local_cluster:
-            raise UserError("--local_cluster starts its own cluster: leave out --ps_hosts, --worker_hosts and "
-                            "--job_name")
+        if role or args.local_cluster:
+            cfg = cluster.cluster_config(cfg, argv, role and args.local_cluster)
         run.check_usable()
         if args.local_cluster:
             with run.locked():  # refused now, before any process starts, if another run holds the directory
@@ -65,7 +54,7 @@ def run_command(argv, stop):
                 print("note: removed the temporary files of an interrupted write", file=sys.stderr)
             if cfg.cv:
                 return cross_validate(cfg, run, stop)
-            return train(cfg, data_handler.task_data(cfg), run, resuming, runtime, stop)
+            return train_from_start(cfg, data_handler.task_data(cfg), run, resuming, runtime, stop)
     except UserError as e:
         print(f"error: {e}", file=sys.stderr)
         return 1
@@ -125,7 +114,7 @@ def cross_validate(cfg, run, stop):
               f"test {len(test.texts):,}")
         data = data_handler.encode_classification(cfg, train_part, valid, test, cdata.label_names)
         fold = run.fold(k)
-        code = train(cfg, data, fold, fold.has_checkpoint(), cluster.LocalRuntime(cfg), stop)
+        code = train_from_start(cfg, data, fold, fold.has_checkpoint(), cluster.LocalRuntime(cfg), stop)
         if code:
             return code
         results.append(fold.load_results())
@@ -167,13 +156,18 @@ def build_training_graph(cfg, data, runtime):
     return TrainingGraph(graph, controls, task, saver, best_saver, weights_saver, init, local_init)
 
 
+def train_from_start(cfg, data, run, resuming, runtime, stop):
+    """train(), after the language model that a fresh classifier run starts from (--init_from, --pretrain_epochs)."""
+    if not resuming and (cfg.init_from or cfg.pretrain_epochs):
+        code, data = pretrain.start_from_language_model(cfg, data, run, stop, train)
+        if code:
+            return code
+    return train(cfg, data, run, resuming, runtime, stop)
+
+
 def train(cfg, data, run, resuming, runtime, stop):
     """One run: the graph built once, then epochs of training and validation, then the best checkpoint's results."""
     config.check_memory(cfg, len(data.vocab), len(data.label_names or ()))
-    if not resuming and (cfg.init_from or cfg.pretrain_epochs):
-        code, data = start_from_language_model(cfg, data, run, stop)
-        if code:
-            return code
     if runtime.is_chief:
         run.prepare(cfg, data.vocab, data.label_names, resuming)
     train_tokens = data.splits["train"][0] if data.label_names else data.splits["train"]  # classify: (seqs, labels)
@@ -187,7 +181,7 @@ def train(cfg, data, run, resuming, runtime, stop):
         run.write_projector(g.task.weights.embedding.op.name, data.vocab, counts)
     print(f"run directory: {run}; vocabulary {len(data.vocab):,}; {g.task.num_batches} batches per epoch")
 
-    def prepare(sess):  # the chief's (or the single process's) start: the latest checkpoint, or a fresh model
+    def start_model(sess):  # the chief's (or the single process's) start: the latest checkpoint, or a fresh model
         if resuming:
             run.show_checkpoint(run.restore_for_resume(sess, g.saver))
             run.keep_limits()
@@ -197,145 +191,59 @@ def train(cfg, data, run, resuming, runtime, stop):
 
     import rnn_model as rm
     try:
-        with runtime.session(g.graph, prepare) as sess:
+        with runtime.session(g.graph, start_model) as sess:
             resumed_at = int(sess.run(g.controls.global_step)) if resuming else None
-            with run.event_writers(g.graph, resumed_at) if runtime.is_chief else contextlib.nullcontext() as writers:
-                if writers and not run.has_run_events():  # HParams shows the config a run started with
-                    writers.add_to_run(summaries.hparams(config.to_dict(cfg), trial_id=run.name))
+            with runtime.duties(cfg, g, sess, run, stop, resumed_at) as duties:
                 with stop.armed():
-                    outcome = fit(cfg, g, sess, run, runtime, writers, stop)
+                    outcome = fit(cfg, g, sess, runtime, duties, stop)
                 if stop.requested:  # also when the signal came as the schedule ended
-                    outcome = outcome._replace(reason="interrupt")
-                if outcome.reason in ("interrupt", "max_steps"):
-                    print(f"{'interrupted' if outcome.reason == 'interrupt' else 'stopped (--max_steps)'} at step "
-                          f"{outcome.global_step}; checkpoint saved in {run.checkpoint_dir}. " +
-                          ("Run the same command again to resume." if outcome.reason == "interrupt" else
+                    outcome = outcome._replace(reason=Stop.INTERRUPT)
+                if outcome.reason in (Stop.INTERRUPT, Stop.MAX_STEPS):
+                    print(f"{'interrupted' if outcome.reason == Stop.INTERRUPT else 'stopped (--max_steps)'} at "
+                          f"step {outcome.global_step}; checkpoint saved in {run.checkpoint_dir}. " +
+                          ("Run the same command again to resume." if outcome.reason == Stop.INTERRUPT else
                            "Raise --max_steps (or leave it out) and run again to continue."))
-                elif runtime.is_chief:
-                    results = final_results(cfg, g, sess, run, writers, outcome.global_step)
-                    results["stopped"] = stopped_because(cfg, outcome, run.load_best(g.task.metric), g.task.metric)
-                    results["cluster"] = runtime.describe(outcome.global_step)
-                    with run.writing("results.json"):
-                        run.save_results(results)
+                else:
+                    duties.finish(outcome, runtime)
     except rm.tf.errors.ResourceExhaustedError as e:  # run.writing says a write's: this is memory
         raise UserError(f"out of memory ({run_dir.error_reason(e)}); lower batch_size, eval_batch_size, "
                         "num_steps or hidden_size") from None
-    return stop.exit_code if outcome.reason == "interrupt" else 0
+    return stop.exit_code if outcome.reason == Stop.INTERRUPT else 0
 
 
-def start_from_language_model(cfg, data, run, stop):
-    """--init_from, --pretrain_epochs: (exit code, data with the initial weights of the classifier from a word
-    language model). Pretraining trains one in RUN_DIR/pretrain (resumed on a rerun; once done it trains no more)
-    whose corpus is written from the training split alone, so no validation or test sentence reaches it."""
-    import pretrain
-    path = cfg.init_from
-    if cfg.pretrain_epochs:
-        run.save_config(cfg)  # what a rerun is checked against, from the first pretraining step on
-        lm_run = run.pretrain()
-        corpus = pretrain.write_corpus(lm_run, [data.vocab.decode(ids) for ids in data.splits["train"][0]])
-        lm_cfg = pretrain.lm_config(cfg, corpus)
-        lm_resuming = lm_run.check_config(lm_cfg)
-        print(f"--- pretraining a word language model on the {len(data.splits['train'][0]):,} training sentences "
-              f"for {cfg.pretrain_epochs} epochs")
-        try:
-            lm_data = data_handler.task_data(lm_cfg)
-        except UserError as e:
-            raise UserError(f"--pretrain_epochs: {e}") from None
-        lm_data = lm_data._replace(initial_weights=pretrain.lm_start(lm_cfg, lm_data.vocab, data.vocab,
-                                                                     data.initial_weights.get("embedding")))
-        code = train(lm_cfg, lm_data, lm_run, lm_resuming, cluster.LocalRuntime(lm_cfg), stop)  # done: trains nothing
-        if code:
-            return code, data
-        print(f"--- the classifier, from {lm_run}")
-        path = lm_run.path
-    weights, mapped = pretrain.initial_weights(path, cfg, data.vocab, data.initial_weights.get("embedding"))
-    print(f"init_from: {path}: the LSTM layers, and the embedding of {mapped:,} of {len(data.vocab):,} words")
-    return 0, data._replace(initial_weights={**data.initial_weights, **weights})
-
-
-class Outcome(NamedTuple):
-    reason: str  # why training stopped: "interrupt", "max_steps", "patience", or None (the schedule is done)
-    global_step: int
-    epochs_done: int  # epochs trained to their end
-
-
-def stopped_because(cfg, outcome, best, metric):
-    """results.json's account of why and when training ended."""
-    if outcome.reason == "patience":
-        detail = (f"early stopping: no better validation {metric} in the {cfg.patience} epochs after epoch "
-                  f"{best['epoch']} (--patience {cfg.patience})")
-    else:
-        detail = f"the schedule ended: {outcome.epochs_done} of --max_max_epoch {cfg.max_max_epoch} epochs trained"
-    return {"why": outcome.reason or "schedule", "detail": detail,
-            "epochs_trained": min(outcome.epochs_done, cfg.max_max_epoch),
-            "global_step": outcome.global_step, "best_epoch": best.get("epoch")}
-
-
-def fit(cfg, g, sess, run, runtime, writers, stop):
-    """The epoch loop, for a single process and every cluster worker alike: the learning-rate schedule, the
-    training steps, and on the chief validation, summaries and the latest and best checkpoints."""
-    task, controls = g.task, g.controls
-    steps_per_epoch = task.num_batches * runtime.workers_per_step
+def fit(cfg, g, sess, runtime, duties, stop):
+    """The epoch loop, for a single process and every cluster worker alike: the learning-rate schedule and the
+    training steps; validation, summaries, checkpoints and patience are the duties' (the chief's)."""
+    steps_per_epoch = g.task.num_batches * runtime.workers_per_step
     schedule_end = cfg.max_max_epoch * steps_per_epoch
     last_step = min(schedule_end, cfg.max_steps) if cfg.max_steps else schedule_end
-    global_step = int(sess.run(controls.global_step))
+    global_step = int(sess.run(g.controls.global_step))
     epoch, start = global_step // steps_per_epoch, global_step % steps_per_epoch // runtime.workers_per_step
     if global_step:
         print(f"resuming at step {global_step} (epoch {epoch + 1}, batch {start})", flush=True)
-    best = run.load_best(task.metric) if runtime.is_chief and global_step else {}  # a fresh run ignores an old one
-    guard = stopping.DivergenceGuard(task.num_outputs, run if runtime.is_chief else None)
-
-    def save_latest(step):
-        with stop.saving():
-            run.save_latest(sess, g.saver, step)
-
-    def validate(step):
-        """The chief's end of an epoch: validation, its summaries, the latest checkpoint and, if better, the best."""
-        nonlocal best
-        valid = task.evaluate(sess, "valid")
-        guard.check_validation(step, valid["loss"], learning_rate)
-        with run.writing("TensorBoard events"):
-            writers.add(sess, task, "valid", valid, step)
-        save_latest(step)
-        improved = not best or (valid[task.metric] > best[task.metric] if task.higher_is_better
-                                else valid[task.metric] < best[task.metric])
-        if improved:
-            best = {"step": step, "epoch": epoch + 1, task.metric: valid[task.metric]}
-            with stop.saving():
-                run.save_best(sess, g.best_saver, step, best)
-        return f"  valid {task.describe(valid)}" + ("  (best)" if improved else "")
-
-    def out_of_patience(epochs_done):  # counted from best.json, so a resumed run remembers it
-        return bool(cfg.patience and best and epochs_done - best["epoch"] >= cfg.patience)
-
-    reason = None
+    reason = Stop.SCHEDULE
     # A cluster's chief trains on until the last step, even when the other workers have finished their epochs.
     while global_step < last_step and (epoch < cfg.max_max_epoch or runtime.is_chief):
-        if out_of_patience(epoch):
-            reason = "patience"
-            print(f"early stopping: no better validation {task.metric} since epoch {best['epoch']} "
-                  f"(--patience {cfg.patience}); the best checkpoint is evaluated", flush=True)
+        if duties.out_of_patience(epoch):
+            reason = Stop.PATIENCE
             break
         learning_rate = learning_rate_at(cfg, min(epoch, cfg.max_max_epoch - 1))
-        sess.run(controls.learning_rate_update, {controls.new_learning_rate: learning_rate})
-        done = train_epoch(cfg, task, sess, epoch, start, global_step, last_step, writers, stop,
-                           save_latest if runtime.is_chief else None, lambda s, r: guard.check_step(s, r,
-                                                                                                  learning_rate))
+        sess.run(g.controls.learning_rate_update, {g.controls.new_learning_rate: learning_rate})
+        done = run_epoch(cfg, g.task, sess, epoch, start, global_step, last_step, duties, stop, learning_rate)
         global_step = done.global_step
-        if done.stopped and done.batches_done < task.num_batches:  # stopped mid-epoch: save, do not validate
-            if runtime.is_chief:
-                save_latest(global_step)
-            reason = "interrupt" if stop.requested else None
+        if done.stopped and done.batches_done < g.task.num_batches:  # stopped mid-epoch: save, do not validate
+            duties.save_latest(global_step)
+            reason = Stop.INTERRUPT if stop.requested else reason
             break
         print(f"epoch {min(epoch + 1, cfg.max_max_epoch)}/{cfg.max_max_epoch}  step {global_step}  "
-              f"lr {learning_rate:.4g}  train {task.describe(done.train) if done.train else '-'}  "
-              f"{done.rate:,.0f} {task.unit}" + (validate(global_step) if runtime.is_chief else ""), flush=True)
+              f"lr {learning_rate:.4g}  train {g.task.describe(done.train) if done.train else '-'}  "
+              f"{done.rate:,.0f} {g.task.unit}" + duties.end_epoch(global_step, epoch, learning_rate), flush=True)
         if stop.requested:
-            reason = "interrupt"
+            reason = Stop.INTERRUPT
             break
         epoch, start = max(epoch + 1, global_step // steps_per_epoch), 0
-    if reason is None and cfg.max_steps and global_step >= cfg.max_steps and global_step < schedule_end:
-        reason = "max_steps"
+    if reason == Stop.SCHEDULE and cfg.max_steps and cfg.max_steps <= global_step < schedule_end:
+        reason = Stop.MAX_STEPS
     return Outcome(reason, global_step, epoch)
 
 
@@ -352,10 +260,10 @@ class EpochResult(NamedTuple):
     rate: float  # items (tokens or examples) per second
 
 
-def train_epoch(cfg, task, sess, epoch, start, global_step, last_step, writers, stop, save_latest, check):
-    """Trains the epoch's batches from batch `start` on: step summaries when there are writers, a checkpoint every
-    --checkpoint_every steps when save_latest is given, a stop at last_step (checked before each step, so a rerun
-    at the limit trains none) or after a step when Ctrl-C asked for one."""
+def run_epoch(cfg, task, sess, epoch, start, global_step, last_step, duties, stop, learning_rate):
+    """Trains the epoch's batches from batch `start` on, with the duties' summaries and checkpoints after each step;
+    stops at last_step (checked before each step, so a rerun at the limit trains none) or after a step when a
+    signal asked for it."""
     from tqdm import tqdm
     totals, count, items, began = {}, 0, 0, time.time()
     bar = tqdm(total=task.num_batches, initial=start, desc=f"epoch {epoch + 1}/{cfg.max_max_epoch}",
@@ -365,44 +273,17 @@ def train_epoch(cfg, task, sess, epoch, start, global_step, last_step, writers, 
         if global_step >= last_step or stop.requested:
             stopped = True
             break
-        fetch_summary = writers is not None and (global_step + 1) % cfg.summary_every == 0
-        step = task.train_step(sess, batch, fetch_summary)
-        may_save = check(step.global_step, step)  # before anything is saved
+        step = task.train_step(sess, batch, duties.wants_summary(global_step))
+        duties.after_step(step, learning_rate)
         global_step, batches_done, count, items = step.global_step, batches_done + 1, count + 1, items + step.items
         for key, value in step.metrics.items():
             totals[key] = totals.get(key, 0.0) + value
-        if step.summary is not None:
-            writers.add_step(step.summary, global_step)
-        if may_save and save_latest and cfg.checkpoint_every and global_step % cfg.checkpoint_every == 0:
-            save_latest(global_step)
         if count % 10 == 0:
             bar.set_postfix_str(f"{task.describe(step.metrics)}  {items / (time.time() - began):,.0f} {task.unit}")
         bar.update(1)
     bar.close()
     return EpochResult(stopped, batches_done, global_step, {k: v / count for k, v in totals.items()},
                        items / max(time.time() - began, 1e-9))
-
-
-def final_results(cfg, g, sess, run, writers, global_step):
-    """Validation and test metrics of the best checkpoint (of the latest if no epoch was validated)."""
-    best = run.load_best(g.task.metric)
-    restored = None
-    if best:
-        # The weights alone: in a cluster the global step is shared, and the other workers stop by it.
-        restored = run.restore_for_use(sess, g.weights_saver)
-    results = {"task": cfg.task, "best": best, "checkpoint": restored, "valid": g.task.evaluate(sess, "valid"),
-               "test": None}
-    where = (f"best checkpoint (step {best['step']})" if restored and os.path.dirname(restored) == run.best_dir
-             else f"checkpoint {restored}" if restored else "final weights (no epoch was validated)")
-    line = f"{where}: valid {g.task.describe(results['valid'])}"
-    if g.task.has_split("test"):
-        results["test"] = g.task.evaluate(sess, "test")
-        with run.writing("TensorBoard events"):
-            writers.add(sess, g.task, "test", results["test"], global_step)
-        line += f"  test {g.task.describe(results['test'])}"
-    writers.add_to_run([summaries.final_metrics(results, g.task.metric)], global_step)  # the HParams metrics
-    print(line)
-    return results
 
 
 if __name__ == "__main__":

@@ -1,4 +1,6 @@
 """Config: named configs, command-line overrides, validation, JSON round trip."""
+import dataclasses
+
 import pytest
 
 import config
@@ -89,7 +91,7 @@ FLOAT_KEYS = [k for k in config.FIELDS if type(getattr(config.Config(), k)) is f
 
 
 def bound_of(key):
-    return config.INT_MAXIMUM.get(key, (config.INT32_MAX,))[0]
+    return config.ranges()[key].high if key in config.ranges() else config.INT32_MAX
 
 
 @pytest.mark.parametrize("key", INT_KEYS)
@@ -163,3 +165,35 @@ def test_the_largest_model_reaches_the_memory_check_without_overflow(monkeypatch
                                             "num_layers")})
     with pytest.raises(UserError, match="the model needs about .* GiB .* and 1,024.0 GiB are available"):
         config.check_memory(cfg, 2 ** 31 - 1, 2 ** 31 - 1)
+
+
+# --------------------------------------------------------------------------------------------------- one declaration
+
+def test_the_documentation_tables_are_the_declarations(monkeypatch):
+    """README.md's named-configs table and resume list and docs/configs.md's key table are generated from config.py
+    (python config_docs.py); a declaration changed without them is caught here."""
+    import config_docs
+    assert config_docs.stale_files(write=False) == []
+    monkeypatch.setattr(config, "RESUMABLE_KEYS", config.RESUMABLE_KEYS[1:])
+    assert config_docs.stale_files(write=False) == ["README.md"]
+    monkeypatch.setitem(config.KEYS, "seed", dataclasses.replace(config.KEYS["seed"], help="another"))
+    assert config_docs.stale_files(write=False) == ["README.md", "docs/configs.md"]
+
+
+def test_each_rule_comes_from_the_keys_declaration():
+    """--help, the resume check and validation read the declaration: a key declared resumable may change on resume,
+    and one declared with bounds is refused outside them, with the declared help in --help."""
+    assert set(config.RESUMABLE_KEYS) >= {"weight_decay", "word_dropout", "max_max_epoch", "precision"}
+    saved = config.named_config("classify")
+    changed = dataclasses.replace(saved, weight_decay=1e-4, word_dropout=0.1, hidden_size=7, initializer="glorot")
+    assert config.differences(saved, changed) == [("hidden_size", 150, 7), ("initializer", "uniform", "glorot")]
+    for name, declared in config.KEYS.items():
+        assert f"--{name:<18} {declared.help}" in config.help_text()
+    assert "--cv: must be 0 (off) or at least 2, got 1" in str(pytest.raises(
+        UserError, config.apply_overrides, saved, {"cv": "1"}).value)
+
+
+def test_a_config_written_before_the_initializer_key_meant_glorot():
+    assert config.from_values({"hidden_size": 8}, "old/config.json").initializer == "glorot"
+    assert config.from_values({"initializer": "uniform"}, "new/config.json").initializer == "uniform"
+    assert config.Config().initializer == "uniform"

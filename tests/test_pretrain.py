@@ -212,3 +212,18 @@ def test_a_word_language_model_can_start_from_vectors(tmp_path, capsys):
     assert "embeddings: 2 of 6 words found" in capsys.readouterr().out
     assert train.main(args[:-1] + [str(tmp_path / "char"), "--level", "char"]) == 1
     assert "--embeddings: word vectors are for word-level models" in capsys.readouterr().err
+
+
+def test_the_pretraining_config_comes_from_the_declarations():
+    """Each key of the pretraining LM is the classifier's (declared inherited), the LM's own setting, or the default:
+    never two of them, so a key's rule is written in one place."""
+    assert not set(pretrain.LM_SETTINGS) & set(config.INHERITED_KEYS)
+    cfg = config.apply_overrides(config.named_config("classify_glove_lm"),
+                                 {"hidden_size": "33", "seed": "7", "keep_prob": "0.6", "initializer": "glorot"})
+    lm = pretrain.lm_config(cfg, "corpus")
+    for key in config.INHERITED_KEYS:
+        assert getattr(lm, key) == getattr(cfg, key), key
+    for key, value in pretrain.LM_SETTINGS.items():
+        assert getattr(lm, key) == value, key
+    assert (lm.embedding_size, lm.max_max_epoch) == (cfg.embedding_dim, cfg.pretrain_epochs)
+    assert (lm.hidden_size, lm.seed, lm.keep_prob, lm.initializer, lm.optimizer) == (33, 7, 0.6, "glorot", "adam")
