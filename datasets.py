@@ -191,17 +191,13 @@ class Vectors:
     description: str
 
 
-# The SHA-256 of these two downloads is not recorded yet: the machine they were added on had no network, and no
-# published value was found. Until one is, `--embeddings NAME` says so and asks for the file's path instead.
+# The SHA-256 of this download is not recorded yet: the machine it was added on had no network, and no published
+# value was found. Until one is, `--embeddings NAME` says so and asks for the file's path instead.
 _GLOVE_6B = Download("https://nlp.stanford.edu/data/glove.6B.zip", "", "glove.6B.zip")  # 862,182,613 bytes
 VECTORS = {
     **{f"glove.6B.{dim}d": Vectors(_GLOVE_6B, f"glove.6B.{dim}d.txt", f"GloVe 6B (Pennington et al. 2014; "
                                    f"Wikipedia 2014 + Gigaword 5), 400k lower-cased words, {dim} dimensions; PDDL")
        for dim in (50, 100, 200, 300)},
-    "word2vec.googlenews": Vectors(Download(
-        "https://s3.amazonaws.com/dl4j-distribution/GoogleNews-vectors-negative300.bin.gz", "",
-        "GoogleNews-vectors-negative300.bin.gz"), "", "word2vec on Google News (Mikolov et al. 2013), 3M cased "
-        "words and phrases, 300 dimensions, binary"),
 }
 
 
