@@ -25,9 +25,23 @@ CACHE_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "data", "ca
 
 @dataclass(frozen=True)
 class Download:
+    """A file to download and the checksum it must match: its SHA-256, or where no SHA-256 is published, the MD5
+    that its publisher or the common download scripts give."""
     url: str
-    sha256: str
+    sha256: str  # "" where md5 is given instead
     filename: str  # name in the dataset's cache folder
+    md5: str = ""
+
+    def __post_init__(self):
+        # Nothing is downloaded unverified, so an entry without exactly one checksum is a mistake in this file, caught
+        # at import rather than at a user's download.
+        if (len(self.sha256), len(self.md5)) not in ((64, 0), (0, 32)) or \
+                set(self.sha256 + self.md5) - set("0123456789abcdef"):
+            raise ValueError(f"{self.url}: a Download takes a SHA-256 or an MD5 (lower-case hex), one of the two")
+
+    def checksum(self):
+        """(hashlib's name, the name in messages, the expected hex digest)."""
+        return ("sha256", "SHA-256", self.sha256) if self.sha256 else ("md5", "MD5", self.md5)
 
 
 @dataclass(frozen=True)
@@ -112,7 +126,7 @@ def resolve_data(data, cache_dir, progress=True):
 
 
 def fetch(name, cache_dir, progress=True):
-    """Downloads dataset `name` into cache_dir/name (once), verifies every file's SHA-256, unpacks its archive
+    """Downloads dataset `name` into cache_dir/name (once), verifies every file's checksum, unpacks its archive
     safely, and returns the path to read."""
     dataset = REGISTRY[name]
     folder = os.path.join(cache_dir, name)
@@ -130,8 +144,11 @@ def fetch(name, cache_dir, progress=True):
 
 
 def download_verified(download, target, progress=True):
+    """Downloads to target.part and renames that to target only once its checksum matches: a failed or wrong
+    download leaves nothing behind, and a file under its final name is always a verified one."""
     partial = f"{target}.part"
-    digest = hashlib.sha256()
+    algorithm, label, expected = download.checksum()
+    digest = hashlib.new(algorithm, usedforsecurity=False)  # compared with a published value; it signs nothing
     try:
         with urllib.request.urlopen(download.url, timeout=60) as response, open(partial, "wb") as out:
             total = int(response.headers.get("Content-Length") or 0) or None
@@ -147,10 +164,9 @@ def download_verified(download, target, progress=True):
             os.remove(partial)
         reason = getattr(e, "reason", None) or getattr(e, "strerror", None) or e
         raise UserError(f"{download.url}: download failed ({reason})") from None
-    if digest.hexdigest() != download.sha256:
+    if digest.hexdigest() != expected:
         os.remove(partial)
-        raise UserError(f"{download.url}: SHA-256 is {digest.hexdigest()}, expected {download.sha256}; "
-                        "the file was not kept")
+        raise UserError(f"{download.url}: {label} is {digest.hexdigest()}, expected {expected}; the file was not kept")
     os.replace(partial, target)
 
 
@@ -186,23 +202,20 @@ def extract_safely(archive, destination):
 
 @dataclass(frozen=True)
 class Vectors:
-    download: Download  # sha256 "" = none recorded yet: then it is never downloaded
+    download: Download
     member: str  # the vectors' file inside the downloaded archive; "" = the download itself
     description: str
 
 
-# The SHA-256 of this download is not recorded yet: the machine it was added on had no network, and no published
-# value was found. Until one is, `--embeddings NAME` says so and asks for the file's path instead.
-_GLOVE_6B = Download("https://nlp.stanford.edu/data/glove.6B.zip", "", "glove.6B.zip")  # 862,182,613 bytes
-VECTORS = {
-    **{f"glove.6B.{dim}d": Vectors(_GLOVE_6B, f"glove.6B.{dim}d.txt", f"GloVe 6B (Pennington et al. 2014; "
-                                   f"Wikipedia 2014 + Gigaword 5), 400k lower-cased words, {dim} dimensions; PDDL")
-       for dim in (50, 100, 200, 300)},
-}
+_GLOVE_6B = Download("https://nlp.stanford.edu/data/glove.6B.zip", "", "glove.6B.zip",  # 862,182,613 bytes
+                     md5="056ea991adb4740ac6bf1b6d9b50408b")  # no SHA-256 is published; public scripts check this MD5
+VECTORS = {f"glove.6B.{dim}d": Vectors(_GLOVE_6B, f"glove.6B.{dim}d.txt", f"GloVe 6B (Pennington et al. 2014; "
+                                      f"Wikipedia 2014 + Gigaword 5), 400k lower-cased words, {dim} dimensions; PDDL")
+           for dim in (50, 100, 200, 300)}
 
 
 def resolve_vectors(name, cache_dir, progress=True):
-    """The local file of --embeddings: a path as it is, or a VECTORS name downloaded (verified by SHA-256) and
+    """The local file of --embeddings: a path as it is, or a VECTORS name downloaded (verified by its checksum) and
     unpacked once into cache_dir/vectors/."""
     if name not in VECTORS:
         if os.path.exists(name):
@@ -214,26 +227,28 @@ def resolve_vectors(name, cache_dir, progress=True):
     target = os.path.join(folder, vectors.member or vectors.download.filename)
     if os.path.exists(target):
         return target
-    if not vectors.download.sha256:
-        raise UserError(f"{name}: no SHA-256 is recorded for {vectors.download.url} yet, and nothing is "
-                        f"downloaded unverified; download it yourself and put {os.path.basename(target)} in {folder}"
-                        f"{' (from the archive)' if vectors.member else ''}, or give --embeddings its path")
     os.makedirs(folder, exist_ok=True)
     archive = os.path.join(folder, vectors.download.filename)
     if not os.path.exists(archive):
         download_verified(vectors.download, archive, progress)
-    if vectors.member:  # one member, written under a name of ours: nothing in the archive chooses a path
-        partial = f"{target}.{os.getpid()}.part"
-        try:
-            with zipfile.ZipFile(archive) as z, z.open(vectors.member) as member, open(partial, "wb") as out:
-                shutil.copyfileobj(member, out, 1 << 22)
-            os.replace(partial, target)
-        except (zipfile.BadZipFile, KeyError) as e:
-            raise UserError(f"{archive}: cannot unpack {vectors.member} ({e})") from None
-        finally:
-            if os.path.exists(partial):
-                os.remove(partial)
+    if vectors.member:
+        unpack_member(archive, vectors.member, target)
     return target
+
+
+def unpack_member(archive, member_name, target):
+    """Copies one member of a zip archive to target. The member is named by the registry and written under a name
+    of ours, so nothing in the archive chooses a path; a partial copy is never left under the final name."""
+    partial = f"{target}.{os.getpid()}.part"
+    try:
+        with zipfile.ZipFile(archive) as z, z.open(member_name) as member, open(partial, "wb") as out:
+            shutil.copyfileobj(member, out, 1 << 22)
+        os.replace(partial, target)
+    except (zipfile.BadZipFile, KeyError) as e:
+        raise UserError(f"{archive}: cannot unpack {member_name} ({e})") from None
+    finally:
+        if os.path.exists(partial):
+            os.remove(partial)
 
 
 def vector_records(path, dim):

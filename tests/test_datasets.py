@@ -1,4 +1,5 @@
 """datasets: the registry and its verified downloads, safe unpacking, and pretrained word vectors."""
+import dataclasses
 import functools
 import gzip
 import hashlib
@@ -13,6 +14,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+import config
 import data_handler as dh
 import datasets
 import text_io
@@ -166,7 +168,7 @@ def test_download_with_a_wrong_hash_is_refused_and_not_kept(local_server, tmp_pa
 
 def test_named_vectors_are_downloaded_verified_unpacked_and_cached(local_server, tmp_path, monkeypatch):
     """--embeddings NAME: the archive is checked against its SHA-256, the one member is unpacked, and a second
-    use needs no network; a wrong hash keeps nothing, and an entry with no hash recorded is never downloaded."""
+    use needs no network; a wrong hash keeps nothing."""
     www, url = local_server
     with zipfile.ZipFile(www / "toy.zip", "w") as z:
         z.writestr("toy.3d.txt", "good 1 2 3\nfilm 4 5 6\n")
@@ -186,9 +188,52 @@ def test_named_vectors_are_downloaded_verified_unpacked_and_cached(local_server,
     with pytest.raises(UserError, match="other.zip: SHA-256 is .* expected 0000"):
         datasets.load_embeddings("toy.bad", vocab, 3)
     assert not os.path.exists(tmp_path / "cache" / "vectors" / "other.zip")
-    with pytest.raises(UserError, match=r"glove.6B.300d: no SHA-256 is recorded for "
-                                        r"https://nlp.stanford.edu/data/glove.6B.zip yet"):
-        datasets.load_embeddings("glove.6B.300d", vocab, 300)
+
+
+def test_a_download_has_exactly_one_checksum():
+    """Nothing is downloaded unverified: an entry with no checksum, two, or a malformed one does not even load."""
+    for sha256_hex, md5_hex in (("", ""), ("0" * 64, "0" * 32), ("0" * 40, ""), ("", "0" * 64), ("", "A" * 32)):
+        with pytest.raises(ValueError, match="a Download takes a SHA-256 or an MD5"):
+            datasets.Download("https://example.org/f", sha256_hex, "f", md5=md5_hex)
+    assert datasets.Download("https://example.org/f", "", "f", md5="0" * 32).checksum() == ("md5", "MD5", "0" * 32)
+
+
+def fake_glove_zip(path, words, widths):
+    """A zip laid out as glove.6B.zip, one glove.6B.<width>d.txt per width at its root; word i's vector is
+    i, i + 1/4, i + 2/4, ... (exact in float32)."""
+    with zipfile.ZipFile(path, "w") as z:
+        for width in widths:
+            z.writestr(f"glove.6B.{width}d.txt", "".join(f"{word} {' '.join(str(i + k / 4) for k in range(width))}\n"
+                                                         for i, word in enumerate(words)))
+
+
+def test_the_glove_recipe_downloads_glove_6b_verified_by_its_md5(local_server, tmp_path, monkeypatch, capsys):
+    """--config classify_glove end to end, from its registry entry: glove.6B.zip (a small fake, served from
+    127.0.0.1, its MD5 patched into the entry) is checked by MD5, its 50d member is unpacked into the cache and
+    becomes the embedding. A wrong MD5 is refused in one line, and leaves neither the archive nor vectors behind."""
+    www, url = local_server
+    fake_glove_zip(www / "glove.6B.zip", ["the", "good", "film", "n't"], (50, 100))
+    md5 = hashlib.md5((www / "glove.6B.zip").read_bytes()).hexdigest()
+    cfg = config.named_config("classify_glove")
+    entry = datasets.VECTORS[cfg.embeddings]
+
+    def registered_with(md5_hex, cache):
+        download = dataclasses.replace(entry.download, url=url + "glove.6B.zip", md5=md5_hex)
+        monkeypatch.setitem(datasets.VECTORS, cfg.embeddings, dataclasses.replace(entry, download=download))
+        monkeypatch.setattr(datasets, "CACHE_DIR", str(cache))
+        return cache / "vectors"
+
+    folder = registered_with(md5, tmp_path / "cache")
+    vocab = dh.build_vocab([text_io.tokenize("The good film isn't bad")], specials=text_io.CLASSIFY_SPECIALS)
+    matrix = dh.pretrained_embedding(cfg, vocab)["embedding"]
+    assert "embeddings: 4 of 8 words found in glove.6B.50d" in capsys.readouterr().out
+    np.testing.assert_array_equal(matrix[vocab.id("film")], [2 + k / 4 for k in range(50)])
+    assert sorted(os.listdir(folder)) == ["glove.6B.50d.txt", "glove.6B.zip"]
+    folder = registered_with("0" * 32, tmp_path / "other")
+    with pytest.raises(UserError) as error:
+        dh.pretrained_embedding(cfg, vocab)
+    assert str(error.value) == f"{url}glove.6B.zip: MD5 is {md5}, expected {'0' * 32}; the file was not kept"
+    assert os.listdir(folder) == []
 
 
 def test_a_registry_entry_can_name_its_class_files(tmp_path, monkeypatch):
