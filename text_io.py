@@ -2,7 +2,8 @@
 
 Language models see a text as words (whitespace-separated, `<eos>` at each line end, as the PTB files) or characters;
 classifiers see sentences through `tokenize`, a lower-casing word tokenizer. graph_text.py repeats both tokenizers as
-graph ops for the SavedModel. Nothing here imports TensorFlow.
+graph ops for the SavedModel. The special tokens that vocabularies start with are here too, beside the tokenizer that
+emits `<eos>`. Nothing here imports TensorFlow.
 """
 import os
 import re
