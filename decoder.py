@@ -144,8 +144,8 @@ def detokenize(cfg, vocab, tokens, before, written):
 
 def start_id(cfg, vocab):
     """The token every text of the corpus follows: a line break (<eos> for words)."""
-    import data_handler
-    return vocab.id(data_handler.start_token(cfg.level, vocab))
+    import text_io
+    return vocab.id(text_io.start_token(cfg.level, vocab))
 
 
 def prime_ids(cfg, vocab, table, prime):

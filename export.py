@@ -145,7 +145,7 @@ def score_signature(cfg, weights, vocab):
     import rnn_model as rm
     tf = rm.tf
     raw_text = tf.placeholder(tf.string, [None], name="text")
-    # Line ends and a byte-order mark as sample.py reads a file (data_handler.decode_text).
+    # Line ends and a byte-order mark as sample.py reads a file (text_io.decode_text).
     text = tf.strings.regex_replace(tf.strings.regex_replace(raw_text, "\r\n?", "\n"), "^\ufeff+", "")
     tokens = graph_text.characters(text) if cfg.level == "char" else graph_text.lm_word_tokens(text)
     found = graph_text.token_ids(graph_text.lookup_table(vocab.tokens, -1), tokens)  # -1: not in the vocabulary

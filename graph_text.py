@@ -1,9 +1,9 @@
 """Raw UTF-8 text to token ids inside the graph, so that a SavedModel takes text and runs no Python code of ours.
 
 Every function here builds standard TensorFlow ops (tf.strings, tf.ragged, tf.lookup, tf.searchsorted) and gives, for
-valid UTF-8 input, exactly what data_handler's Python gives for the same str: classifier_tokens = tokenize,
-lm_word_tokens = lm_words, characters = list, lookup_table + token_ids = Vocab.encode. tests/test_graph_text.py
-checks this on tricky sentences and on every code point from 0 to 0x2FFFF.
+valid UTF-8 input, exactly what text_io's and data_handler's Python give for the same str: classifier_tokens =
+tokenize, lm_word_tokens = lm_words, characters = list, lookup_table + token_ids = Vocab.encode.
+tests/test_graph_text.py checks this on tricky sentences and on every code point from 0 to 0x2FFFF.
 
 Three things stand between the Python regex and TensorFlow, and each is handled here rather than approximated:
 
@@ -94,7 +94,7 @@ SPACE_CLASS = _re2_class(_as_codes("".join(re.findall(r"\s", _EVERYTHING))))
 _CASING = _casing(_CODES)
 del _CODES, _EVERYTHING
 
-# data_handler._TOKEN, r"\w+(?=n't)|n't|'\w+|\w+|[^\w\s]", with its lookahead alternative widened to take the
+# text_io._TOKEN, r"\w+(?=n't)|n't|'\w+|\w+|[^\w\s]", with its lookahead alternative widened to take the
 # "n't" too. RE2 matches leftmost-first like Python's re. At a run of word characters Python's first alternative
 # matches iff the whole run is at least two long, ends in "n" and is followed by "'t" (the "'" cannot be inside the
 # run), and so does `W+n't`; Python takes the run without its "n", and its next match, from that "n", is "n't". So
@@ -147,7 +147,7 @@ def lower(strings, name="lower"):
 
 
 def classifier_tokens(sentences, name="classifier_tokens"):
-    """[batch] string -> ragged [batch, (tokens)] string, equal to data_handler.tokenize of each sentence: "<br />"
+    """[batch] string -> ragged [batch, (tokens)] string, equal to text_io.tokenize of each sentence: "<br />"
     dropped (before lower-casing, as tokenize does, so "<BR />" stays four tokens), lower-cased, TOKEN_PATTERN's
     matches. Three passes without capture groups, not one regex with them: RE2 runs the groups of these large
     classes about 5 times slower."""
@@ -160,7 +160,7 @@ def classifier_tokens(sentences, name="classifier_tokens"):
 
 
 def lm_word_tokens(texts, name="lm_word_tokens"):
-    """[batch] string -> ragged [batch, (tokens)] string, equal to data_handler.lm_words of each text: the words of
+    """[batch] string -> ragged [batch, (tokens)] string, equal to text_io.lm_words of each text: the words of
     each line ("\\n" ends a line; other line breaks, such as U+0085 and U+2028, only separate words), "<eos>" after
     each line that has one."""
     with tf.name_scope(name):

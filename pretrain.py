@@ -16,8 +16,8 @@ import numpy as np
 
 import cluster
 import config
-import data_handler
 import run_dir
+import text_io
 from config import UserError
 
 # The pretraining language model's own settings. Every other key is the classifier's where config.py declares it
@@ -82,7 +82,7 @@ def write_corpus(lm_run, texts):
     what are now validation or test sentences. Returns the corpus folder."""
     folder = os.path.join(lm_run.path, "corpus")
     path, text = os.path.join(folder, "train.txt"), "".join(" ".join(tokens) + "\n" for tokens in texts if tokens)
-    if lm_run.has_checkpoint() and (not os.path.exists(path) or data_handler.read_text(path) != text):
+    if lm_run.has_checkpoint() and (not os.path.exists(path) or text_io.read_text(path) != text):
         raise UserError(f"{lm_run}: its language model was trained on other sentences than this training split "
                         "(--data, a fraction, --cv or --seed changed); remove that folder or train into another "
                         "--run_dir")

@@ -26,6 +26,7 @@ import config
 import data_handler
 import run_dir
 import stopping
+import text_io
 from config import UserError
 
 GENERATORS = ("auto", "plain", "xla")
@@ -164,7 +165,7 @@ def refuse_options_of_the_other_task(args, cfg):
 # --------------------------------------------------------------------------------------------------- generation
 
 def generate(args, cfg, vocab, run, out):
-    unknown_words = [word for stop in args.stop for word in data_handler.lm_words(stop) if word not in vocab]
+    unknown_words = [word for stop in args.stop for word in text_io.lm_words(stop) if word not in vocab]
     if cfg.level == "word" and unknown_words:
         raise UserError(f"--stop: {unknown_words[0]!r} is not in the model's vocabulary, so the text could never be "
                         "generated")
@@ -324,7 +325,7 @@ def text_log_likelihood(cfg, vocab, run, checkpoint, text):
     start token, as a sample after the default prime. A text of no tokens is (0.0, 0, 0) without TensorFlow.
     The text goes through the scorer a part at a time, the state carried from part to part: memory stays bounded
     and Ctrl-C answers between parts."""
-    tokens = list(text) if cfg.level == "char" else data_handler.lm_words(text)
+    tokens = list(text) if cfg.level == "char" else text_io.lm_words(text)
     if not tokens:
         return 0.0, 0, 0
     run.use_candidates(checkpoint)  # no checkpoint at all: said before TensorFlow's slow import
@@ -351,8 +352,8 @@ def text_log_likelihood(cfg, vocab, run, checkpoint, text):
 
 def read_text_to_score(path, encoding):
     if path == "-":
-        return data_handler.decode_text(sys.stdin.buffer.read(), encoding, "standard input")[0]
-    return data_handler.read_text(path, encoding)
+        return text_io.decode_text(sys.stdin.buffer.read(), encoding, "standard input")[0]
+    return text_io.read_text(path, encoding)
 
 
 def scoring_graph(cfg, vocab_size):
@@ -375,9 +376,9 @@ def read_sentences(args):
     sentences = list(args.text)
     # Input text may come in any encoding: "auto" reads UTF-8, then Windows-1252, then Latin-1 (which never fails).
     if args.file:
-        sentences += [line for line in data_handler.read_text(args.file, "auto").split("\n") if line.strip()]
+        sentences += [line for line in text_io.read_text(args.file, "auto").split("\n") if line.strip()]
     if not sentences and not sys.stdin.isatty():
-        text, _ = data_handler.decode_text(sys.stdin.buffer.read(), "auto", "standard input")
+        text, _ = text_io.decode_text(sys.stdin.buffer.read(), "auto", "standard input")
         sentences = [line for line in text.split("\n") if line.strip()]
     if not sentences:
         raise UserError("nothing to classify: give --text, --file or sentences on standard input")
@@ -425,7 +426,7 @@ def classifier_session(cfg, vocab, label_names, run, checkpoint):
         sess.run(local_init)
 
         def probabilities(sentences):
-            seqs = [vocab.encode(data_handler.tokenize(s)).astype(np.int32) for s in sentences]
+            seqs = [vocab.encode(text_io.tokenize(s)).astype(np.int32) for s in sentences]
             return np.exp(tasks.log_softmax(classifier.logits(sess, seqs)))
         yield probabilities
 

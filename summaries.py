@@ -12,7 +12,7 @@ import re
 
 import numpy as np
 
-import data_handler
+import text_io
 
 METRICS = "metrics"  # rnn_model's step summaries use the same group, so train and valid curves share a card
 DETAIL = "optimization"  # the gradients' norm, histograms and sparsity per variable (step summaries)
@@ -20,8 +20,8 @@ FINAL = "results"  # the best checkpoint's validation and test metrics, in the r
 SAMPLE_TAG = "text/generated_sample"
 MISCLASSIFIED_TAG = "text/misclassified_validation_sentences"
 CONFUSION_TAG = "text/confusion_matrix"
-SPECIAL_TOKENS = set(data_handler.CLASSIFY_SPECIALS) | {t for specials in data_handler.LM_SPECIALS.values()
-                                                         for t in specials}
+SPECIAL_TOKENS = set(text_io.CLASSIFY_SPECIALS) | {t for specials in text_io.LM_SPECIALS.values()
+                                                    for t in specials}
 MARKDOWN_SPECIALS = re.compile(r"([\\`*_{}\[\]()#+\-.!|])")  # what python-markdown lets a backslash escape
 PR_THRESHOLDS = 101
 PROJECTOR_METADATA = "metadata.tsv"

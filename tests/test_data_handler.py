@@ -1,14 +1,6 @@
-"""data_handler: reading and decoding, vocabularies, LM corpora, labelled layouts, the registry and its downloads."""
-import functools
-import gzip
-import hashlib
-import http.server
-import io
+"""data_handler: vocabularies, LM corpora, labelled layouts, splits and cross-validation, a task's encoded data."""
 import json
 import os
-import tarfile
-import threading
-import zipfile
 from pathlib import Path
 
 import numpy as np
@@ -16,48 +8,12 @@ import pytest
 
 import config
 import data_handler as dh
+import text_io
 from config import UserError
+
 
 SHARED = Path(__file__).resolve().parents[2] / "shared" / "data"
 needs_shared = pytest.mark.skipif(not SHARED.is_dir(), reason="../shared/data is not here")
-
-
-# --------------------------------------------------------------------------------------------------- reading
-
-def test_read_text_names_the_problem(tmp_path):
-    (tmp_path / "empty.txt").write_bytes(b"")
-    (tmp_path / "blob.bin").write_bytes(b"abc\x00def")
-    (tmp_path / "latin.txt").write_bytes("one\ntwo caf\xe9\n".encode("latin-1"))
-    for name, expected in [("missing.txt", "no such file"), ("empty.txt", "empty"),
-                           ("blob.bin", "binary file (NUL byte at offset 3)"),
-                           ("latin.txt", "not valid utf-8 at byte 11 (line 2)")]:
-        with pytest.raises(UserError) as error:
-            dh.read_text(tmp_path / name)
-        assert name in str(error.value) and expected in str(error.value)
-    with pytest.raises(UserError, match="unknown encoding 'klingon'"):
-        dh.read_text(tmp_path / "latin.txt", "klingon")
-
-
-def test_auto_encoding_prefers_utf8_then_cp1252(tmp_path):
-    (tmp_path / "u.txt").write_bytes("naïve café\r\n".encode("utf-8"))
-    (tmp_path / "w.txt").write_bytes(b"wait for it\x85 \x93quoted\x94\n")
-    assert dh.read_text_with_encoding(tmp_path / "u.txt", "auto") == ("naïve café\n", "utf-8")
-    text, used = dh.read_text_with_encoding(tmp_path / "w.txt", "auto")
-    assert used == "cp1252" and text == "wait for it\u2026 \u201cquoted\u201d\n"
-    # An explicit encoding is obeyed: latin-1 keeps 0x85 as the NEL control character, and lines_of does not split
-    # a sentence there (str.splitlines would).
-    text = dh.read_text(tmp_path / "w.txt", "latin-1")
-    assert "\x85" in text and len(dh.lines_of(text.rstrip("\n"))) == 1
-
-
-def test_tokenize_lowercases_and_splits_clitics_and_punctuation():
-    assert dh.tokenize("Don't PANIC, it's fine!<br />Really.") == \
-        ["do", "n't", "panic", ",", "it", "'s", "fine", "!", "really", "."]
-    assert dh.tokenize("Ünïcode wörds 42") == ["ünïcode", "wörds", "42"]
-
-
-def test_lm_words_put_eos_at_each_line_end_and_skip_blank_lines():
-    assert dh.lm_words("a b\n\n  c \n") == ["a", "b", "<eos>", "c", "<eos>"]
 
 
 # --------------------------------------------------------------------------------------------------- vocabulary
@@ -79,7 +35,7 @@ def test_vocab_is_frequency_ordered_capped_and_compact(tmp_path):
 
 def test_character_encoding_of_a_string_matches_token_by_token():
     text = "héllo, wörld\n\u2603"
-    vocab = dh.build_vocab([text[:-1]], specials=dh.LM_SPECIALS["char"])
+    vocab = dh.build_vocab([text[:-1]], specials=text_io.LM_SPECIALS["char"])
     np.testing.assert_array_equal(vocab.encode(text), vocab.encode(list(text)))
     assert vocab.encode(text)[-1] == vocab.id("<unk>")  # the snowman is not in the training text
 
@@ -196,76 +152,6 @@ def test_embedded_classification_default_is_deterministic_and_labelled_by_packag
     assert min(counts.values()) > 50, counts
 
 
-def test_embeddings_are_read_and_checked(tmp_path):
-    vocab = dh.Vocab(["<pad>", "<unk>", "good", "film"])
-    vectors = tmp_path / "vectors.txt"
-    vectors.write_text("2 3\nGood 1 2 3\ngood 9 9 9\nfilm 0.5 0.5 0.5\nother 1 1 1\n")
-    matrix, found = dh.load_embeddings(vectors, vocab, 3)
-    assert found == 2 and matrix.shape == (4, 3)
-    np.testing.assert_array_equal(matrix[2], [1, 2, 3])  # the first spelling of a lower-cased word wins
-    np.testing.assert_array_equal(matrix[0], 0)
-    assert np.abs(matrix[1]).max() <= 0.25
-    with pytest.raises(UserError, match=r"vectors.txt:2: vectors have 3 dimensions, the model's embedding_size is 5"):
-        dh.load_embeddings(vectors, vocab, 5)
-
-
-def write_word2vec_binary(path, vectors, opener=open):
-    with opener(path, "wb") as f:
-        f.write(f"{len(vectors)} {len(vectors[0][1])}\n".encode())
-        for word, values in vectors:
-            f.write(word.encode() + b" " + np.asarray(values, "<f4").tobytes() + b"\n")
-
-
-VECTORS = [("Good", [1, 2, 3]), ("good", [9, 9, 9]), ("film", [0.5, -0.25, 1e-3]), ("n't", [1, 0, 1]),
-           ("other", [7, 7, 7])]
-
-
-@pytest.mark.parametrize("form", ["glove.txt", "word2vec.txt", "glove.txt.gz", "word2vec.bin", "word2vec.bin.gz"])
-def test_vectors_read_alike_in_every_format(tmp_path, form):
-    """GloVe text, word2vec text (with its count line), gzipped, and word2vec's binary format: the words the
-    tokenizer makes (lower-cased, "n't" split off) get their vectors, the first spelling of a word wins."""
-    path = str(tmp_path / form)
-    opener = gzip.open if form.endswith(".gz") else open
-    if ".bin" in form:
-        write_word2vec_binary(path, VECTORS, opener)
-    else:
-        header = f"{len(VECTORS)} 3\n" if form.startswith("word2vec") else ""
-        with opener(path, "wt") as f:
-            f.write(header + "".join(f"{w} {' '.join(map(str, v))}\n" for w, v in VECTORS))
-    vocab = dh.build_vocab([dh.tokenize("A GOOD film, don't you think?")], specials=dh.CLASSIFY_SPECIALS)
-    matrix, found = dh.load_embeddings(path, vocab, 3)
-    assert found == 3  # good, film, n't of 10 tokens
-    np.testing.assert_array_equal(matrix[vocab.id("good")], [1, 2, 3])
-    np.testing.assert_array_equal(matrix[vocab.id("film")], np.float32([0.5, -0.25, 1e-3]))
-    np.testing.assert_array_equal(matrix[vocab.id("n't")], [1, 0, 1])
-    assert np.abs(matrix[vocab.id("think")]).max() <= 0.25 and not np.any(matrix[vocab.id("<pad>")])
-    with pytest.raises(UserError, match="vectors have 3 dimensions, the model's embedding_size is 4"):
-        dh.load_embeddings(path, vocab, 4)
-
-
-def test_the_glove_recipe_names_registry_vectors_of_its_width():
-    import config
-    cfg = config.named_config("classify_glove")
-    assert cfg.embeddings in dh.VECTORS and dh.VECTORS[cfg.embeddings].member == f"glove.6B.{cfg.embedding_size}d.txt"
-
-
-def test_bad_vector_files_are_named_in_one_line(tmp_path):
-    vocab = dh.Vocab(["<pad>", "<unk>", "good"])
-    write_word2vec_binary(tmp_path / "v.bin", VECTORS)
-    (tmp_path / "cut.bin").write_bytes((tmp_path / "v.bin").read_bytes()[:-20])
-    (tmp_path / "bad.txt").write_text("the 1 2 3\ngood 1 x 3\n")
-    (tmp_path / "nan.txt").write_text("good 1 nan 3\n")
-    (tmp_path / "nohead.bin").write_bytes(b"good 1 2 3\n")
-    for name, message in (("cut.bin", r"cut.bin: ends inside vector 5 of 5"),
-                          ("bad.txt", r"bad.txt:2: not a number in the vector of 'good'"),
-                          ("nan.txt", r"nan.txt:1: the vector of 'good' has 3 values, not all finite"),
-                          ("nohead.bin", r"nohead.bin: not a word2vec binary file"),
-                          ("missing.txt", r"missing.txt: no such embeddings file, and not a name of pretrained "
-                                          r"vectors \(known: glove.6B.50d")):
-        with pytest.raises(UserError, match=message):
-            dh.load_embeddings(str(tmp_path / name), vocab, 3)
-
-
 # --------------------------------------------------------------------------------------------------- real data
 
 @needs_shared
@@ -290,149 +176,6 @@ def test_trec_has_6_coarse_and_50_fine_labels_and_its_given_test_split():
     assert len(coarse.train.texts) + len(coarse.valid.texts) == 5452
 
 
-@needs_shared
-def test_shared_copies_match_the_registry_hashes():
-    for name, folder in (("trec", "trec"), ("cr", "cr"), ("tinyshakespeare", "tinyshakespeare")):
-        for download in dh.REGISTRY[name].files:
-            local = SHARED / folder / download.filename
-            if name == "tinyshakespeare":
-                local = SHARED / folder / "input.txt"
-            assert hashlib.sha256(local.read_bytes()).hexdigest() == download.sha256, local
-
-
-# --------------------------------------------------------------------------------------------------- downloads
-
-@pytest.fixture
-def local_server(tmp_path):
-    """A static HTTP server on 127.0.0.1 serving tmp_path/www; yields (folder, base url)."""
-    www = tmp_path / "www"
-    www.mkdir()
-    handler = functools.partial(QuietHandler, directory=str(www))
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield www, f"http://127.0.0.1:{server.server_address[1]}/"
-    finally:
-        server.shutdown()
-        server.server_close()
-
-
-class QuietHandler(http.server.SimpleHTTPRequestHandler):
-    def log_message(self, *args):
-        pass
-
-
-def sha256(path):
-    return hashlib.sha256(Path(path).read_bytes()).hexdigest()
-
-
-def test_download_verifies_extracts_and_is_cached(local_server, tmp_path, monkeypatch):
-    www, url = local_server
-    with tarfile.open(www / "corpus.tar.gz", "w:gz") as t:
-        for split in ("train", "valid", "test"):
-            data = (f"{split} text for the model\n" * 50).encode()
-            info = tarfile.TarInfo(f"corpus/toy.{split}.txt")
-            info.size = len(data)
-            t.addfile(info, io.BytesIO(data))
-    entry = dh.Dataset("lm", (dh.Download(url + "corpus.tar.gz", sha256(www / "corpus.tar.gz"), "corpus.tar.gz"),),
-                       "toy", path="corpus", archive="corpus.tar.gz")
-    monkeypatch.setitem(dh.REGISTRY, "toy", entry)
-    cache = tmp_path / "cache"
-    corpus = dh.load_lm_corpus("toy", "word", cache_dir=str(cache))
-    assert corpus.train[:2] == ["train", "text"] and corpus.test[0] == "test"
-    (www / "corpus.tar.gz").unlink()  # a second use needs no network
-    assert dh.load_lm_corpus("toy", "word", cache_dir=str(cache)).valid == corpus.valid
-
-
-def test_download_with_a_wrong_hash_is_refused_and_not_kept(local_server, tmp_path, monkeypatch):
-    www, url = local_server
-    (www / "input.txt").write_text("tampered\n")
-    monkeypatch.setitem(dh.REGISTRY, "toy", dh.Dataset("lm", (dh.Download(url + "input.txt", "0" * 64, "input.txt"),),
-                                                       "toy", path="input.txt"))
-    with pytest.raises(UserError, match="SHA-256 is .* expected 0000"):
-        dh.fetch("toy", str(tmp_path / "cache"))
-    assert os.listdir(tmp_path / "cache" / "toy") == []
-    monkeypatch.setitem(dh.REGISTRY, "gone", dh.Dataset("lm", (dh.Download(url + "gone.txt", "0" * 64, "g.txt"),),
-                                                        "gone", path="g.txt"))
-    with pytest.raises(UserError, match="gone.txt: download failed"):
-        dh.fetch("gone", str(tmp_path / "cache"))
-
-
-def test_named_vectors_are_downloaded_verified_unpacked_and_cached(local_server, tmp_path, monkeypatch):
-    """--embeddings NAME: the archive is checked against its SHA-256, the one member is unpacked, and a second
-    use needs no network; a wrong hash keeps nothing, and an entry with no hash recorded is never downloaded."""
-    www, url = local_server
-    with zipfile.ZipFile(www / "toy.zip", "w") as z:
-        z.writestr("toy.3d.txt", "good 1 2 3\nfilm 4 5 6\n")
-        z.writestr("toy.5d.txt", "good 1 2 3 4 5\n")
-    monkeypatch.setattr(dh, "CACHE_DIR", str(tmp_path / "cache"))
-    monkeypatch.setitem(dh.VECTORS, "toy.3d", dh.Vectors(dh.Download(url + "toy.zip", sha256(www / "toy.zip"),
-                                                                     "toy.zip"), "toy.3d.txt", "toy"))
-    vocab = dh.Vocab(["<pad>", "<unk>", "good", "film"])
-    matrix, found = dh.load_embeddings("toy.3d", vocab, 3)
-    assert found == 2 and matrix[3].tolist() == [4, 5, 6]
-    assert sorted(os.listdir(tmp_path / "cache" / "vectors")) == ["toy.3d.txt", "toy.zip"]
-    (www / "toy.zip").unlink()
-    assert dh.load_embeddings("toy.3d", vocab, 3)[1] == 2
-    (www / "other.zip").write_bytes(b"not what was published")
-    monkeypatch.setitem(dh.VECTORS, "toy.bad", dh.Vectors(dh.Download(url + "other.zip", "0" * 64, "other.zip"),
-                                                          "x.txt", "toy"))
-    with pytest.raises(UserError, match="other.zip: SHA-256 is .* expected 0000"):
-        dh.load_embeddings("toy.bad", vocab, 3)
-    assert not os.path.exists(tmp_path / "cache" / "vectors" / "other.zip")
-    with pytest.raises(UserError, match=r"glove.6B.300d: no SHA-256 is recorded for "
-                                        r"https://nlp.stanford.edu/data/glove.6B.zip yet"):
-        dh.load_embeddings("glove.6B.300d", vocab, 300)
-
-
-def test_a_registry_entry_can_name_its_class_files(tmp_path, monkeypatch):
-    """As SUBJ: a zip whose folder holds quote.tok.gt9.5000 (subjective), plot.tok.gt9.5000 and a README."""
-    archive = tmp_path / "subjectivity.zip"
-    with zipfile.ZipFile(archive, "w") as z:
-        z.writestr("subjectivity/quote.tok.gt9.5000", "".join(f"i loved scene {i}\n" for i in range(30)))
-        z.writestr("subjectivity/plot.tok.gt9.5000", "".join(f"he goes to town {i}\n" for i in range(30)))
-        z.writestr("subjectivity/README", "not a class\n")
-    monkeypatch.setitem(dh.REGISTRY, "toy", dh.Dataset(
-        "classify", (dh.Download(archive.as_uri(), sha256(archive), "subjectivity.zip"),), "toy",
-        path="subjectivity", archive="subjectivity.zip",
-        classes=(("subjective", "quote.tok.gt9.5000"), ("objective", "plot.tok.gt9.5000"))))
-    data = dh.load_classification("toy", cache_dir=str(tmp_path / "cache"))
-    assert data.label_names == ["objective", "subjective"]
-    assert sum(len(split.texts) for split in (data.train, data.valid, data.test)) == 60
-
-
-def test_file_urls_work_too(tmp_path, monkeypatch):
-    source = tmp_path / "source.txt"
-    source.write_text("first line\nsecond line\n" * 20)
-    monkeypatch.setitem(dh.REGISTRY, "toy", dh.Dataset("lm", (dh.Download(source.as_uri(), sha256(source), "a.txt"),),
-                                                       "toy", path="a.txt"))
-    assert dh.load_lm_corpus("toy", "char", cache_dir=str(tmp_path / "cache")).train.startswith("first line")
-
-
-@pytest.mark.parametrize("kind", ["tar-dotdot", "tar-absolute", "tar-symlink", "zip-dotdot"])
-def test_archives_that_escape_are_refused(tmp_path, kind):
-    archive = tmp_path / ("evil.zip" if kind.startswith("zip") else "evil.tar")
-    if kind == "zip-dotdot":
-        with zipfile.ZipFile(archive, "w") as z:
-            z.writestr("../escaped.txt", "gotcha")
-    else:
-        with tarfile.open(archive, "w") as t:
-            info = tarfile.TarInfo({"tar-dotdot": "data/../../escaped.txt", "tar-absolute": "/tmp/escaped.txt",
-                                    "tar-symlink": "link"}[kind])
-            if kind == "tar-symlink":
-                info.type, info.linkname = tarfile.SYMTYPE, "/etc/passwd"
-                t.addfile(info)
-            else:
-                info.size = 6
-                t.addfile(info, io.BytesIO(b"gotcha"))
-    destination = tmp_path / "out"
-    destination.mkdir()
-    with pytest.raises(UserError, match="evil"):
-        dh.extract_safely(str(archive), str(destination))
-    assert not (tmp_path / "escaped.txt").exists() and os.listdir(destination) == []
-
-
 # --------------------------------------------------------------------------------------------------- input bounds
 
 def refused(call, message):
@@ -440,18 +183,6 @@ def refused(call, message):
         call()
     assert str(error.value) == message
     return message
-
-
-def test_what_is_not_a_regular_file_is_refused_before_it_is_opened(tmp_path, no_hang):
-    fifo = tmp_path / "pipe.txt"
-    os.mkfifo(fifo)
-    refused(lambda: dh.read_text(fifo), f"{fifo}: not a regular file (a FIFO), expected a text file")
-    refused(lambda: dh.read_text_with_encoding("/dev/null", "auto"),
-            "/dev/null: not a regular file (a character device), expected a text file")
-    refused(lambda: dh.load_lm_corpus(str(fifo)), f"{fifo}: not a regular file (a FIFO), expected a text file")
-    refused(lambda: dh.load_classification(str(fifo)), f"{fifo}: not a regular file (a FIFO), expected a text file")
-    refused(lambda: dh.load_embeddings(str(fifo), dh.Vocab(["<pad>", "<unk>", "a"]), 3),
-            f"{fifo}: not a regular file (a FIFO), expected a word-vector file")
 
 
 def test_a_fifo_inside_a_data_folder_is_refused_not_opened_nor_skipped(tmp_path, no_hang):
@@ -473,35 +204,6 @@ def test_a_fifo_inside_a_data_folder_is_refused_not_opened_nor_skipped(tmp_path,
     refused(lambda: dh.load_classification(str(per_class)), message)
     class_folders, message = folder("classes", ["pos/1.txt"], "neg/2.txt")  # a folder per class, a file per example
     refused(lambda: dh.load_classification(str(class_folders)), message)
-
-
-def test_a_fifo_swapped_in_after_the_check_does_not_block_the_open(tmp_path, monkeypatch, no_hang):
-    fifo = tmp_path / "pipe.txt"
-    os.mkfifo(fifo)
-    monkeypatch.setattr(dh, "check_regular", lambda path, expected="": os.stat(tmp_path))  # the check passed
-    refused(lambda: dh.read_text(fifo), f"{fifo}: not a regular file (a FIFO), expected a text file")
-
-
-def test_a_text_too_large_for_the_memory_available_is_refused_before_reading(tmp_path, monkeypatch):
-    big = tmp_path / "big.txt"
-    big.write_bytes(b"some words\n" * (dh.SMALL_TEXT // 11 + 1))
-    size = big.stat().st_size
-    monkeypatch.setattr(config, "available_memory", lambda: size * dh.TEXT_MEMORY_FACTOR - 1)
-    with pytest.raises(UserError) as error:
-        dh.read_text(big)
-    assert str(error.value) == (f"{big}: {size:,} bytes is too large to read into memory here: its text and tokens "
-                                f"take about {dh.TEXT_MEMORY_FACTOR} times that (16.0 MiB), and 16.0 MiB are "
-                                "available; split the file or free memory")
-    with pytest.raises(UserError, match="bytes is too large to read into memory"):
-        dh.load_lm_corpus(str(big))  # the corpus of a language model, read through read_text
-    monkeypatch.setattr(config, "available_memory", lambda: size * dh.TEXT_MEMORY_FACTOR)
-    assert dh.read_text(big).startswith("some words\n")
-    monkeypatch.setattr(config, "available_memory", lambda: None)  # unknown (no /proc/meminfo): read it
-    assert len(dh.read_text(big)) == size
-    small = tmp_path / "small.txt"
-    small.write_text("a few words\n")
-    monkeypatch.setattr(config, "available_memory", lambda: 1)  # a small file is read without asking
-    assert dh.read_text(small) == "a few words\n"
 
 
 def labelled(path, rows):

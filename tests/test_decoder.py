@@ -11,6 +11,7 @@ import data_handler
 import decoder
 import rnn_model as rm
 import sample
+import text_io
 
 tf = rm.tf
 CHARS = ["<unk>", "\n", "a", "b", "c", "d", " "]  # the input table path (vocabulary <= embedding width)
@@ -80,7 +81,7 @@ class Model:
 
 
 def decoder_start(model):
-    return model.vocab.id(data_handler.start_token(model.cfg.level, model.vocab))
+    return model.vocab.id(text_io.start_token(model.cfg.level, model.vocab))
 
 
 @pytest.fixture(scope="module")

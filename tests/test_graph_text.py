@@ -1,4 +1,5 @@
-"""graph_text: tokenization inside the graph equals data_handler's Python, token for token and id for id."""
+"""graph_text: tokenization inside the graph equals text_io's and data_handler's Python, token for token and id
+for id."""
 import random
 import re
 import unicodedata
@@ -8,6 +9,7 @@ import pytest
 
 import data_handler as dh
 import graph_text as gt
+import text_io
 from rnn_model import tf
 
 SENTENCES = [
@@ -56,13 +58,13 @@ def run():
 def test_classifier_tokens_equal_tokenize(run):
     assert len(SENTENCES) >= 40
     for sentence, tokens in zip(SENTENCES, run("classifier", SENTENCES)):
-        assert tokens == dh.tokenize(sentence), repr(sentence)
+        assert tokens == text_io.tokenize(sentence), repr(sentence)
     assert run("classifier", []) == []
 
 
 def test_lm_word_tokens_equal_lm_words(run):
     for text, tokens in zip(LM_TEXTS, run("lm", LM_TEXTS)):
-        assert tokens == dh.lm_words(text), repr(text)
+        assert tokens == text_io.lm_words(text), repr(text)
 
 
 def test_characters_equal_list(run):
@@ -84,16 +86,18 @@ def test_lower_equals_str_lower(run):
 
 
 def test_token_ids_equal_vocab_encode():
-    word_vocab = dh.build_vocab([dh.tokenize(s) for s in SENTENCES], min_count=2, specials=dh.CLASSIFY_SPECIALS)
-    char_vocab = dh.build_vocab(LM_TEXTS, min_count=2, specials=dh.LM_SPECIALS["char"])
-    lm_vocab = dh.build_vocab([dh.lm_words(t) for t in LM_TEXTS], min_count=2, specials=dh.LM_SPECIALS["word"])
+    word_vocab = dh.build_vocab([text_io.tokenize(s) for s in SENTENCES], min_count=2,
+                                specials=text_io.CLASSIFY_SPECIALS)
+    char_vocab = dh.build_vocab(LM_TEXTS, min_count=2, specials=text_io.LM_SPECIALS["char"])
+    lm_vocab = dh.build_vocab([text_io.lm_words(t) for t in LM_TEXTS], min_count=2,
+                              specials=text_io.LM_SPECIALS["word"])
     assert "\n" in char_vocab and "<unk>" in word_vocab  # a "\n" token: why the table is built from constants
     twice = dh.Vocab(["<unk>", "a", "b", "a"])  # a vocabulary file may list a token twice: the last id wins
     with tf.Graph().as_default(), tf.Session() as sess:
         texts = tf.placeholder(tf.string, [None])
-        cases = [(word_vocab, gt.classifier_tokens(texts), SENTENCES, lambda t: word_vocab.encode(dh.tokenize(t))),
+        cases = [(word_vocab, gt.classifier_tokens(texts), SENTENCES, lambda t: word_vocab.encode(text_io.tokenize(t))),
                  (char_vocab, gt.characters(texts), LM_TEXTS, char_vocab.encode),
-                 (lm_vocab, gt.lm_word_tokens(texts), LM_TEXTS, lambda t: lm_vocab.encode(dh.lm_words(t))),
+                 (lm_vocab, gt.lm_word_tokens(texts), LM_TEXTS, lambda t: lm_vocab.encode(text_io.lm_words(t))),
                  (twice, gt.lm_word_tokens(texts), ["a b c a"], lambda t: twice.encode(t.split() + ["<eos>"]))]
         ids = [gt.token_ids(gt.lookup_table(vocab.tokens, vocab.unk_id), tokens) for vocab, tokens, _, _ in cases]
         sess.run(tf.tables_initializer())
@@ -123,7 +127,7 @@ def test_every_code_point():
     differing = []
     for c, s, t, got_tokens, n_tokens, got_words, n_words in zip(chars, sentences, texts, tokens, counts, words,
                                                                     word_counts):
-        expected_tokens, expected_words = dh.tokenize(s), dh.lm_words(t)
+        expected_tokens, expected_words = text_io.tokenize(s), text_io.lm_words(t)
         if (got_tokens.decode(), n_tokens) != (" ".join(expected_tokens), len(expected_tokens)) or \
                 (got_words.decode(), n_words) != (" ".join(expected_words), len(expected_words)):
             differing.append(hex(ord(c)))

@@ -8,8 +8,8 @@ import os
 import pytest
 
 import config
-import data_handler
 import sample
+import text_io
 import train
 from test_classify import classify_args, write_labelled
 
@@ -117,11 +117,11 @@ def test_a_fifo_as_word_vectors_is_refused(tmp_path, capsys, fifo):
 
 def test_a_text_too_large_for_memory_is_refused_before_reading(tmp_path, capsys, monkeypatch):
     corpus = tmp_path / "corpus.txt"
-    corpus.write_bytes(b"the words of a corpus\n" * (data_handler.SMALL_TEXT // 22 + 1))
+    corpus.write_bytes(b"the words of a corpus\n" * (text_io.SMALL_TEXT // 22 + 1))
     monkeypatch.setattr(config, "available_memory", lambda: 8 << 20)
     assert train.main(lm_args(tmp_path / "run", "--data", str(corpus))) == 1
     one_line(capsys, f"{corpus}: {corpus.stat().st_size:,} bytes is too large to read into memory here: its text "
-                     f"and tokens take about {data_handler.TEXT_MEMORY_FACTOR} times that (16.0 MiB), and 8.0 MiB are "
+                     f"and tokens take about {text_io.TEXT_MEMORY_FACTOR} times that (16.0 MiB), and 8.0 MiB are "
                      "available; split the file or free memory")
 
 

@@ -147,6 +147,7 @@ def test_score_is_the_evaluation_perplexity(trained_lm, tmp_path):
     import rnn_model as rm
     import run_dir
     import tasks
+    import text_io
     tf = rm.tf
     run = run_dir.RunDir(trained_lm)
     cfg = dataclasses.replace(run.load_config(), eval_batch_size=1)
@@ -182,7 +183,7 @@ def test_score_is_the_evaluation_perplexity(trained_lm, tmp_path):
     fields = {line.split()[0]: line.split()[1].replace(",", "") for line in out.splitlines()}
     assert int(fields["tokens"]) == len(test_ids)
     assert int(fields["unknown"]) == int(np.sum(test_ids == run.load_vocab().id("<unk>"))) - sum(
-        w == "<unk>" for w in data_handler.lm_words(text))
+        w == "<unk>" for w in text_io.lm_words(text))
     assert abs(float(fields["nats/token"]) - whole) < 0.01 * whole
     assert abs(float(fields["perplexity"]) - np.exp(float(fields["nats/token"]))) < 1e-3 * float(fields["perplexity"])
 
