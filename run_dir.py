@@ -213,7 +213,7 @@ class RunDir:
             print(f"note: {self.generation_speed_path}: not written ({e.strerror}); the next sample.py times the "
                   "generation paths again", file=sys.stderr)
 
-    def prepare(self, cfg, vocab, label_names=None, resuming=False):
+    def save_config_and_vocab(self, cfg, vocab, label_names=None, resuming=False):
         """Writes config.json, vocab.json (and labels.json); a resumed run must find the vocabulary it was trained
         with, or its embedding rows would mean other tokens."""
         if resuming and (not os.path.exists(self.vocab_path) or self.load_vocab() != vocab):

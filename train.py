@@ -175,7 +175,7 @@ def train(cfg, data, run, resuming, runtime, stop):
         if code:
             return code
     if runtime.is_chief:
-        run.prepare(cfg, data.vocab, data.label_names, resuming)
+        run.save_config_and_vocab(cfg, data.vocab, data.label_names, resuming)
     train_tokens = data.splits["train"][0] if data.label_names else data.splits["train"]  # classify: (seqs, labels)
     counts = summaries.token_counts(data.vocab, train_tokens)  # the projector's metadata, from all the data
     data = data._replace(splits={**data.splits, "train": runtime.shard(data.splits["train"])})

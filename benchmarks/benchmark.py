@@ -211,7 +211,7 @@ def generation_run(folder, overrides):
     cfg = generation_config(overrides)
     vocab = generation_vocab()
     run = run_dir.RunDir(folder)
-    run.prepare(cfg, vocab)
+    run.save_config_and_vocab(cfg, vocab)
     graph, _, saver, _, fresh = sample.generation_graph(cfg, vocab)
     with rm.tf.Session(graph=graph) as sess:
         sess.run(fresh)

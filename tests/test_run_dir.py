@@ -15,14 +15,14 @@ def test_config_vocab_and_labels_round_trip(tmp_path):
     run = run_dir.RunDir(tmp_path / "run")
     cfg = config.apply_overrides(config.named_config("char"), {"hidden_size": "64"})
     vocab = data_handler.Vocab(["<unk>", "a", "é", "\n"])
-    run.prepare(cfg, vocab, ["neg", "pos"])
+    run.save_config_and_vocab(cfg, vocab, ["neg", "pos"])
     assert run.load_config() == cfg and run.load_vocab() == vocab and run.load_labels() == ["neg", "pos"]
     assert json.loads(open(run.config_path).read())["hidden_size"] == 64
     assert sorted(os.listdir(run.path)) == ["config.json", "labels.json", "vocab.json"]  # no temporary files left
     # A resumed run must find the vocabulary it was trained with.
-    run.prepare(cfg, vocab, ["neg", "pos"], resuming=True)
+    run.save_config_and_vocab(cfg, vocab, ["neg", "pos"], resuming=True)
     with pytest.raises(UserError, match="vocab.json: the vocabulary built from the data differs"):
-        run.prepare(cfg, data_handler.Vocab(["<unk>", "b"]), None, resuming=True)
+        run.save_config_and_vocab(cfg, data_handler.Vocab(["<unk>", "b"]), None, resuming=True)
 
 
 def test_a_config_written_before_a_key_existed_still_loads(tmp_path):
