@@ -14,6 +14,7 @@ import os
 
 import numpy as np
 
+import checkpoints
 import config
 import data_handler
 import run_dir
@@ -116,7 +117,7 @@ def initial_weights(path, cfg, vocab, embedding=None):
     come from `embedding` (pretrained vectors) or are drawn as a fresh embedding's are (cfg.initializer).
     Returns (weights, rows taken from the LM)."""
     lm_cfg, lm_vocab, lm_run = load_language_model(path, cfg)
-    arrays = lm_run.read_weights()
+    arrays = checkpoints.RunCheckpoints(lm_run).read_weights()
     embedding = fresh_embedding(cfg, len(vocab)) if embedding is None else np.array(embedding, np.float32)
     mapped = rows_by_token(arrays["model/embedding"], lm_vocab, vocab, embedding)
     weights = {"embedding": embedding}

@@ -1,4 +1,4 @@
-"""The run directory: its layout, its JSON files, and choosing and restoring its checkpoints.
+"""The run directory: its layout, its paths, its JSON files, its lock, and which folders may be one.
 
     RUN_DIR/config.json        the resolved config (a resumed or sampled run is read back from it)
     RUN_DIR/vocab.json         {"tokens": [...]} in id order
@@ -17,7 +17,9 @@
     RUN_DIR/lock               flock'ed by the run training here (its process id and host), empty otherwise
 
 Every JSON file is written to a temporary name and renamed, so an interrupted write never leaves half a file.
-Nothing here imports TensorFlow at module level: train.py and sample.py check a run directory before the slow import.
+The checkpoints themselves (saving, pruning, choosing and restoring them) are checkpoints.py's: a RunDir gives it its
+paths. Nothing here imports TensorFlow at module level: train.py and sample.py check a run directory before the slow
+import.
 """
 import contextlib
 import fcntl
@@ -150,8 +152,8 @@ class RunDir:
     # ---- state
     def has_checkpoint(self):
         """True when training has saved a checkpoint here, so a new run resumes it."""
-        return os.path.exists(self.config_path) and bool(self.checkpoints(self.checkpoint_dir) or
-                                                         self.checkpoints(self.best_dir))
+        return os.path.exists(self.config_path) and bool(checkpoints.listed(self.checkpoint_dir) or
+                                                         checkpoints.listed(self.best_dir))
 
     def has_started(self):
         """A checkpoint here, in any fold of a cross-validation, or of a pretraining language model: its config.json
@@ -232,6 +234,11 @@ class RunDir:
         os.makedirs(self.path, exist_ok=True)
         write_json(self.config_path, dict(sorted(config.to_dict(cfg).items())))
 
+    def save_best(self, best):
+        """best.json: the best checkpoint's step, epoch and metric (checkpoints.RunCheckpoints.save_best writes it
+        with the checkpoint)."""
+        write_json(self.best_path, best)
+
     def save_results(self, results):
         write_json(self.results_path, results)
 
@@ -242,7 +249,7 @@ class RunDir:
     def write_projector(self, embedding_name, vocab, counts):
         import summaries
         folder = self.events_dir("train")
-        with self.writing("the embedding projector's files"):
+        with checkpoints.writing(self.path, "the embedding projector's files"):
             os.makedirs(folder, exist_ok=True)
             write_text(os.path.join(folder, summaries.PROJECTOR_METADATA), summaries.projector_metadata(vocab, counts))
             summaries.projector_config(folder, embedding_name)
@@ -251,82 +258,9 @@ class RunDir:
         """Points the projector (which reads train/'s `checkpoint` file) at a newly saved checkpoint."""
         folder = self.events_dir("train")
         pointer = os.path.join(folder, "checkpoint")
-        with self.writing("the embedding projector's files"):
+        with checkpoints.writing(self.path, "the embedding projector's files"):
             os.makedirs(folder, exist_ok=True)
             write_text(pointer, f'model_checkpoint_path: "{os.path.relpath(path, folder)}"\n')
-
-    # ---- checkpoints (checkpoints.py): read under a shared turn, written under an exclusive one
-    def checkpoints(self, folder):
-        return checkpoints.listed(folder)
-
-    def resume_candidates(self):
-        """For resuming: the latest and the best checkpoints, newest step first (the latest first at a tie)."""
-        both = [(prefix, 1) for prefix in self.checkpoints(self.checkpoint_dir)] + \
-               [(prefix, 0) for prefix in self.checkpoints(self.best_dir)]
-        return [prefix for prefix, _ in sorted(both, key=lambda c: (checkpoints.step_of(c[0]), c[1]), reverse=True)]
-
-    def use_candidates(self, explicit=None):
-        """For using a model (results, sampling): an explicit checkpoint alone, else the best, then the latest ones."""
-        if explicit:
-            if not os.path.exists(explicit + ".index"):
-                if os.path.exists(explicit):
-                    raise UserError(f"{explicit}: not a checkpoint (give a checkpoint prefix such as "
-                                    f"{os.path.join(self.best_dir, 'model.ckpt-STEP')})")
-                raise UserError(f"{explicit}: no such checkpoint")
-            return [explicit]
-        candidates = self.checkpoints(self.best_dir) + self.checkpoints(self.checkpoint_dir)
-        if not candidates:
-            raise UserError(f"{self.path}: no checkpoint found (has training saved one yet?)")
-        return candidates
-
-    def restore_for_use(self, sess, saver, explicit=None):
-        """Restores the checkpoint a user of the model gets: the named one, else the first intact of the best and
-        the latest ones, listed when the turn is taken. Returns its path."""
-        with checkpoints.turn(self.path, exclusive=False):
-            path = checkpoints.first_intact(self.use_candidates(explicit), self.path, named=bool(explicit))
-            return checkpoints.restore(sess, saver, path)
-
-    def restore_for_resume(self, sess, saver):
-        """Restores the newest intact checkpoint, latest or best; returns its path."""
-        with checkpoints.turn(self.path, exclusive=False):
-            return checkpoints.restore(sess, saver, checkpoints.first_intact(self.resume_candidates(), self.path))
-
-    def read_weights(self):
-        """{variable name: array} of the model's weights in the checkpoint a user of the model gets."""
-        with checkpoints.turn(self.path, exclusive=False):
-            return checkpoints.read_variables(checkpoints.first_intact(self.use_candidates(), self.path), "model")
-
-    def save_latest(self, sess, saver, step):
-        """Saves checkpoints/model.ckpt-STEP and keeps the newest 3."""
-        with self.writing("a checkpoint"), checkpoints.turn(self.path, exclusive=True):
-            path = checkpoints.save(sess, saver, self.checkpoint_dir, step)
-            checkpoints.prune(self.checkpoint_dir, 3)
-            self.show_checkpoint(path)
-
-    def save_best(self, sess, saver, step, best):
-        """Saves best/model.ckpt-STEP in place of the previous best, and best.json (its step, epoch and metric)."""
-        with self.writing("the best checkpoint"), checkpoints.turn(self.path, exclusive=True):
-            checkpoints.save(sess, saver, self.best_dir, step)
-            checkpoints.prune(self.best_dir, 1)
-            write_json(self.best_path, best)
-
-    def keep_limits(self):
-        """Prunes a directory from before a resume (or an older version) to 3 latest and 1 best checkpoints."""
-        with checkpoints.turn(self.path, exclusive=True):
-            checkpoints.prune(self.checkpoint_dir, 3)
-            checkpoints.prune(self.best_dir, 1)
-
-    def discard_checkpoints_from(self, step):
-        """Removes the latest checkpoints of `step` and later (the best one was validated and stays); returns the
-        newest step left, or None."""
-        with checkpoints.turn(self.path, exclusive=True):
-            for prefix in self.checkpoints(self.checkpoint_dir):
-                if checkpoints.step_of(prefix) >= step:
-                    checkpoints.remove(prefix)
-        left = self.resume_candidates()
-        if left:
-            self.show_checkpoint(left[0])  # the projector's pointer named a removed one
-        return checkpoints.step_of(left[0]) if left else None
 
     def runs_within(self):
         """This run and those inside it: its folds and the pretraining language models."""
@@ -415,33 +349,6 @@ class RunDir:
         finally:
             os.close(fd)
 
-    @contextlib.contextmanager
-    def writing(self, what):
-        """Turns a failed write (a full disk, no permission) inside the block into one line naming the path."""
-        import rnn_model as rm
-        advice = "the last complete checkpoint is kept: run the same command again once the disk has room"
-        try:
-            yield
-        except OSError as e:
-            raise UserError(f"{e.filename or self.path}: cannot write {what} ({e.strerror}); {advice}") from None
-        except (rm.tf.errors.ResourceExhaustedError, rm.tf.errors.UnknownError,
-                rm.tf.errors.PermissionDeniedError, rm.tf.errors.FailedPreconditionError) as e:
-            raise UserError(f"{self.path}: cannot write {what} ({error_reason(e)}); {advice}") from None
-        except RuntimeError as e:  # an event file's first write, failed (a full disk), comes back as this
-            raise UserError(f"{self.path}: cannot write {what} ({str(e).splitlines()[0]}); {advice}") from None
-
-
-def error_reason(error):
-    """The telling line of a TensorFlow error (its first is often just 'Graph execution error:')."""
-    if "No space left on device" in str(error):
-        return "No space left on device"
-    lines = [line.strip() for line in str(error).splitlines() if line.strip()]
-    telling = [line for line in lines if not line.endswith("error:") and not line.startswith(("Detected at", "[["))]
-    return (telling or lines or ["?"])[0][:160]
-
-
-checkpoint_problem = checkpoints.problem  # the stress scripts' name for it
-
 
 class EventWriters:
     """TensorBoard event files of the run: train (step summaries, the graph), valid and test (epoch metrics).
@@ -460,19 +367,19 @@ class EventWriters:
 
     def writer(self, name, graph=None):
         if name not in self.writers:
-            with self.run.writing("TensorBoard events"):
+            with checkpoints.writing(self.run.path, "TensorBoard events"):
                 self.writers[name] = self.tf.summary.FileWriter(self.run.events_dir(name), graph,
                                                                 filename_suffix="." + uuid.uuid4().hex[:8])
         return self.writers[name]
 
     def add_step(self, summary, step):
-        with self.run.writing("TensorBoard events"):  # the writer's thread re-raises a failed write here
+        with checkpoints.writing(self.run.path, "TensorBoard events"):  # its thread re-raises a failed write here
             self.train.add_summary(summary, step)
 
     def add_to_run(self, summaries, step=0):
         """Serialized summaries in the run's own folder (the HParams session and the final metrics)."""
         writer = self.writer(".")
-        with self.run.writing("TensorBoard events"):
+        with checkpoints.writing(self.run.path, "TensorBoard events"):
             for summary in summaries:
                 writer.add_summary(summary, step)
             writer.flush()
@@ -484,7 +391,7 @@ class EventWriters:
         writer.flush()
 
     def close(self):
-        with self.run.writing("TensorBoard events"):
+        with checkpoints.writing(self.run.path, "TensorBoard events"):
             for writer in self.writers.values():
                 writer.close()
 

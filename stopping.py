@@ -9,6 +9,7 @@ import os
 import signal
 import statistics
 
+import checkpoints
 from config import UserError
 
 
@@ -57,8 +58,10 @@ class DivergenceGuard:
         checkpoint and later ones go)."""
         resume = "from the newest checkpoint before it"
         if self.run:
-            newest = self.run.discard_checkpoints_from(first_bad)
-            resume = f"from step {newest}" if newest is not None else "from the start"
+            newest = checkpoints.RunCheckpoints(self.run).discard_latest_from(first_bad)
+            if newest:
+                self.run.show_checkpoint(newest)  # the pointer named a removed one
+            resume = f"from step {checkpoints.step_of(newest)}" if newest else "from the start"
         raise UserError(f"step {step}: {what}: training diverged. Lower --learning_rate (now "
                         f"{learning_rate:.4g}) or --max_grad_norm and run the same command again; it resumes "
                         f"{resume}")

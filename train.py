@@ -16,6 +16,7 @@ from typing import NamedTuple
 
 import numpy as np
 
+import checkpoints
 import cluster
 import config
 import data_handler
@@ -189,8 +190,8 @@ def train(cfg, data, run, resuming, runtime, stop):
 
     def prepare(sess):  # the chief's (or the single process's) start: the latest checkpoint, or a fresh model
         if resuming:
-            run.show_checkpoint(run.restore_for_resume(sess, g.saver))
-            run.keep_limits()
+            run.show_checkpoint(checkpoints.RunCheckpoints(run).restore_for_resume(sess, g.saver))
+            checkpoints.RunCheckpoints(run).keep_limits()
             sess.run(g.local_init)
         else:
             sess.run(g.init, g.task.init_feed)
@@ -215,10 +216,10 @@ def train(cfg, data, run, resuming, runtime, stop):
                     results = final_results(cfg, g, sess, run, writers, outcome.global_step)
                     results["stopped"] = stopped_because(cfg, outcome, run.load_best(g.task.metric), g.task.metric)
                     results["cluster"] = runtime.describe(outcome.global_step)
-                    with run.writing("results.json"):
+                    with checkpoints.writing(run.path, "results.json"):
                         run.save_results(results)
-    except rm.tf.errors.ResourceExhaustedError as e:  # run.writing says a write's: this is memory
-        raise UserError(f"out of memory ({run_dir.error_reason(e)}); lower batch_size, eval_batch_size, "
+    except rm.tf.errors.ResourceExhaustedError as e:  # checkpoints.writing says a write's: this is memory
+        raise UserError(f"out of memory ({checkpoints.error_reason(e)}); lower batch_size, eval_batch_size, "
                         "num_steps or hidden_size") from None
     return stop.exit_code if outcome.reason == "interrupt" else 0
 
@@ -287,14 +288,14 @@ def fit(cfg, g, sess, run, runtime, writers, stop):
 
     def save_latest(step):
         with stop.saving():
-            run.save_latest(sess, g.saver, step)
+            run.show_checkpoint(checkpoints.RunCheckpoints(run).save_latest(sess, g.saver, step))
 
     def validate(step):
         """The chief's end of an epoch: validation, its summaries, the latest checkpoint and, if better, the best."""
         nonlocal best
         valid = task.evaluate(sess, "valid")
         guard.check_validation(step, valid["loss"], learning_rate)
-        with run.writing("TensorBoard events"):
+        with checkpoints.writing(run.path, "TensorBoard events"):
             writers.add(sess, task, "valid", valid, step)
         save_latest(step)
         improved = not best or (valid[task.metric] > best[task.metric] if task.higher_is_better
@@ -302,7 +303,7 @@ def fit(cfg, g, sess, run, runtime, writers, stop):
         if improved:
             best = {"step": step, "epoch": epoch + 1, task.metric: valid[task.metric]}
             with stop.saving():
-                run.save_best(sess, g.best_saver, step, best)
+                checkpoints.RunCheckpoints(run).save_best(sess, g.best_saver, step, best)
         return f"  valid {task.describe(valid)}" + ("  (best)" if improved else "")
 
     def out_of_patience(epochs_done):  # counted from best.json, so a resumed run remembers it
@@ -389,7 +390,7 @@ def final_results(cfg, g, sess, run, writers, global_step):
     restored = None
     if best:
         # The weights alone: in a cluster the global step is shared, and the other workers stop by it.
-        restored = run.restore_for_use(sess, g.weights_saver)
+        restored = checkpoints.RunCheckpoints(run).restore_for_use(sess, g.weights_saver)
     results = {"task": cfg.task, "best": best, "checkpoint": restored, "valid": g.task.evaluate(sess, "valid"),
                "test": None}
     where = (f"best checkpoint (step {best['step']})" if restored and os.path.dirname(restored) == run.best_dir
@@ -397,7 +398,7 @@ def final_results(cfg, g, sess, run, writers, global_step):
     line = f"{where}: valid {g.task.describe(results['valid'])}"
     if g.task.has_split("test"):
         results["test"] = g.task.evaluate(sess, "test")
-        with run.writing("TensorBoard events"):
+        with checkpoints.writing(run.path, "TensorBoard events"):
             writers.add(sess, g.task, "test", results["test"], global_step)
         line += f"  test {g.task.describe(results['test'])}"
     writers.add_to_run([summaries.final_metrics(results, g.task.metric)], global_step)  # the HParams metrics

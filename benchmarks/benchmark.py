@@ -205,6 +205,7 @@ def bench_products(library, precision, length, repeats):
 
 def generation_run(folder, overrides):
     """A run directory holding a 2x512 character model with random weights, for sample.py end to end."""
+    import checkpoints
     import sample
     import rnn_model as rm
     import run_dir
@@ -215,7 +216,7 @@ def generation_run(folder, overrides):
     graph, _, saver, _, fresh = sample.generation_graph(cfg, vocab)
     with rm.tf.Session(graph=graph) as sess:
         sess.run(fresh)
-        run.save_latest(sess, saver, 0)
+        run.show_checkpoint(checkpoints.RunCheckpoints(run).save_latest(sess, saver, 0))
     return run
 
 

@@ -11,6 +11,7 @@ import urllib.request
 import numpy as np
 import pytest
 
+import checkpoints
 import data_handler
 import run_dir
 import summaries
@@ -118,7 +119,7 @@ def test_scalars_come_in_their_groups_with_the_logged_values(board, trained_lm):
 def test_projector_shows_the_embedding_of_the_newest_checkpoint_with_the_vocabulary(board, trained_lm):
     info = board.wait_for("data/plugin/projector/info?run=run/train", lambda i: i.get("embeddings"))
     run = run_dir.RunDir(trained_lm)
-    assert info["modelCheckpointPath"].endswith(run.checkpoints(run.checkpoint_dir)[0].split("/")[-1])
+    assert info["modelCheckpointPath"].endswith(checkpoints.listed(run.checkpoint_dir)[0].split("/")[-1])
     embedding = info["embeddings"][0]
     vocab = run.load_vocab()
     assert embedding["tensorName"] == "model/embedding" and embedding["tensorShape"] == [len(vocab), 16]
@@ -133,7 +134,7 @@ def test_projector_shows_the_embedding_of_the_newest_checkpoint_with_the_vocabul
     served = board.wait_for("data/plugin/projector/tensor?run=run/train&name=model/embedding", lambda t: t,
                             form="bytes")
     import rnn_model as rm
-    saved = rm.tf.train.load_checkpoint(run.checkpoints(run.checkpoint_dir)[0]).get_tensor("model/embedding")
+    saved = rm.tf.train.load_checkpoint(checkpoints.listed(run.checkpoint_dir)[0]).get_tensor("model/embedding")
     np.testing.assert_array_equal(np.frombuffer(served, np.float32).reshape(saved.shape), saved)
 
 
