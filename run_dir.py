@@ -17,9 +17,9 @@
     RUN_DIR/lock               flock'ed by the run training here (its process id and host), empty otherwise
 
 Every JSON file is written to a temporary name and renamed, so an interrupted write never leaves half a file.
-The checkpoints themselves (saving, pruning, choosing and restoring them) are checkpoints.py's: a RunDir gives it its
-paths. Nothing here imports TensorFlow at module level: train.py and sample.py check a run directory before the slow
-import.
+The checkpoints themselves (saving, pruning, choosing and restoring them) are checkpoints.py's, the TensorBoard files
+(event files, the projector's) summaries.py's: a RunDir gives them its paths. Nothing here imports TensorFlow, so that
+train.py and sample.py check a run directory before the slow import.
 """
 import contextlib
 import fcntl
@@ -139,9 +139,6 @@ class RunDir:
     def events_dir(self, name):
         return os.path.join(self.path, name)
 
-    def event_writers(self, graph, resumed_at=None):
-        return EventWriters(self, graph, resumed_at)
-
     def fold(self, k):
         return RunDir(os.path.join(self.path, f"fold_{k}"))
 
@@ -245,23 +242,6 @@ class RunDir:
     def save_cv_results(self, results):
         write_json(self.cv_results_path, results)
 
-    # ---- TensorBoard's embedding projector
-    def write_projector(self, embedding_name, vocab, counts):
-        import summaries
-        folder = self.events_dir("train")
-        with checkpoints.writing(self.path, "the embedding projector's files"):
-            os.makedirs(folder, exist_ok=True)
-            write_text(os.path.join(folder, summaries.PROJECTOR_METADATA), summaries.projector_metadata(vocab, counts))
-            summaries.projector_config(folder, embedding_name)
-
-    def show_checkpoint(self, path):
-        """Points the projector (which reads train/'s `checkpoint` file) at a newly saved checkpoint."""
-        folder = self.events_dir("train")
-        pointer = os.path.join(folder, "checkpoint")
-        with checkpoints.writing(self.path, "the embedding projector's files"):
-            os.makedirs(folder, exist_ok=True)
-            write_text(pointer, f'model_checkpoint_path: "{os.path.relpath(path, folder)}"\n')
-
     def runs_within(self):
         """This run and those inside it: its folds and the pretraining language models."""
         folds = [os.path.join(self.path, name) for name in sorted(os.listdir(self.path))
@@ -348,59 +328,3 @@ class RunDir:
                             os.rmdir(self.path)
         finally:
             os.close(fd)
-
-
-class EventWriters:
-    """TensorBoard event files of the run: train (step summaries, the graph), valid and test (epoch metrics).
-    Event files are named by the second they were opened in, and a second writer in the same second would
-    truncate the first (a quick resume): a random suffix keeps every file."""
-
-    def __init__(self, run, graph, resumed_at=None):
-        """graph: written with the train events of a new run; resumed_at: the step a resumed run starts at."""
-        import rnn_model as rm
-        self.tf, self.run, self.writers = rm.tf, run, {}
-        self.train = self.writer("train", None if resumed_at is not None else graph)
-        if resumed_at is not None:  # tells TensorBoard to drop what the interrupted run logged after this step
-            start = self.tf.SessionLog(status=self.tf.SessionLog.START)
-            for name in ("train", "valid"):
-                self.writer(name).add_session_log(start, resumed_at)
-
-    def writer(self, name, graph=None):
-        if name not in self.writers:
-            with checkpoints.writing(self.run.path, "TensorBoard events"):
-                self.writers[name] = self.tf.summary.FileWriter(self.run.events_dir(name), graph,
-                                                                filename_suffix="." + uuid.uuid4().hex[:8])
-        return self.writers[name]
-
-    def add_step(self, summary, step):
-        with checkpoints.writing(self.run.path, "TensorBoard events"):  # its thread re-raises a failed write here
-            self.train.add_summary(summary, step)
-
-    def add_to_run(self, summaries, step=0):
-        """Serialized summaries in the run's own folder (the HParams session and the final metrics)."""
-        writer = self.writer(".")
-        with checkpoints.writing(self.run.path, "TensorBoard events"):
-            for summary in summaries:
-                writer.add_summary(summary, step)
-            writer.flush()
-
-    def add(self, sess, task, name, metrics, step):
-        writer = self.writer(name)
-        for summary in task.epoch_summaries(sess, name, metrics):
-            writer.add_summary(summary, step)
-        writer.flush()
-
-    def close(self):
-        with checkpoints.writing(self.run.path, "TensorBoard events"):
-            for writer in self.writers.values():
-                writer.close()
-
-    def __enter__(self):
-        return self
-
-    def __exit__(self, exc_type, *exc):
-        try:
-            self.close()
-        except UserError:
-            if exc_type is None:  # on the way out of an error, that error is the one to tell
-                raise

@@ -10,6 +10,7 @@ import signal
 import statistics
 
 import checkpoints
+import summaries
 from config import UserError
 
 
@@ -60,7 +61,7 @@ class DivergenceGuard:
         if self.run:
             newest = checkpoints.RunCheckpoints(self.run).discard_latest_from(first_bad)
             if newest:
-                self.run.show_checkpoint(newest)  # the pointer named a removed one
+                summaries.write_projector_pointer(self.run, newest)  # the pointer named a removed one
             resume = f"from step {checkpoints.step_of(newest)}" if newest else "from the start"
         raise UserError(f"step {step}: {what}: training diverged. Lower --learning_rate (now "
                         f"{learning_rate:.4g}) or --max_grad_norm and run the same command again; it resumes "

@@ -185,12 +185,12 @@ def train(cfg, data, run, resuming, runtime, stop):
         raise UserError("the training data (this worker's shard of it) has no full batch: use fewer workers, or a "
                         "smaller batch_size or num_steps")
     if runtime.is_chief:
-        run.write_projector(g.task.weights.embedding.op.name, data.vocab, counts)
+        summaries.write_projector_files(run, g.task.weights.embedding.op.name, data.vocab, counts)
     print(f"run directory: {run}; vocabulary {len(data.vocab):,}; {g.task.num_batches} batches per epoch")
 
     def prepare(sess):  # the chief's (or the single process's) start: the latest checkpoint, or a fresh model
         if resuming:
-            run.show_checkpoint(checkpoints.RunCheckpoints(run).restore_for_resume(sess, g.saver))
+            summaries.write_projector_pointer(run, checkpoints.RunCheckpoints(run).restore_for_resume(sess, g.saver))
             checkpoints.RunCheckpoints(run).keep_limits()
             sess.run(g.local_init)
         else:
@@ -200,7 +200,8 @@ def train(cfg, data, run, resuming, runtime, stop):
     try:
         with runtime.session(g.graph, prepare) as sess:
             resumed_at = int(sess.run(g.controls.global_step)) if resuming else None
-            with run.event_writers(g.graph, resumed_at) if runtime.is_chief else contextlib.nullcontext() as writers:
+            with (summaries.EventWriters(run, g.graph, resumed_at) if runtime.is_chief
+                  else contextlib.nullcontext()) as writers:
                 if writers and not run.has_run_events():  # HParams shows the config a run started with
                     writers.add_to_run(summaries.hparams(config.to_dict(cfg), trial_id=run.name))
                 with stop.armed():
@@ -288,7 +289,7 @@ def fit(cfg, g, sess, run, runtime, writers, stop):
 
     def save_latest(step):
         with stop.saving():
-            run.show_checkpoint(checkpoints.RunCheckpoints(run).save_latest(sess, g.saver, step))
+            summaries.write_projector_pointer(run, checkpoints.RunCheckpoints(run).save_latest(sess, g.saver, step))
 
     def validate(step):
         """The chief's end of an epoch: validation, its summaries, the latest checkpoint and, if better, the best."""

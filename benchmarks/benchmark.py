@@ -209,6 +209,7 @@ def generation_run(folder, overrides):
     import sample
     import rnn_model as rm
     import run_dir
+    import summaries
     cfg = generation_config(overrides)
     vocab = generation_vocab()
     run = run_dir.RunDir(folder)
@@ -216,7 +217,7 @@ def generation_run(folder, overrides):
     graph, _, saver, _, fresh = sample.generation_graph(cfg, vocab)
     with rm.tf.Session(graph=graph) as sess:
         sess.run(fresh)
-        run.show_checkpoint(checkpoints.RunCheckpoints(run).save_latest(sess, saver, 0))
+        summaries.write_projector_pointer(run, checkpoints.RunCheckpoints(run).save_latest(sess, saver, 0))
     return run
 
 

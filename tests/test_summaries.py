@@ -22,8 +22,7 @@ from test_classify import classify_args, write_labelled
 
 def test_projector_metadata_marks_specials_and_names_whitespace(tmp_path):
     vocab = data_handler.Vocab(["<unk>", "\n", " ", "a", "\t"])
-    run = run_dir.RunDir(tmp_path)
-    run.write_projector("model/embedding", vocab, [3, 2, 9, 1, 0])
+    summaries.write_projector_files(run_dir.RunDir(tmp_path), "model/embedding", vocab, [3, 2, 9, 1, 0])
     tmp_path = tmp_path / "train"
     rows = [line.split("\t") for line in (tmp_path / "metadata.tsv").read_text().splitlines()]
     assert rows == [["token", "training_count", "special"], ["<unk>", "3", "yes"], ["\\n", "2", "no"],
