@@ -94,9 +94,9 @@ def say(line):
 class StopRequest:
     """SIGINT and SIGTERM alike, for the whole of train.py (every fold, a pretraining language model, the cluster
     worker). While training steps run (armed), the first signal asks the loop to stop after the current step and
-    save; a second stops at once, unless a checkpoint is being written: then the save finishes and the loop stops. Elsewhere (start-up,
-    building a graph, the final evaluation) there is nothing to save, and a signal stops at once. Either way the run
-    ends with exit code 128 + the signal, and a rerun resumes it."""
+    save; a second stops at once, unless a checkpoint is being written: then the save finishes and the loop stops.
+    Elsewhere (start-up, building a graph, the final evaluation) there is nothing to save, and a signal stops at
+    once. Either way the run ends with exit code 128 + the signal, and a rerun resumes it."""
 
     def __init__(self, last_word=False):
         self.last_word = last_word  # the program ends with this block: a late signal must not turn its exit into a kill
