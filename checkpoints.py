@@ -13,6 +13,11 @@ flock), a checkpoint that vanishes while being read is passed over in silence.
 
 TensorFlow's checkpoint functions read a path as a file pattern, so a run directory named like a sweep (`exp[lr=1]`)
 would match nothing: such paths reach TensorFlow through an alias without pattern characters (/proc/self/fd).
+
+RunCheckpoints is what train.py, sample.py, export.py and pretrain.py use: one run directory's latest and best
+checkpoints, chosen, restored, saved and pruned in turns. writing() turns a failed write of a training run (a
+checkpoint, an event file, results.json), Python's or TensorFlow's, into one line. Nothing here imports TensorFlow at
+module level (run_dir.py, which lists checkpoints, stays free of it); the functions that need it import it.
 """
 import contextlib
 import errno
@@ -191,3 +196,107 @@ def read_variables(prefix, scope):
         reader = rm.tf.train.load_checkpoint(path)
         return {name: reader.get_tensor(name) for name in reader.get_variable_to_dtype_map()
                 if name.startswith(scope + "/")}
+
+
+@contextlib.contextmanager
+def writing(where, what):
+    """Turns a failed write (a full disk, no permission) inside the block into one line naming the path: the
+    error's own file, else `where` (the run directory). A training run writes only between its checkpoints, so the
+    last complete one is always kept."""
+    import rnn_model as rm
+    advice = "the last complete checkpoint is kept: run the same command again once the disk has room"
+    try:
+        yield
+    except OSError as e:
+        raise UserError(f"{e.filename or where}: cannot write {what} ({e.strerror}); {advice}") from None
+    except (rm.tf.errors.ResourceExhaustedError, rm.tf.errors.UnknownError,
+            rm.tf.errors.PermissionDeniedError, rm.tf.errors.FailedPreconditionError) as e:
+        raise UserError(f"{where}: cannot write {what} ({error_reason(e)}); {advice}") from None
+    except RuntimeError as e:  # an event file's first write, failed (a full disk), comes back as this
+        raise UserError(f"{where}: cannot write {what} ({str(e).splitlines()[0]}); {advice}") from None
+
+
+def error_reason(error):
+    """The telling line of a TensorFlow error (its first is often just 'Graph execution error:')."""
+    if "No space left on device" in str(error):
+        return "No space left on device"
+    lines = [line.strip() for line in str(error).splitlines() if line.strip()]
+    telling = [line for line in lines if not line.endswith("error:") and not line.startswith(("Detected at", "[["))]
+    return (telling or lines or ["?"])[0][:160]
+
+
+class RunCheckpoints:
+    """One run directory's checkpoints: RUN_DIR/checkpoints/ (the latest, the newest 3 kept) and RUN_DIR/best/ (the
+    best by validation metric, with best.json). Read under a shared turn, written under an exclusive one. The
+    projector's pointer to the newest checkpoint is summaries.write_projector_pointer's, called by whoever saves or
+    removes one."""
+
+    def __init__(self, run):
+        self.run = run  # the RunDir: its paths, and best.json
+
+    def resume_candidates(self):
+        """For resuming: the latest and the best checkpoints, newest step first (the latest first at a tie)."""
+        both = [(prefix, 1) for prefix in listed(self.run.checkpoint_dir)] + \
+               [(prefix, 0) for prefix in listed(self.run.best_dir)]
+        return [prefix for prefix, _ in sorted(both, key=lambda c: (step_of(c[0]), c[1]), reverse=True)]
+
+    def use_candidates(self, explicit=None):
+        """For using a model (results, sampling): an explicit checkpoint alone, else the best, then the latest ones."""
+        if explicit:
+            if not os.path.exists(explicit + ".index"):
+                if os.path.exists(explicit):
+                    raise UserError(f"{explicit}: not a checkpoint (give a checkpoint prefix such as "
+                                    f"{os.path.join(self.run.best_dir, 'model.ckpt-STEP')})")
+                raise UserError(f"{explicit}: no such checkpoint")
+            return [explicit]
+        candidates = listed(self.run.best_dir) + listed(self.run.checkpoint_dir)
+        if not candidates:
+            raise UserError(f"{self.run.path}: no checkpoint found (has training saved one yet?)")
+        return candidates
+
+    def restore_for_use(self, sess, saver, explicit=None):
+        """Restores the checkpoint a user of the model gets: the named one, else the first intact of the best and
+        the latest ones, listed when the turn is taken. Returns its path."""
+        with turn(self.run.path, exclusive=False):
+            path = first_intact(self.use_candidates(explicit), self.run.path, named=bool(explicit))
+            return restore(sess, saver, path)
+
+    def restore_for_resume(self, sess, saver):
+        """Restores the newest intact checkpoint, latest or best; returns its path."""
+        with turn(self.run.path, exclusive=False):
+            return restore(sess, saver, first_intact(self.resume_candidates(), self.run.path))
+
+    def read_weights(self):
+        """{variable name: array} of the model's weights in the checkpoint a user of the model gets."""
+        with turn(self.run.path, exclusive=False):
+            return read_variables(first_intact(self.use_candidates(), self.run.path), "model")
+
+    def save_latest(self, sess, saver, step):
+        """Saves checkpoints/model.ckpt-STEP and keeps the newest 3; returns its path."""
+        with writing(self.run.path, "a checkpoint"), turn(self.run.path, exclusive=True):
+            path = save(sess, saver, self.run.checkpoint_dir, step)
+            prune(self.run.checkpoint_dir, 3)
+        return path
+
+    def save_best(self, sess, saver, step, best):
+        """Saves best/model.ckpt-STEP in place of the previous best, and best.json (its step, epoch and metric)."""
+        with writing(self.run.path, "the best checkpoint"), turn(self.run.path, exclusive=True):
+            save(sess, saver, self.run.best_dir, step)
+            prune(self.run.best_dir, 1)
+            self.run.save_best(best)
+
+    def keep_limits(self):
+        """Prunes a directory from before a resume (or an older version) to 3 latest and 1 best checkpoints."""
+        with turn(self.run.path, exclusive=True):
+            prune(self.run.checkpoint_dir, 3)
+            prune(self.run.best_dir, 1)
+
+    def discard_latest_from(self, step):
+        """Removes the latest checkpoints of `step` and later (the best one was validated and stays); returns the
+        newest checkpoint left, latest or best, or None."""
+        with turn(self.run.path, exclusive=True):
+            for prefix in listed(self.run.checkpoint_dir):
+                if step_of(prefix) >= step:
+                    remove(prefix)
+        left = self.resume_candidates()
+        return left[0] if left else None

@@ -7,6 +7,7 @@ import enum
 import os
 from typing import NamedTuple
 
+import checkpoints
 import config
 import stopping
 import summaries
@@ -67,10 +68,11 @@ class Chief(Worker):
         self.cfg, self.g, self.sess, self.run, self.stop, self.resumed_at = cfg, g, sess, run, stop, resumed_at
         self.guard = stopping.DivergenceGuard(g.task.num_outputs, run)
         self.best = run.load_best(g.task.metric) if resumed_at else {}  # a fresh run ignores an old best
+        self.checkpoints = checkpoints.RunCheckpoints(run)
         self.writers = None
 
     def __enter__(self):
-        self.writers = self.run.event_writers(self.g.graph, self.resumed_at).__enter__()
+        self.writers = summaries.EventWriters(self.run, self.g.graph, self.resumed_at).__enter__()
         if not self.run.has_run_events():  # HParams shows the config a run started with
             self.writers.add_to_run(summaries.hparams(config.to_dict(self.cfg), trial_id=self.run.name))
         return self
@@ -91,14 +93,15 @@ class Chief(Worker):
 
     def save_latest(self, global_step):
         with self.stop.saving():
-            self.run.save_latest(self.sess, self.g.saver, global_step)
+            saved = self.checkpoints.save_latest(self.sess, self.g.saver, global_step)
+            summaries.write_projector_pointer(self.run, saved)
 
     def end_epoch(self, global_step, epoch, learning_rate):
         """Validation, its summaries, the latest checkpoint and, if better, the best; returns the epoch line's end."""
         task = self.task
         valid = task.evaluate(self.sess, "valid")
         self.guard.check_validation(global_step, valid["loss"], learning_rate)
-        with self.run.writing("TensorBoard events"):
+        with checkpoints.writing(self.run.path, "TensorBoard events"):
             self.writers.add(self.sess, task, "valid", valid, global_step)
         self.save_latest(global_step)
         best = self.best.get(task.metric)
@@ -106,7 +109,7 @@ class Chief(Worker):
         if improved:
             self.best = {"step": global_step, "epoch": epoch + 1, task.metric: valid[task.metric]}
             with self.stop.saving():
-                self.run.save_best(self.sess, self.g.best_saver, global_step, self.best)
+                self.checkpoints.save_best(self.sess, self.g.best_saver, global_step, self.best)
         return f"  valid {task.describe(valid)}" + ("  (best)" if improved else "")
 
     def out_of_patience(self, epochs_done):
@@ -123,7 +126,7 @@ class Chief(Worker):
         results = self.final_results(outcome.global_step)
         results["stopped"] = self.stopped_because(outcome)
         results["cluster"] = runtime.describe(outcome.global_step)
-        with self.run.writing("results.json"):
+        with checkpoints.writing(self.run.path, "results.json"):
             self.run.save_results(results)
 
     def final_results(self, global_step):
@@ -131,7 +134,7 @@ class Chief(Worker):
         task, run = self.task, self.run
         best = run.load_best(task.metric)
         # The weights alone: in a cluster the global step is shared, and the other workers stop by it.
-        restored = run.restore_for_use(self.sess, self.g.weights_saver) if best else None
+        restored = self.checkpoints.restore_for_use(self.sess, self.g.weights_saver) if best else None
         results = {"task": self.cfg.task, "best": best, "checkpoint": restored,
                    "valid": task.evaluate(self.sess, "valid"), "test": None}
         where = (f"best checkpoint (step {best['step']})" if restored and os.path.dirname(restored) == run.best_dir
@@ -139,7 +142,7 @@ class Chief(Worker):
         line = f"{where}: valid {task.describe(results['valid'])}"
         if task.has_split("test"):
             results["test"] = task.evaluate(self.sess, "test")
-            with run.writing("TensorBoard events"):
+            with checkpoints.writing(run.path, "TensorBoard events"):
                 self.writers.add(self.sess, task, "test", results["test"], global_step)
             line += f"  test {task.describe(results['test'])}"
         self.writers.add_to_run([summaries.final_metrics(results, task.metric)], global_step)  # HParams' metrics

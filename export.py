@@ -25,6 +25,7 @@ import shutil
 import sys
 import tempfile
 
+import checkpoints
 import config
 import run_dir
 import stopping
@@ -52,7 +53,7 @@ def run_command(argv):
             raise UserError(f"--out {args.out}: exists and is not an empty folder (choose a new one)")
         run = run_dir.RunDir(args.run_dir)
         cfg = run.load_config()
-        run.use_candidates(args.checkpoint)  # no checkpoint at all: said before the slow part
+        checkpoints.RunCheckpoints(run).use_candidates(args.checkpoint)  # no checkpoint: said before the slow part
         os.makedirs(os.path.dirname(os.path.abspath(args.out)), exist_ok=True)
         config.tensorflow_environment(cfg, args.verbose)
         checkpoint = export(run, cfg, args.checkpoint, args.out)
@@ -97,7 +98,7 @@ def export(run, cfg, checkpoint, out):
             assets = [tf.constant(path, name=f"asset_{os.path.splitext(os.path.basename(path))[0]}") for path in
                       (run.config_path, run.vocab_path) + ((run.labels_path,) if label_names else ())]
             with tf.Session(graph=graph, config=rm.session_config(cfg)) as sess:
-                checkpoint = run.restore_for_use(sess, saver, checkpoint)
+                checkpoint = checkpoints.RunCheckpoints(run).restore_for_use(sess, saver, checkpoint)
                 builder = tf.saved_model.Builder(os.path.join(staging, "model"))
                 builder.add_meta_graph_and_variables(
                     sess, [tf.saved_model.SERVING], signature_def_map=signatures, assets_collection=assets,

@@ -15,7 +15,9 @@ import os
 import numpy as np
 
 import cluster
+import checkpoints
 import config
+import data_handler
 import run_dir
 import text_io
 from config import UserError
@@ -146,7 +148,7 @@ def initial_weights(path, cfg, vocab, embedding=None):
     come from `embedding` (pretrained vectors) or are drawn as a fresh embedding's are (cfg.initializer).
     Returns (weights, rows taken from the LM)."""
     lm_cfg, lm_vocab, lm_run = load_language_model(path, cfg)
-    arrays = lm_run.read_weights()
+    arrays = checkpoints.RunCheckpoints(lm_run).read_weights()
     embedding = fresh_embedding(cfg, len(vocab)) if embedding is None else np.array(embedding, np.float32)
     mapped = rows_by_token(arrays["model/embedding"], lm_vocab, vocab, embedding)
     weights = {"embedding": embedding}

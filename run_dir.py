@@ -1,4 +1,4 @@
-"""The run directory: its layout, its JSON files, and choosing and restoring its checkpoints.
+"""The run directory: its layout, its paths, its JSON files, its lock, and which folders may be one.
 
     RUN_DIR/config.json        the resolved config (a resumed or sampled run is read back from it)
     RUN_DIR/vocab.json         {"tokens": [...]} in id order
@@ -17,7 +17,9 @@
     RUN_DIR/lock               flock'ed by the run training here (its process id and host), empty otherwise
 
 Every JSON file is written to a temporary name and renamed, so an interrupted write never leaves half a file.
-Nothing here imports TensorFlow at module level: train.py and sample.py check a run directory before the slow import.
+The checkpoints themselves (saving, pruning, choosing and restoring them) are checkpoints.py's, the TensorBoard files
+(event files, the projector's) summaries.py's: a RunDir gives them its paths. Nothing here imports TensorFlow, so that
+train.py and sample.py check a run directory before the slow import.
 """
 import contextlib
 import fcntl
@@ -137,9 +139,6 @@ class RunDir:
     def events_dir(self, name):
         return os.path.join(self.path, name)
 
-    def event_writers(self, graph, resumed_at=None):
-        return EventWriters(self, graph, resumed_at)
-
     def fold(self, k):
         return RunDir(os.path.join(self.path, f"fold_{k}"))
 
@@ -150,8 +149,8 @@ class RunDir:
     # ---- state
     def has_checkpoint(self):
         """True when training has saved a checkpoint here, so a new run resumes it."""
-        return os.path.exists(self.config_path) and bool(self.checkpoints(self.checkpoint_dir) or
-                                                         self.checkpoints(self.best_dir))
+        return os.path.exists(self.config_path) and bool(checkpoints.listed(self.checkpoint_dir) or
+                                                         checkpoints.listed(self.best_dir))
 
     def has_started(self):
         """A checkpoint here, in any fold of a cross-validation, or of a pretraining language model: its config.json
@@ -213,7 +212,7 @@ class RunDir:
             print(f"note: {self.generation_speed_path}: not written ({e.strerror}); the next sample.py times the "
                   "generation paths again", file=sys.stderr)
 
-    def prepare(self, cfg, vocab, label_names=None, resuming=False):
+    def save_config_and_vocab(self, cfg, vocab, label_names=None, resuming=False):
         """Writes config.json, vocab.json (and labels.json); a resumed run must find the vocabulary it was trained
         with, or its embedding rows would mean other tokens."""
         if resuming and (not os.path.exists(self.vocab_path) or self.load_vocab() != vocab):
@@ -232,101 +231,16 @@ class RunDir:
         os.makedirs(self.path, exist_ok=True)
         write_json(self.config_path, dict(sorted(config.to_dict(cfg).items())))
 
+    def save_best(self, best):
+        """best.json: the best checkpoint's step, epoch and metric (checkpoints.RunCheckpoints.save_best writes it
+        with the checkpoint)."""
+        write_json(self.best_path, best)
+
     def save_results(self, results):
         write_json(self.results_path, results)
 
     def save_cv_results(self, results):
         write_json(self.cv_results_path, results)
-
-    # ---- TensorBoard's embedding projector
-    def write_projector(self, embedding_name, vocab, counts):
-        import summaries
-        folder = self.events_dir("train")
-        with self.writing("the embedding projector's files"):
-            os.makedirs(folder, exist_ok=True)
-            write_text(os.path.join(folder, summaries.PROJECTOR_METADATA), summaries.projector_metadata(vocab, counts))
-            summaries.projector_config(folder, embedding_name)
-
-    def show_checkpoint(self, path):
-        """Points the projector (which reads train/'s `checkpoint` file) at a newly saved checkpoint."""
-        folder = self.events_dir("train")
-        pointer = os.path.join(folder, "checkpoint")
-        with self.writing("the embedding projector's files"):
-            os.makedirs(folder, exist_ok=True)
-            write_text(pointer, f'model_checkpoint_path: "{os.path.relpath(path, folder)}"\n')
-
-    # ---- checkpoints (checkpoints.py): read under a shared turn, written under an exclusive one
-    def checkpoints(self, folder):
-        return checkpoints.listed(folder)
-
-    def resume_candidates(self):
-        """For resuming: the latest and the best checkpoints, newest step first (the latest first at a tie)."""
-        both = [(prefix, 1) for prefix in self.checkpoints(self.checkpoint_dir)] + \
-               [(prefix, 0) for prefix in self.checkpoints(self.best_dir)]
-        return [prefix for prefix, _ in sorted(both, key=lambda c: (checkpoints.step_of(c[0]), c[1]), reverse=True)]
-
-    def use_candidates(self, explicit=None):
-        """For using a model (results, sampling): an explicit checkpoint alone, else the best, then the latest ones."""
-        if explicit:
-            if not os.path.exists(explicit + ".index"):
-                if os.path.exists(explicit):
-                    raise UserError(f"{explicit}: not a checkpoint (give a checkpoint prefix such as "
-                                    f"{os.path.join(self.best_dir, 'model.ckpt-STEP')})")
-                raise UserError(f"{explicit}: no such checkpoint")
-            return [explicit]
-        candidates = self.checkpoints(self.best_dir) + self.checkpoints(self.checkpoint_dir)
-        if not candidates:
-            raise UserError(f"{self.path}: no checkpoint found (has training saved one yet?)")
-        return candidates
-
-    def restore_for_use(self, sess, saver, explicit=None):
-        """Restores the checkpoint a user of the model gets: the named one, else the first intact of the best and
-        the latest ones, listed when the turn is taken. Returns its path."""
-        with checkpoints.turn(self.path, exclusive=False):
-            path = checkpoints.first_intact(self.use_candidates(explicit), self.path, named=bool(explicit))
-            return checkpoints.restore(sess, saver, path)
-
-    def restore_for_resume(self, sess, saver):
-        """Restores the newest intact checkpoint, latest or best; returns its path."""
-        with checkpoints.turn(self.path, exclusive=False):
-            return checkpoints.restore(sess, saver, checkpoints.first_intact(self.resume_candidates(), self.path))
-
-    def read_weights(self):
-        """{variable name: array} of the model's weights in the checkpoint a user of the model gets."""
-        with checkpoints.turn(self.path, exclusive=False):
-            return checkpoints.read_variables(checkpoints.first_intact(self.use_candidates(), self.path), "model")
-
-    def save_latest(self, sess, saver, step):
-        """Saves checkpoints/model.ckpt-STEP and keeps the newest 3."""
-        with self.writing("a checkpoint"), checkpoints.turn(self.path, exclusive=True):
-            path = checkpoints.save(sess, saver, self.checkpoint_dir, step)
-            checkpoints.prune(self.checkpoint_dir, 3)
-            self.show_checkpoint(path)
-
-    def save_best(self, sess, saver, step, best):
-        """Saves best/model.ckpt-STEP in place of the previous best, and best.json (its step, epoch and metric)."""
-        with self.writing("the best checkpoint"), checkpoints.turn(self.path, exclusive=True):
-            checkpoints.save(sess, saver, self.best_dir, step)
-            checkpoints.prune(self.best_dir, 1)
-            write_json(self.best_path, best)
-
-    def keep_limits(self):
-        """Prunes a directory from before a resume (or an older version) to 3 latest and 1 best checkpoints."""
-        with checkpoints.turn(self.path, exclusive=True):
-            checkpoints.prune(self.checkpoint_dir, 3)
-            checkpoints.prune(self.best_dir, 1)
-
-    def discard_checkpoints_from(self, step):
-        """Removes the latest checkpoints of `step` and later (the best one was validated and stays); returns the
-        newest step left, or None."""
-        with checkpoints.turn(self.path, exclusive=True):
-            for prefix in self.checkpoints(self.checkpoint_dir):
-                if checkpoints.step_of(prefix) >= step:
-                    checkpoints.remove(prefix)
-        left = self.resume_candidates()
-        if left:
-            self.show_checkpoint(left[0])  # the projector's pointer named a removed one
-        return checkpoints.step_of(left[0]) if left else None
 
     def runs_within(self):
         """This run and those inside it: its folds and the pretraining language models."""
@@ -414,86 +328,3 @@ class RunDir:
                             os.rmdir(self.path)
         finally:
             os.close(fd)
-
-    @contextlib.contextmanager
-    def writing(self, what):
-        """Turns a failed write (a full disk, no permission) inside the block into one line naming the path."""
-        import rnn_model as rm
-        advice = "the last complete checkpoint is kept: run the same command again once the disk has room"
-        try:
-            yield
-        except OSError as e:
-            raise UserError(f"{e.filename or self.path}: cannot write {what} ({e.strerror}); {advice}") from None
-        except (rm.tf.errors.ResourceExhaustedError, rm.tf.errors.UnknownError,
-                rm.tf.errors.PermissionDeniedError, rm.tf.errors.FailedPreconditionError) as e:
-            raise UserError(f"{self.path}: cannot write {what} ({error_reason(e)}); {advice}") from None
-        except RuntimeError as e:  # an event file's first write, failed (a full disk), comes back as this
-            raise UserError(f"{self.path}: cannot write {what} ({str(e).splitlines()[0]}); {advice}") from None
-
-
-def error_reason(error):
-    """The telling line of a TensorFlow error (its first is often just 'Graph execution error:')."""
-    if "No space left on device" in str(error):
-        return "No space left on device"
-    lines = [line.strip() for line in str(error).splitlines() if line.strip()]
-    telling = [line for line in lines if not line.endswith("error:") and not line.startswith(("Detected at", "[["))]
-    return (telling or lines or ["?"])[0][:160]
-
-
-checkpoint_problem = checkpoints.problem  # the stress scripts' name for it
-
-
-class EventWriters:
-    """TensorBoard event files of the run: train (step summaries, the graph), valid and test (epoch metrics).
-    Event files are named by the second they were opened in, and a second writer in the same second would
-    truncate the first (a quick resume): a random suffix keeps every file."""
-
-    def __init__(self, run, graph, resumed_at=None):
-        """graph: written with the train events of a new run; resumed_at: the step a resumed run starts at."""
-        import rnn_model as rm
-        self.tf, self.run, self.writers = rm.tf, run, {}
-        self.train = self.writer("train", None if resumed_at is not None else graph)
-        if resumed_at is not None:  # tells TensorBoard to drop what the interrupted run logged after this step
-            start = self.tf.SessionLog(status=self.tf.SessionLog.START)
-            for name in ("train", "valid"):
-                self.writer(name).add_session_log(start, resumed_at)
-
-    def writer(self, name, graph=None):
-        if name not in self.writers:
-            with self.run.writing("TensorBoard events"):
-                self.writers[name] = self.tf.summary.FileWriter(self.run.events_dir(name), graph,
-                                                                filename_suffix="." + uuid.uuid4().hex[:8])
-        return self.writers[name]
-
-    def add_step(self, summary, step):
-        with self.run.writing("TensorBoard events"):  # the writer's thread re-raises a failed write here
-            self.train.add_summary(summary, step)
-
-    def add_to_run(self, summaries, step=0):
-        """Serialized summaries in the run's own folder (the HParams session and the final metrics)."""
-        writer = self.writer(".")
-        with self.run.writing("TensorBoard events"):
-            for summary in summaries:
-                writer.add_summary(summary, step)
-            writer.flush()
-
-    def add(self, sess, task, name, metrics, step):
-        writer = self.writer(name)
-        for summary in task.epoch_summaries(sess, name, metrics):
-            writer.add_summary(summary, step)
-        writer.flush()
-
-    def close(self):
-        with self.run.writing("TensorBoard events"):
-            for writer in self.writers.values():
-                writer.close()
-
-    def __enter__(self):
-        return self
-
-    def __exit__(self, exc_type, *exc):
-        try:
-            self.close()
-        except UserError:
-            if exc_type is None:  # on the way out of an error, that error is the one to tell
-                raise

@@ -22,6 +22,7 @@ import time
 
 import numpy as np
 
+import checkpoints
 import config
 import data_handler
 import run_dir
@@ -181,7 +182,7 @@ def generate(args, cfg, vocab, run, out):
                 if unknown:
                     print(f"note: prime characters not in the vocabulary were dropped: {''.join(unknown)!r}",
                           file=sys.stderr)
-    run.use_candidates(args.checkpoint)  # no checkpoint at all: said before TensorFlow's slow import
+    checkpoints.RunCheckpoints(run).use_candidates(args.checkpoint)  # no checkpoint: said before TensorFlow's import
     import rnn_model as rm
     machine = f"{config.cpu_description()}; TensorFlow {rm.tf.__version__}"
     path, speed = choose_generator(args.generator, run.load_generation_speed(), machine, args.length)
@@ -190,7 +191,7 @@ def generate(args, cfg, vocab, run, out):
     beams = args.beam_width > 0
     with rm.tf.Session(graph=graph, config=rm.session_config(cfg)) as sess:
         sess.run(tables)  # the decoder's vocabulary
-        run.restore_for_use(sess, saver, args.checkpoint)
+        checkpoints.RunCheckpoints(run).restore_for_use(sess, saver, args.checkpoint)
         feed = settings_feed(decoders[path], args)
         if args.num_samples == 1 and not beams:  # one sample streams as it is generated
             decode(sess, decoders[path], feed, args.length, lambda text: out.write(text) or out.flush())
@@ -328,7 +329,7 @@ def text_log_likelihood(cfg, vocab, run, checkpoint, text):
     tokens = list(text) if cfg.level == "char" else text_io.lm_words(text)
     if not tokens:
         return 0.0, 0, 0
-    run.use_candidates(checkpoint)  # no checkpoint at all: said before TensorFlow's slow import
+    checkpoints.RunCheckpoints(run).use_candidates(checkpoint)  # no checkpoint: said before TensorFlow's import
     import decoder
     # A str of characters encodes vectorised (a long text would take seconds one token at a time).
     ids = np.concatenate([[decoder.start_id(cfg, vocab)], vocab.encode(text if cfg.level == "char" else tokens)])
@@ -339,7 +340,7 @@ def text_log_likelihood(cfg, vocab, run, checkpoint, text):
     from tqdm import tqdm
     log_likelihood, state = 0.0, None
     with rm.tf.Session(graph=graph, config=rm.session_config(cfg)) as sess:
-        run.restore_for_use(sess, saver, checkpoint)
+        checkpoints.RunCheckpoints(run).restore_for_use(sess, saver, checkpoint)
         for begin in tqdm(range(0, len(ids) - 1, part), desc="scoring", unit="part", disable=None, leave=False):
             piece = ids[begin:begin + part + 1]  # its first id is the previous part's last target
             feed = {scorer.ids: [piece], scorer.lengths: [len(piece)]}
@@ -411,7 +412,7 @@ def sentence_probabilities(cfg, vocab, label_names, run, checkpoint, sentences):
 def classifier_session(cfg, vocab, label_names, run, checkpoint):
     """A function from sentences to their [len(sentences), classes] label probabilities, over one restored
     session."""
-    run.use_candidates(checkpoint)  # no checkpoint at all: said before TensorFlow's slow import
+    checkpoints.RunCheckpoints(run).use_candidates(checkpoint)  # no checkpoint: said before TensorFlow's import
     import rnn_model as rm
     import tasks
     tf = rm.tf
@@ -422,7 +423,7 @@ def classifier_session(cfg, vocab, label_names, run, checkpoint):
         saver, local_init = tf.train.Saver(), tf.local_variables_initializer()
     graph.finalize()
     with tf.Session(graph=graph, config=rm.session_config(cfg)) as sess:
-        run.restore_for_use(sess, saver, checkpoint)
+        checkpoints.RunCheckpoints(run).restore_for_use(sess, saver, checkpoint)
         sess.run(local_init)
 
         def probabilities(sentences):

@@ -9,6 +9,8 @@ import os
 import signal
 import statistics
 
+import checkpoints
+import summaries
 from config import UserError
 
 
@@ -57,8 +59,10 @@ class DivergenceGuard:
         checkpoint and later ones go)."""
         resume = "from the newest checkpoint before it"
         if self.run:
-            newest = self.run.discard_checkpoints_from(first_bad)
-            resume = f"from step {newest}" if newest is not None else "from the start"
+            newest = checkpoints.RunCheckpoints(self.run).discard_latest_from(first_bad)
+            if newest:
+                summaries.write_projector_pointer(self.run, newest)  # the pointer named a removed one
+            resume = f"from step {checkpoints.step_of(newest)}" if newest else "from the start"
         raise UserError(f"step {step}: {what}: training diverged. Lower --learning_rate (now "
                         f"{learning_rate:.4g}) or --max_grad_norm and run the same command again; it resumes "
                         f"{resume}")
@@ -90,9 +94,9 @@ def say(line):
 class StopRequest:
     """SIGINT and SIGTERM alike, for the whole of train.py (every fold, a pretraining language model, the cluster
     worker). While training steps run (armed), the first signal asks the loop to stop after the current step and
-    save; a second stops at once, unless a checkpoint is being written: then the save finishes and the loop stops. Elsewhere (start-up,
-    building a graph, the final evaluation) there is nothing to save, and a signal stops at once. Either way the run
-    ends with exit code 128 + the signal, and a rerun resumes it."""
+    save; a second stops at once, unless a checkpoint is being written: then the save finishes and the loop stops.
+    Elsewhere (start-up, building a graph, the final evaluation) there is nothing to save, and a signal stops at
+    once. Either way the run ends with exit code 128 + the signal, and a rerun resumes it."""
 
     def __init__(self, last_word=False):
         self.last_word = last_word  # the program ends with this block: a late signal must not turn its exit into a kill

@@ -6,13 +6,22 @@ pr_curve, hparams, projector), so nothing adds an op to the finalized graph. Ten
 alphabetically, so the group names put first what a user reads first: METRICS ("metrics/loss", "metrics/perplexity"
 or "metrics/accuracy", "metrics/learning_rate"), then DETAIL (gradient norms, histograms and sparsity), then FINAL
 (the best checkpoint's numbers, one point each).
+
+The files TensorBoard reads are written here too: the run's event files (EventWriters, in RUN_DIR/train, valid,
+test and the run's own folder) and the embedding projector's (its config and metadata.tsv in RUN_DIR/train, and the
+`checkpoint` file there that points it at the newest checkpoint).
 """
 import html
+import os
 import re
+import uuid
 
 import numpy as np
 
+import checkpoints
+import run_dir
 import text_io
+from config import UserError
 
 METRICS = "metrics"  # rnn_model's step summaries use the same group, so train and valid curves share a card
 DETAIL = "optimization"  # the gradients' norm, histograms and sparsity per variable (step summaries)
@@ -106,13 +115,32 @@ def projector_metadata(vocab, counts):
 
 def projector_config(folder, embedding_name):
     """The embedding projector's config, through the plugin's own config API. The projector finds the checkpoint
-    through the `checkpoint` file of the folder (RunDir.show_checkpoint)."""
+    through the `checkpoint` file of the folder (write_projector_pointer)."""
     from tensorboard.plugins import projector
     config = projector.ProjectorConfig()
     embedding = config.embeddings.add()
     embedding.tensor_name = embedding_name
     embedding.metadata_path = PROJECTOR_METADATA  # relative to the config's folder, as the plugin requires
     projector.visualize_embeddings(folder, config)
+
+
+def write_projector_files(run, embedding_name, vocab, counts):
+    """The projector's config and metadata in RUN_DIR/train, for the embedding variable embedding_name."""
+    folder = run.events_dir("train")
+    with checkpoints.writing(run.path, "the embedding projector's files"):
+        os.makedirs(folder, exist_ok=True)
+        run_dir.write_text(os.path.join(folder, PROJECTOR_METADATA), projector_metadata(vocab, counts))
+        projector_config(folder, embedding_name)
+
+
+def write_projector_pointer(run, checkpoint):
+    """Points the projector (which reads RUN_DIR/train's `checkpoint` file) at a checkpoint: the newest, each time
+    one is saved, restored for a resume, or the newer ones removed."""
+    folder = run.events_dir("train")
+    pointer = os.path.join(folder, "checkpoint")
+    with checkpoints.writing(run.path, "the embedding projector's files"):
+        os.makedirs(folder, exist_ok=True)
+        run_dir.write_text(pointer, f'model_checkpoint_path: "{os.path.relpath(checkpoint, folder)}"\n')
 
 
 def readable(token):
@@ -126,3 +154,60 @@ def token_counts(vocab, train_split):
     return np.bincount(ids.astype(np.int64), minlength=len(vocab))
 
 
+
+
+class EventWriters:
+    """TensorBoard event files of the run: train (step summaries, the graph), valid and test (epoch metrics).
+    Event files are named by the second they were opened in, and a second writer in the same second would
+    truncate the first (a quick resume): a random suffix keeps every file."""
+
+    def __init__(self, run, graph, resumed_at=None):
+        """run: the RunDir; graph: written with the train events of a new run; resumed_at: the step a resumed run
+        starts at."""
+        import rnn_model as rm
+        self.tf, self.run, self.writers = rm.tf, run, {}
+        self.train = self.writer("train", None if resumed_at is not None else graph)
+        if resumed_at is not None:  # tells TensorBoard to drop what the interrupted run logged after this step
+            start = self.tf.SessionLog(status=self.tf.SessionLog.START)
+            for name in ("train", "valid"):
+                self.writer(name).add_session_log(start, resumed_at)
+
+    def writer(self, name, graph=None):
+        if name not in self.writers:
+            with checkpoints.writing(self.run.path, "TensorBoard events"):
+                self.writers[name] = self.tf.summary.FileWriter(self.run.events_dir(name), graph,
+                                                                filename_suffix="." + uuid.uuid4().hex[:8])
+        return self.writers[name]
+
+    def add_step(self, summary, step):
+        with checkpoints.writing(self.run.path, "TensorBoard events"):  # its thread re-raises a failed write here
+            self.train.add_summary(summary, step)
+
+    def add_to_run(self, summaries, step=0):
+        """Serialized summaries in the run's own folder (the HParams session and the final metrics)."""
+        writer = self.writer(".")
+        with checkpoints.writing(self.run.path, "TensorBoard events"):
+            for summary in summaries:
+                writer.add_summary(summary, step)
+            writer.flush()
+
+    def add(self, sess, task, name, metrics, step):
+        writer = self.writer(name)
+        for summary in task.epoch_summaries(sess, name, metrics):
+            writer.add_summary(summary, step)
+        writer.flush()
+
+    def close(self):
+        with checkpoints.writing(self.run.path, "TensorBoard events"):
+            for writer in self.writers.values():
+                writer.close()
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, exc_type, *exc):
+        try:
+            self.close()
+        except UserError:
+            if exc_type is None:  # on the way out of an error, that error is the one to tell
+                raise

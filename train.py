@@ -15,6 +15,7 @@ from typing import NamedTuple
 
 import numpy as np
 
+import checkpoints
 import cluster
 import config
 import data_handler
@@ -169,7 +170,7 @@ def train(cfg, data, run, resuming, runtime, stop):
     """One run: the graph built once, then epochs of training and validation, then the best checkpoint's results."""
     config.check_memory(cfg, len(data.vocab), len(data.label_names or ()))
     if runtime.is_chief:
-        run.prepare(cfg, data.vocab, data.label_names, resuming)
+        run.save_config_and_vocab(cfg, data.vocab, data.label_names, resuming)
     train_tokens = data.splits["train"][0] if data.label_names else data.splits["train"]  # classify: (seqs, labels)
     counts = summaries.token_counts(data.vocab, train_tokens)  # the projector's metadata, from all the data
     data = data._replace(splits={**data.splits, "train": runtime.shard(data.splits["train"])})
@@ -178,13 +179,14 @@ def train(cfg, data, run, resuming, runtime, stop):
         raise UserError("the training data (this worker's shard of it) has no full batch: use fewer workers, or a "
                         "smaller batch_size or num_steps")
     if runtime.is_chief:
-        run.write_projector(g.task.weights.embedding.op.name, data.vocab, counts)
+        summaries.write_projector_files(run, g.task.weights.embedding.op.name, data.vocab, counts)
     print(f"run directory: {run}; vocabulary {len(data.vocab):,}; {g.task.num_batches} batches per epoch")
 
     def start_model(sess):  # the chief's (or the single process's) start: the latest checkpoint, or a fresh model
         if resuming:
-            run.show_checkpoint(run.restore_for_resume(sess, g.saver))
-            run.keep_limits()
+            saved = checkpoints.RunCheckpoints(run)
+            summaries.write_projector_pointer(run, saved.restore_for_resume(sess, g.saver))
+            saved.keep_limits()
             sess.run(g.local_init)
         else:
             sess.run(g.init, g.task.init_feed)
@@ -205,8 +207,8 @@ def train(cfg, data, run, resuming, runtime, stop):
                            "Raise --max_steps (or leave it out) and run again to continue."))
                 else:
                     duties.finish(outcome, runtime)
-    except rm.tf.errors.ResourceExhaustedError as e:  # run.writing says a write's: this is memory
-        raise UserError(f"out of memory ({run_dir.error_reason(e)}); lower batch_size, eval_batch_size, "
+    except rm.tf.errors.ResourceExhaustedError as e:  # checkpoints.writing says a write's: this is memory
+        raise UserError(f"out of memory ({checkpoints.error_reason(e)}); lower batch_size, eval_batch_size, "
                         "num_steps or hidden_size") from None
     return stop.exit_code if outcome.reason == Stop.INTERRUPT else 0
 

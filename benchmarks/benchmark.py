@@ -205,17 +205,19 @@ def bench_products(library, precision, length, repeats):
 
 def generation_run(folder, overrides):
     """A run directory holding a 2x512 character model with random weights, for sample.py end to end."""
+    import checkpoints
     import sample
     import rnn_model as rm
     import run_dir
+    import summaries
     cfg = generation_config(overrides)
     vocab = generation_vocab()
     run = run_dir.RunDir(folder)
-    run.prepare(cfg, vocab)
+    run.save_config_and_vocab(cfg, vocab)
     graph, _, saver, _, fresh = sample.generation_graph(cfg, vocab)
     with rm.tf.Session(graph=graph) as sess:
         sess.run(fresh)
-        run.save_latest(sess, saver, 0)
+        summaries.write_projector_pointer(run, checkpoints.RunCheckpoints(run).save_latest(sess, saver, 0))
     return run
 
 

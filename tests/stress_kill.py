@@ -58,10 +58,10 @@ def default_signals():
 
 def intact_steps(run):
     """Steps of the checkpoints that read back whole and finite, newest first."""
+    import checkpoints
     import run_dir
-    folder = run_dir.RunDir(run)
-    return [int(prefix.rsplit("-", 1)[1]) for prefix in folder.resume_candidates()
-            if run_dir.checkpoint_problem(prefix) is None]
+    saved = checkpoints.RunCheckpoints(run_dir.RunDir(run))
+    return [checkpoints.step_of(prefix) for prefix in saved.resume_candidates() if checkpoints.problem(prefix) is None]
 
 
 def saved_steps(run):

@@ -6,6 +6,7 @@ import shutil
 import numpy as np
 import pytest
 
+import checkpoints
 import config
 import data_handler
 import pretrain
@@ -81,8 +82,8 @@ def test_restored_weights_equal_the_language_model(cluster_lm, cluster_task, tmp
     assert train.main(classifier_args(run, cluster_task, "--init_from", str(cluster_lm), "--max_steps", "1",
                                       "--learning_rate", "1e-30")) == 0
     lm, classifier = run_dir.RunDir(cluster_lm), run_dir.RunDir(run)
-    lm_weights = lm.read_weights()
-    started = run_dir.RunDir(run).read_weights()
+    lm_weights = checkpoints.RunCheckpoints(lm).read_weights()
+    started = checkpoints.RunCheckpoints(classifier).read_weights()
     for name in ("kernel_x", "kernel_h", "bias"):
         np.testing.assert_array_equal(started[f"model/layer_0/{name}"], lm_weights[f"model/layer_0/{name}"])
     lm_vocab, vocab = lm.load_vocab(), classifier.load_vocab()
@@ -179,11 +180,11 @@ def test_a_given_test_split_never_reaches_pretraining(cluster_task, tmp_path):
     # validation ones.
     assert train.main(classifier_args(run, cluster_task, "--pretrain_epochs", "1", "--valid_fraction", "0.2")) == 1
     # A classifier that starts again (its checkpoints lost) reuses the finished language model as it is.
-    lm_best = run.pretrain().use_candidates()[0]
+    lm_best = checkpoints.RunCheckpoints(run.pretrain()).use_candidates()[0]
     before = os.stat(lm_best + ".index").st_mtime_ns
     shutil.rmtree(run.checkpoint_dir), shutil.rmtree(run.best_dir)
     assert train.main(classifier_args(run, cluster_task, "--pretrain_epochs", "1", "--max_max_epoch", "1")) == 0
-    assert run.pretrain().use_candidates()[0] == lm_best
+    assert checkpoints.RunCheckpoints(run.pretrain()).use_candidates()[0] == lm_best
     assert os.stat(lm_best + ".index").st_mtime_ns == before
 
 
@@ -207,7 +208,7 @@ def test_a_word_language_model_can_start_from_vectors(tmp_path, capsys):
             "1e-30", "--run_dir", str(tmp_path / "lm")]
     assert train.main(args) == 0
     run = run_dir.RunDir(tmp_path / "lm")
-    embedding, vocab = run.read_weights()["model/embedding"], run.load_vocab()
+    embedding, vocab = checkpoints.RunCheckpoints(run).read_weights()["model/embedding"], run.load_vocab()
     np.testing.assert_array_equal(embedding[vocab.id("film")], [5, 6, 7, 8])
     assert "embeddings: 2 of 6 words found" in capsys.readouterr().out
     assert train.main(args[:-1] + [str(tmp_path / "char"), "--level", "char"]) == 1

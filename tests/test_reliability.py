@@ -14,6 +14,7 @@ import sys
 import numpy as np
 import pytest
 
+import checkpoints
 import run_dir
 import sample
 import train
@@ -180,8 +181,8 @@ def test_a_diverging_run_stops_before_saving_garbage(tmp_path, capsys, learning_
     assert steps_in(path / "checkpoints") and max(steps_in(path / "checkpoints")) == 1800
     assert steps_in(path / "best") == [1680] and json.loads((path / "best" / "best.json").read_text())["step"] == 1680
     assert not (path / "results.json").exists()
-    for prefix in run_dir.RunDir(path).resume_candidates():
-        assert run_dir.checkpoint_problem(prefix) is None
+    for prefix in checkpoints.RunCheckpoints(run_dir.RunDir(path)).resume_candidates():
+        assert checkpoints.problem(prefix) is None
     assert train.main(lm_args(path, "--max_max_epoch", "2", "--learning_rate", "0.5")) == 0
     assert "resuming at step 1800 " in capsys.readouterr().out
     assert json.loads((path / "results.json").read_text())["test"]["perplexity"] < 500
@@ -360,17 +361,17 @@ def test_a_second_signal_during_the_save_lets_it_finish(tmp_path, capfd, monkeyp
     ends 143 (a signal outside a save would quit at once)."""
     path = tmp_path / "signalled"
     signal_at(monkeypatch, "LanguageModel", 250, signal.SIGTERM)
-    original_save = run_dir.checkpoints.save
+    original_save = checkpoints.save
 
     def save(sess, saver, folder, step):
         os.kill(os.getpid(), signal.SIGTERM)  # arrives while the save runs
         return original_save(sess, saver, folder, step)
-    monkeypatch.setattr(run_dir.checkpoints, "save", save)
+    monkeypatch.setattr(checkpoints, "save", save)
     assert train.main(lm_args(path, "--max_steps", "400")) == 143
     err = capfd.readouterr().err  # the signal handler writes to the descriptor
     assert "finishing the checkpoint being written, then stopping" in err and "Traceback" not in err
     assert steps_in(path / "checkpoints") == [250]
-    assert run_dir.checkpoint_problem(str(path / "checkpoints" / "model.ckpt-250")) is None
+    assert checkpoints.problem(str(path / "checkpoints" / "model.ckpt-250")) is None
 
 
 def test_a_signal_in_a_cross_validation_fold_stops_the_whole_run(tmp_path, capsys, monkeypatch):

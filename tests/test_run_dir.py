@@ -1,12 +1,13 @@
-"""run_dir: the layout, atomic JSON files, config/vocab/labels round trips, choosing and restoring checkpoints."""
+"""run_dir: the layout, atomic JSON files, config/vocab/labels round trips, the lock and clean-up; and
+checkpoints.RunCheckpoints: choosing and restoring a run's checkpoints."""
 import json
 import os
 
 import pytest
 
 import config
-import data_handler
 import checkpoints
+import data_handler
 import run_dir
 from config import UserError
 
@@ -15,14 +16,14 @@ def test_config_vocab_and_labels_round_trip(tmp_path):
     run = run_dir.RunDir(tmp_path / "run")
     cfg = config.apply_overrides(config.named_config("char"), {"hidden_size": "64"})
     vocab = data_handler.Vocab(["<unk>", "a", "é", "\n"])
-    run.prepare(cfg, vocab, ["neg", "pos"])
+    run.save_config_and_vocab(cfg, vocab, ["neg", "pos"])
     assert run.load_config() == cfg and run.load_vocab() == vocab and run.load_labels() == ["neg", "pos"]
     assert json.loads(open(run.config_path).read())["hidden_size"] == 64
     assert sorted(os.listdir(run.path)) == ["config.json", "labels.json", "vocab.json"]  # no temporary files left
     # A resumed run must find the vocabulary it was trained with.
-    run.prepare(cfg, vocab, ["neg", "pos"], resuming=True)
+    run.save_config_and_vocab(cfg, vocab, ["neg", "pos"], resuming=True)
     with pytest.raises(UserError, match="vocab.json: the vocabulary built from the data differs"):
-        run.prepare(cfg, data_handler.Vocab(["<unk>", "b"]), None, resuming=True)
+        run.save_config_and_vocab(cfg, data_handler.Vocab(["<unk>", "b"]), None, resuming=True)
 
 
 def test_a_config_written_before_a_key_existed_still_loads(tmp_path):
@@ -66,6 +67,7 @@ def test_checkpoints_are_chosen_explicit_then_best_then_latest_and_restored(tmp_
     import rnn_model as rm
     tf = rm.tf
     run = run_dir.RunDir(tmp_path)
+    saved_ones = checkpoints.RunCheckpoints(run)
     with tf.Graph().as_default():
         value = tf.get_variable("value", [], initializer=tf.zeros_initializer())
         new_value = tf.placeholder(tf.float32, [])
@@ -74,22 +76,22 @@ def test_checkpoints_are_chosen_explicit_then_best_then_latest_and_restored(tmp_
         with tf.Session() as sess:
             sess.run(tf.global_variables_initializer())
             with pytest.raises(UserError, match="no checkpoint found"):
-                run.use_candidates()
+                saved_ones.use_candidates()
             saved = {}
             for step in (1, 2, 12):
                 sess.run(assign, {new_value: float(step)})
                 saved[step] = saver.save(sess, os.path.join(run.checkpoint_dir, "model.ckpt"), global_step=step)
             sess.run(assign, {new_value: 5.0})
             best = saver.save(sess, os.path.join(run.best_dir, "model.ckpt"), global_step=5)
-            assert run.checkpoints(run.checkpoint_dir) == [saved[12], saved[2], saved[1]]  # by step, not by name
-            assert run.resume_candidates() == [saved[12], best, saved[2], saved[1]]  # newest step first
-            assert run.use_candidates() == [best, saved[12], saved[2], saved[1]]
-            assert run.use_candidates(saved[1]) == [saved[1]]  # a named one alone
+            assert checkpoints.listed(run.checkpoint_dir) == [saved[12], saved[2], saved[1]]  # by step, not by name
+            assert saved_ones.resume_candidates() == [saved[12], best, saved[2], saved[1]]  # newest step first
+            assert saved_ones.use_candidates() == [best, saved[12], saved[2], saved[1]]
+            assert saved_ones.use_candidates(saved[1]) == [saved[1]]  # a named one alone
             with pytest.raises(UserError, match="nope.ckpt: no such checkpoint"):
-                run.use_candidates(str(tmp_path / "nope.ckpt"))
+                saved_ones.use_candidates(str(tmp_path / "nope.ckpt"))
             with pytest.raises(UserError, match="config.json: not a checkpoint"):
-                run.save_config(config.Config()) or run.use_candidates(run.config_path)
-            assert run.restore_for_resume(sess, saver) == saved[12]
+                run.save_config(config.Config()) or saved_ones.use_candidates(run.config_path)
+            assert saved_ones.restore_for_resume(sess, saver) == saved[12]
             assert sess.run(value) == 12.0
     with tf.Graph().as_default():
         tf.get_variable("value", [2])  # another shape than the checkpoint's

@@ -4,6 +4,7 @@ import json
 
 import numpy as np
 
+import checkpoints
 import config
 import sample as sample_script
 from conftest import one_line_error, run_cli
@@ -61,7 +62,7 @@ def decoded(run_path, rows, length=1, **settings):
     model = decoders["plain"]
     with rm.tf.Session(graph=graph) as sess:
         sess.run(tables)
-        run.restore_for_use(sess, saver)
+        checkpoints.RunCheckpoints(run).restore_for_use(sess, saver)
         feed = {model.settings.prime: "the", model.settings.seeds: np.arange(rows)}
         feed.update({getattr(model.settings, name): value for name, value in settings.items()})
         return sample_script.decode(sess, model, feed, length)[0]
@@ -162,7 +163,7 @@ def test_score_is_the_evaluation_perplexity(trained_lm, tmp_path):
                                  tf.placeholder(tf.int32, [None]))
         saver, local_init = tf.train.Saver(), tf.local_variables_initializer()
     with tf.Session(graph=graph) as sess:
-        saver.restore(sess, run.use_candidates()[0])
+        saver.restore(sess, checkpoints.RunCheckpoints(run).use_candidates()[0])
         sess.run(local_init)
         evaluation = lm.evaluate(sess, "aligned")["loss"]
         whole = lm.evaluate(sess, "whole")["loss"]

@@ -11,6 +11,7 @@ import urllib.request
 import numpy as np
 import pytest
 
+import checkpoints
 import data_handler
 import run_dir
 import summaries
@@ -21,8 +22,7 @@ from test_classify import classify_args, write_labelled
 
 def test_projector_metadata_marks_specials_and_names_whitespace(tmp_path):
     vocab = data_handler.Vocab(["<unk>", "\n", " ", "a", "\t"])
-    run = run_dir.RunDir(tmp_path)
-    run.write_projector("model/embedding", vocab, [3, 2, 9, 1, 0])
+    summaries.write_projector_files(run_dir.RunDir(tmp_path), "model/embedding", vocab, [3, 2, 9, 1, 0])
     tmp_path = tmp_path / "train"
     rows = [line.split("\t") for line in (tmp_path / "metadata.tsv").read_text().splitlines()]
     assert rows == [["token", "training_count", "special"], ["<unk>", "3", "yes"], ["\\n", "2", "no"],
@@ -118,7 +118,7 @@ def test_scalars_come_in_their_groups_with_the_logged_values(board, trained_lm):
 def test_projector_shows_the_embedding_of_the_newest_checkpoint_with_the_vocabulary(board, trained_lm):
     info = board.wait_for("data/plugin/projector/info?run=run/train", lambda i: i.get("embeddings"))
     run = run_dir.RunDir(trained_lm)
-    assert info["modelCheckpointPath"].endswith(run.checkpoints(run.checkpoint_dir)[0].split("/")[-1])
+    assert info["modelCheckpointPath"].endswith(checkpoints.listed(run.checkpoint_dir)[0].split("/")[-1])
     embedding = info["embeddings"][0]
     vocab = run.load_vocab()
     assert embedding["tensorName"] == "model/embedding" and embedding["tensorShape"] == [len(vocab), 16]
@@ -133,7 +133,7 @@ def test_projector_shows_the_embedding_of_the_newest_checkpoint_with_the_vocabul
     served = board.wait_for("data/plugin/projector/tensor?run=run/train&name=model/embedding", lambda t: t,
                             form="bytes")
     import rnn_model as rm
-    saved = rm.tf.train.load_checkpoint(run.checkpoints(run.checkpoint_dir)[0]).get_tensor("model/embedding")
+    saved = rm.tf.train.load_checkpoint(checkpoints.listed(run.checkpoint_dir)[0]).get_tensor("model/embedding")
     np.testing.assert_array_equal(np.frombuffer(served, np.float32).reshape(saved.shape), saved)
 
 
