@@ -7,6 +7,7 @@ A block sits between a BEGIN and an END line; everything outside the blocks is w
 """
 import os
 import sys
+import textwrap
 
 import config
 
@@ -39,8 +40,8 @@ def named_configs_table():
 
 
 def resumable_line():
-    return ("Keys that may change when a run is resumed (every other key shapes the model or its data, and a "
-            "change is refused): " + ", ".join(f"`{name}`" for name in config.RESUMABLE_KEYS) + ".")
+    return textwrap.fill("Keys that may change when a run is resumed (every other key shapes the model or its data, and a "
+            "change is refused): " + ", ".join(f"`{name}`" for name in config.RESUMABLE_KEYS) + ".", width=118)
 
 
 def keys_table():
