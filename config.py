@@ -455,13 +455,14 @@ def differences(saved, current):
             if k not in RESUMABLE_KEYS and getattr(saved, k) != getattr(current, k)]
 
 
-def help_text():
-    """One line per key with its default and help, for --help."""
+def help_text(defaults=None):
+    """One line per key with its default (the values of config `defaults`) and help, for --help."""
+    defaults = defaults or Config()
     lines = []
     for name, declared in KEYS.items():
         if name in SECTIONS:
             lines.append(SECTIONS[name])
-        lines.append(f"  --{name:<18} {described(name)} [default {FIELDS[name].default!r}]")
+        lines.append(f"  --{name:<18} {described(name)} [default {getattr(defaults, name)!r}]")
     return "\n".join(lines)
 
 

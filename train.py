@@ -73,7 +73,12 @@ def run_command(argv, stop):
 def parse_command_line(argv):
     """Returns (args, cfg, run)."""
     overrides, rest = config.split_overrides(argv)
-    parser = config.ArgumentParser(description=__doc__.split("\n\n")[0], epilog="config keys:\n" + config.help_text(),
+    named = next((rest[i + 1] for i in range(len(rest) - 1) if rest[i] == "--config"), None) or \
+        next((arg.split("=", 1)[1] for arg in rest if arg.startswith("--config=")), None)
+    shown = named if named in config.CONFIGS else config.DEFAULT_CONFIG  # --help shows the named config's values
+    parser = config.ArgumentParser(description=__doc__.split("\n\n")[0],
+                                   epilog=f"config keys (defaults of --config {shown}):\n" +
+                                   config.help_text(config.CONFIGS[shown]),
                                    formatter_class=argparse.RawDescriptionHelpFormatter, allow_abbrev=False)
     parser.add_argument("--config", default=None, help=f"named config ({', '.join(config.CONFIGS)}; default "
                                                        f"{config.DEFAULT_CONFIG}) or a JSON config file")

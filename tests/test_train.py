@@ -236,3 +236,13 @@ def test_early_stopping_ends_a_run_that_no_longer_improves_and_evaluates_the_bes
     done = tmp_path / "done"
     assert train.main(tiny_lm_args(done, "--max_max_epoch", "2")) == 0
     assert json.loads((done / "results.json").read_text())["stopped"]["why"] == "schedule"
+
+
+def test_help_shows_the_defaults_of_the_config_named(capsys):
+    for argv, hidden, optimizer in ((["--config", "char", "--help"], 256, "'adam'"), (["--help"], 200, "'sgd'"),
+                                    (["--config=classify_glove", "--help"], 150, "'adam'")):
+        with pytest.raises(SystemExit):
+            train.main(argv)
+        text = capsys.readouterr().out
+        assert f"LSTM units per layer [default {hidden}]" in text
+        assert f'"sgd", "adam" or "rmsprop" [default {optimizer}]' in text
