@@ -168,12 +168,12 @@ CONFIGS = {
                     hidden_size=1500, max_epoch=14, max_max_epoch=55, keep_prob=0.35, lr_decay=1 / 1.15,
                     batch_size=20),
     # Character model in the spirit of char-rnn: Adam, longer unroll, forget bias 1; 2x256 so that tinyshakespeare
-    # trains on a couple of CPU cores (the README's results table has the time).
+    # trains on a couple of CPU cores (docs/results.md has the time).
     "char": _named(level="char", vocab_size=0, init_scale=0.08, optimizer="adam", learning_rate=0.002,
                    max_grad_norm=5, num_layers=2, num_steps=100, hidden_size=256, max_epoch=6, max_max_epoch=16,
                    keep_prob=0.9, lr_decay=0.85, batch_size=32, forget_bias=1.0),
     # Sentence classifier: one layer, sentences up to 60 tokens, masked mean pooling. Patience 3: on MR, CR and TREC
-    # the same or better accuracy than all 10 epochs, in 51-100% of the time (README, Results).
+    # the same or better accuracy than all 10 epochs, in 51-100% of the time (docs/results.md).
     "classify": _named(task="classify", encoding="auto", vocab_size=0, valid_fraction=0.1, test_fraction=0.1,
                        num_layers=1, hidden_size=150, embedding_size=300, num_steps=60, keep_prob=0.5,
                        forget_bias=1.0, optimizer="adam", learning_rate=0.002, lr_decay=0.8, max_epoch=4,
@@ -181,7 +181,7 @@ CONFIGS = {
 }
 # The classifier from pretrained vectors: GloVe 6B at 50 dimensions, fine-tuned, under a bidirectional layer with
 # max pooling; with 50-wide inputs it wants less dropout and a faster start. Each change was kept because it raised
-# the mean validation accuracy (never the test's) over MR and CR, the review-polarity sets (README, Results).
+# the mean validation accuracy (never the test's) over MR and CR, the review-polarity sets (docs/results.md).
 CONFIGS["classify_glove"] = dataclasses.replace(CONFIGS["classify"], embeddings="glove.6B.50d", embedding_size=50,
                                                 bidirectional=True, pooling="max", keep_prob=0.7, learning_rate=0.004)
 # ... started from a language model of its stack trained on the training sentences: better on TREC's validation

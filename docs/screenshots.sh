@@ -1,5 +1,5 @@
 #!/bin/bash
-# The README's TensorBoard pictures: a headless-Chromium screenshot of tabs of `tensorboard --logdir LOGDIR`.
+# The TensorBoard pictures of docs/tensorboard.md: a headless-Chromium screenshot of tabs of `tensorboard --logdir LOGDIR`.
 #   bash docs/screenshots.sh LOGDIR TAB...     (TAB: timeseries, text, pr_curves, projector, hparams;
 #                                               needs chromium: apt-get install chromium)
 set -euo pipefail

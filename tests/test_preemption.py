@@ -1,7 +1,7 @@
 """The preemption and reader stress scripts in brief, so that they cannot rot (issue 18): SIGTERM at random moments
 saves and resumes exactly (tests/stress_kill.py --signal TERM), and sample.py / --score read a run while it trains,
 saves and prunes checkpoints, without a failure or a word of damage (tests/stress_readers.py). Each runs its
-commands as subprocesses, the way a scheduler and a user do; the README records the long runs (20 signals, 30 reads)."""
+commands as subprocesses, the way a scheduler and a user do; docs/reliability.md records the long runs (20 signals, 30 reads)."""
 import os
 import re
 import subprocess

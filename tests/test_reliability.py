@@ -284,7 +284,7 @@ def test_a_full_disk_is_one_line_and_the_run_resumes_once_there_is_room(small_di
 
 
 def test_the_kill_stress_script_runs():
-    """tests/stress_kill.py in brief (2 kills), so that it cannot rot; the README records a long run of it. Seed 5
+    """tests/stress_kill.py in brief (2 kills), so that it cannot rot; docs/reliability.md records a long run of it. Seed 5
     draws both kills in training, 1.85 s and 2.36 s after the loop starts: past the first checkpoints on any machine
     that trains this tiny model at all, so each restart has a checkpoint to resume from."""
     done = subprocess.run([sys.executable, os.path.join(os.path.dirname(__file__), "stress_kill.py"), "--trials", "2",
