@@ -21,7 +21,7 @@ import numpy as np
 
 import graph_text
 import rnn_model as rm
-from rnn_model import tf
+from tf1 import tf
 
 where = tf.where_v2  # elementwise with broadcasting (compat.v1's tf.where is not)
 PIECE = 256  # steps per Session.run: a fraction of a second on a CPU, so output streams and Ctrl-C answers

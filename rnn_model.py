@@ -12,34 +12,12 @@ every graph: each matmul's operands are rounded to compute_dtype(cfg), everythin
 the gate matmul does not depend on the recurrence, so it is hoisted out of the time loop: one [T*B, in] x [in, 4H]
 matmul per layer, and only h x W_h inside each of the T unrolled steps.
 """
-import os
 from typing import NamedTuple
 
 import numpy as np
 
 from summaries import DETAIL, METRICS
-
-
-def _import_tensorflow(quiet):
-    """TF 2.21 writes start-up lines to stderr before its log settings apply; a quiet import hides just those."""
-    if not quiet:
-        import tensorflow.compat.v1 as tf
-        return tf
-    saved_stderr, devnull = os.dup(2), os.open(os.devnull, os.O_WRONLY)
-    os.dup2(devnull, 2)
-    try:
-        import tensorflow.compat.v1 as tf
-        tf.get_logger().setLevel("ERROR")  # before disable_v2_behavior, which warns about resource variables
-        return tf
-    finally:
-        os.dup2(saved_stderr, 2)
-        os.close(saved_stderr)
-        os.close(devnull)
-
-
-# config.tensorflow_environment sets this level unless --verbose is given.
-tf = _import_tensorflow(quiet=os.environ.get("TF_CPP_MIN_LOG_LEVEL", "0") >= "2")
-tf.disable_v2_behavior()
+from tf1 import tf
 
 
 class Controls(NamedTuple):

@@ -418,14 +418,14 @@ class RunDir:
     @contextlib.contextmanager
     def writing(self, what):
         """Turns a failed write (a full disk, no permission) inside the block into one line naming the path."""
-        import rnn_model as rm
+        from tf1 import tf
         advice = "the last complete checkpoint is kept: run the same command again once the disk has room"
         try:
             yield
         except OSError as e:
             raise UserError(f"{e.filename or self.path}: cannot write {what} ({e.strerror}); {advice}") from None
-        except (rm.tf.errors.ResourceExhaustedError, rm.tf.errors.UnknownError,
-                rm.tf.errors.PermissionDeniedError, rm.tf.errors.FailedPreconditionError) as e:
+        except (tf.errors.ResourceExhaustedError, tf.errors.UnknownError,
+                tf.errors.PermissionDeniedError, tf.errors.FailedPreconditionError) as e:
             raise UserError(f"{self.path}: cannot write {what} ({error_reason(e)}); {advice}") from None
         except RuntimeError as e:  # an event file's first write, failed (a full disk), comes back as this
             raise UserError(f"{self.path}: cannot write {what} ({str(e).splitlines()[0]}); {advice}") from None
@@ -450,8 +450,8 @@ class EventWriters:
 
     def __init__(self, run, graph, resumed_at=None):
         """graph: written with the train events of a new run; resumed_at: the step a resumed run starts at."""
-        import rnn_model as rm
-        self.tf, self.run, self.writers = rm.tf, run, {}
+        from tf1 import tf
+        self.tf, self.run, self.writers = tf, run, {}
         self.train = self.writer("train", None if resumed_at is not None else graph)
         if resumed_at is not None:  # tells TensorBoard to drop what the interrupted run logged after this step
             start = self.tf.SessionLog(status=self.tf.SessionLog.START)

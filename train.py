@@ -154,7 +154,7 @@ class TrainingGraph(NamedTuple):
 def build_training_graph(cfg, data, runtime):
     import rnn_model as rm
     import tasks
-    tf = rm.tf
+    from tf1 import tf
     with runtime.building() as graph:
         controls = rm.build_controls(cfg, runtime.worker_device)
         optimizer = runtime.wrap_optimizer(rm.make_optimizer(cfg, controls.learning_rate))
@@ -195,7 +195,7 @@ def train(cfg, data, run, resuming, runtime, stop):
         else:
             sess.run(g.init, g.task.init_feed)
 
-    import rnn_model as rm
+    from tf1 import tf
     try:
         with runtime.session(g.graph, prepare) as sess:
             resumed_at = int(sess.run(g.controls.global_step)) if resuming else None
@@ -217,7 +217,7 @@ def train(cfg, data, run, resuming, runtime, stop):
                     results["cluster"] = runtime.describe(outcome.global_step)
                     with run.writing("results.json"):
                         run.save_results(results)
-    except rm.tf.errors.ResourceExhaustedError as e:  # run.writing says a write's: this is memory
+    except tf.errors.ResourceExhaustedError as e:  # run.writing says a write's: this is memory
         raise UserError(f"out of memory ({run_dir.error_reason(e)}); lower batch_size, eval_batch_size, "
                         "num_steps or hidden_size") from None
     return stop.exit_code if outcome.reason == "interrupt" else 0

@@ -77,7 +77,8 @@ def random_lm_graph(cfg, vocab_size, num_batches):
 def bench_train_tf(cfg, warmup, steps, repeats):
     g = random_lm_graph(cfg, VOCAB, warmup + steps * repeats)
     import rnn_model as rm
-    with rm.tf.Session(graph=g.graph, config=rm.session_config(cfg)) as sess:
+    from tf1 import tf
+    with tf.Session(graph=g.graph, config=rm.session_config(cfg)) as sess:
         sess.run(g.init)
         batches = g.task.train_batches(0, 0)
         times = timed(lambda: g.task.train_step(sess, next(batches), False), warmup, steps, repeats)
@@ -142,12 +143,13 @@ def bench_generate(mode, length, num_samples, repeats, overrides, strategy=None)
     import numpy as np
     import sample
     import rnn_model as rm
+    from tf1 import tf
     cfg = generation_config(overrides)
     graph, decoders, _, tables, fresh = sample.generation_graph(cfg, generation_vocab(), [mode])
     model = decoders[mode]
     feed = {model.settings.prime: "To be", model.settings.seeds: np.arange(num_samples)}
     feed.update({getattr(model.settings, key): value for key, value in (strategy or {}).items()})
-    with rm.tf.Session(graph=graph, config=rm.session_config(cfg)) as sess:
+    with tf.Session(graph=graph, config=rm.session_config(cfg)) as sess:
         sess.run([tables, fresh])
         return timed(lambda: sample.decode(sess, model, feed, length), 1, 1, repeats)
 
@@ -179,7 +181,7 @@ def bench_products(library, precision, length, repeats):
         return timed(run, 1, 1, repeats)
     import decoder
     import rnn_model as rm
-    tf = rm.tf
+    from tf1 import tf
     dtype = rm.compute_dtype(cfg)
     with tf.Graph().as_default():
         variables = [tf.Variable(w) for w in weights]
@@ -206,14 +208,14 @@ def bench_products(library, precision, length, repeats):
 def generation_run(folder, overrides):
     """A run directory holding a 2x512 character model with random weights, for sample.py end to end."""
     import sample
-    import rnn_model as rm
+    from tf1 import tf
     import run_dir
     cfg = generation_config(overrides)
     vocab = generation_vocab()
     run = run_dir.RunDir(folder)
     run.prepare(cfg, vocab)
     graph, _, saver, _, fresh = sample.generation_graph(cfg, vocab)
-    with rm.tf.Session(graph=graph) as sess:
+    with tf.Session(graph=graph) as sess:
         sess.run(fresh)
         run.save_latest(sess, saver, 0)
     return run

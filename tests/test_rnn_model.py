@@ -7,8 +7,7 @@ import pytest
 
 import config
 import rnn_model as rm
-
-tf = rm.tf
+from tf1 import tf
 
 
 def tiny(**overrides):

@@ -9,8 +9,7 @@ import config
 import data_handler
 import rnn_model as rm
 import tasks
-
-tf = rm.tf
+from tf1 import tf
 
 
 def random_sentences(rng, count, vocab_size, max_length):
