@@ -180,9 +180,10 @@ def bench_products(library, precision, length, repeats):
                     x = y[:, :cfg.hidden_size] if y.shape[1] >= cfg.hidden_size else x + y[:, :1]
         return timed(run, 1, 1, repeats)
     import decoder
+    import lstm
     import rnn_model as rm
     from tf1 import tf
-    dtype = rm.compute_dtype(cfg)
+    dtype = lstm.compute_dtype(cfg)
     with tf.Graph().as_default():
         variables = [tf.Variable(w) for w in weights]
         kernels = [tf.identity(v) for v in variables]  # as the decoder passes its weights
