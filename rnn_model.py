@@ -28,7 +28,8 @@ class Controls(NamedTuple):
     batch_size: tf.Variable  # rows of the zero state; a local variable (per process, not saved)
     new_batch_size: tf.Tensor
     batch_size_update: tf.Operation
-    carried_state: tf.Variable  # lm: [layer, (c, h), batch, hidden], the state after the last trained batch
+    carried_state: tf.Variable  # lm: [layer, (c, h), batch, hidden], the state after the last trained batch;
+    # None for a classifier, whose batches carry no state
 
 
 def build_controls(cfg, worker_device):
@@ -44,11 +45,16 @@ def build_controls(cfg, worker_device):
             batch_size = tf.get_variable("batch_size", [], tf.int32, tf.constant_initializer(cfg.batch_size),
                                          trainable=False, collections=[tf.GraphKeys.LOCAL_VARIABLES])
         new_batch_size = tf.placeholder(tf.int32, [], name="new_batch_size")
-        state_shape = [cfg.num_layers, 2, cfg.batch_size, cfg.hidden_size]  # [layer, (c, h), batch, hidden]
-        carried_state = tf.get_variable("carried_state", state_shape, tf.float32, tf.zeros_initializer(),
-                                        trainable=False)
+        carried_state = declare_carried_state(cfg) if cfg.task == "lm" else None
         return Controls(global_step, learning_rate, new_learning_rate, tf.assign(learning_rate, new_learning_rate),
                         batch_size, new_batch_size, tf.assign(batch_size, new_batch_size), carried_state)
+
+
+def declare_carried_state(cfg):
+    """A language model's state after its last trained batch, saved with every checkpoint so that a run resumed
+    mid-epoch goes on from it: [layer, (c, h), batch, hidden]."""
+    state_shape = [cfg.num_layers, 2, cfg.batch_size, cfg.hidden_size]
+    return tf.get_variable("carried_state", state_shape, tf.float32, tf.zeros_initializer(), trainable=False)
 
 
 class BatchSizeSetter:
@@ -234,7 +240,7 @@ def softmax_loss(inputs, weights, bias, labels, dtype=tf.float32, jit=False):
             return d_inputs, d_weights, d_bias
         return (row_losses, log_sum_exp), gradient
 
-    logits = lstm.matmul(inputs, weights, dtype) + bias  # computed only when fetched (probabilities)
+    logits = lstm.matmul(inputs, weights, dtype) + bias  # computed only when fetched
     return losses(inputs, weights, bias)[0], logits
 
 
@@ -314,8 +320,6 @@ class LMGraph(NamedTuple):
     final_state: list
     cost: tf.Tensor  # summed over steps, averaged over the batch (nats)
     logits: tf.Tensor  # [batch * num_steps, vocab], time-major rows
-    probabilities: tf.Tensor  # softmax(logits / temperature)
-    temperature: tf.Tensor  # placeholder with default 1.0
     train: TrainOp  # None unless built for training
     summary: tf.Tensor  # merged step summaries, None unless built for training
     save_state: tf.Operation  # training: writes final_state into Controls.carried_state (saved with the model)
@@ -327,7 +331,6 @@ def build_lm(cfg, weights, controls, num_steps, optimizer=None):
     with tf.name_scope("model"):  # the forward ops, grouped as one node in TensorBoard's graph
         inputs = tf.placeholder(tf.int32, [None, num_steps], name="inputs")
         targets = tf.placeholder(tf.int32, [None, num_steps], name="targets")
-        temperature = tf.placeholder_with_default(1.0, [], name="temperature")
         initial_state = zero_state(cfg, controls.batch_size)
         dropout = make_dropout(cfg.keep_prob if training else 1.0, cfg.seed, controls.global_step)
         ids = rows_checked(inputs, controls.batch_size)
@@ -339,7 +342,6 @@ def build_lm(cfg, weights, controls, num_steps, optimizer=None):
                                             weights.output_bias, labels, lstm.compute_dtype(cfg), cfg.xla_loss)
         batch = tf.cast(tf.shape(inputs)[0], tf.float32)
         cost = tf.reduce_sum(token_losses) / batch  # as the PTB tutorial: per-token loss is cost / num_steps
-        probabilities = tf.nn.softmax(logits / temperature)
     train, summary, save_state = None, None, None
     if training:
         train = build_train_op(cost, controls, cfg, optimizer)
@@ -349,8 +351,7 @@ def build_lm(cfg, weights, controls, num_steps, optimizer=None):
                                     scalar_summary(f"{METRICS}/learning_rate", controls.learning_rate),
                                     scalar_summary(f"{DETAIL}/gradient_norm", train.gradient_norm)] + train.summaries)
         save_state = tf.assign(controls.carried_state, tf.stack([tf.stack(state) for state in final_state])).op
-    return LMGraph(inputs, targets, initial_state, final_state, cost, logits, probabilities, temperature, train,
-                   summary, save_state)
+    return LMGraph(inputs, targets, initial_state, final_state, cost, logits, train, summary, save_state)
 
 
 class Scorer(NamedTuple):
@@ -418,8 +419,6 @@ class ClassifierGraph(NamedTuple):
     mask: tf.Tensor  # [batch, num_steps] float32, 1.0 on real tokens
     labels: tf.Tensor  # [batch] int32
     logits: tf.Tensor  # [batch, classes]
-    probabilities: tf.Tensor
-    predictions: tf.Tensor  # [batch] int32
     loss: tf.Tensor  # mean cross-entropy over the batch
     correct: tf.Tensor  # number of right predictions in the batch
     train: TrainOp
@@ -450,8 +449,7 @@ def build_classifier(cfg, weights, controls, num_steps, optimizer=None):
                                     scalar_summary(f"{METRICS}/accuracy", accuracy),
                                     scalar_summary(f"{METRICS}/learning_rate", controls.learning_rate),
                                     scalar_summary(f"{DETAIL}/gradient_norm", train.gradient_norm)] + train.summaries)
-    return ClassifierGraph(inputs, mask, labels, logits, tf.nn.softmax(logits), predictions, loss, correct, train,
-                           summary)
+    return ClassifierGraph(inputs, mask, labels, logits, loss, correct, train, summary)
 
 
 def classifier_logits(cfg, weights, ids, mask, initial_state, dropout):

@@ -123,12 +123,13 @@ def test_lm_cost_is_summed_over_steps_and_averaged_over_batch():
     y = rng.randint(0, 11, (cfg.batch_size, cfg.num_steps))
     with graph.as_default(), tf.Session() as sess:
         initialize(sess)
-        cost, probabilities = sess.run([evaluation.cost, evaluation.probabilities],
-                                       {evaluation.inputs: x, evaluation.targets: y})
-    # probabilities rows are time-major: row t * batch + b
-    p_target = probabilities.reshape(cfg.num_steps, cfg.batch_size, -1)[
+        cost, logits = sess.run([evaluation.cost, evaluation.logits], {evaluation.inputs: x, evaluation.targets: y})
+    shifted = logits - logits.max(1, keepdims=True)
+    log_probabilities = shifted - np.log(np.exp(shifted).sum(1, keepdims=True))  # [T*B, V]
+    # rows are time-major: row t * batch + b
+    log_p_target = log_probabilities.reshape(cfg.num_steps, cfg.batch_size, -1)[
         np.arange(cfg.num_steps)[:, None], np.arange(cfg.batch_size)[None, :], y.T]
-    np.testing.assert_allclose(cost, -np.log(p_target).sum() / cfg.batch_size, rtol=1e-5)
+    np.testing.assert_allclose(cost, -log_p_target.sum() / cfg.batch_size, rtol=1e-5)
 
 
 def test_dropout_masks_depend_on_seed_and_step_only():
@@ -265,3 +266,39 @@ def test_initial_weights_follow_the_initializer_key(initializer, init_scale):
     for name, value in values.items():
         if value.ndim == 1:
             assert not value.any(), name
+
+
+def classifier_variables(cfg, old_checkpoint_layout=False):
+    """(graph, {name: variable}) of a classifier's graph; old_checkpoint_layout adds the language model's
+    controls/carried_state that classifiers declared (and saved) before it became the language model's alone."""
+    graph = tf.Graph()
+    with graph.as_default():
+        controls = rm.build_controls(cfg, None)
+        rm.build_classifier(cfg, rm.declare_weights(cfg, 20, 3), controls, cfg.num_steps)
+        if old_checkpoint_layout:
+            with tf.variable_scope("controls"):
+                rm.declare_carried_state(cfg)
+    return graph, {v.op.name: v for v in graph.get_collection(tf.GraphKeys.GLOBAL_VARIABLES)}
+
+
+def test_only_a_language_model_carries_state_and_old_classifier_checkpoints_still_restore(tmp_path):
+    """A classifier has no controls/carried_state; a checkpoint written when it had one restores all the same (a
+    Saver restores the variables of its own graph and ignores the rest), with every weight as saved."""
+    import checkpoints
+    lm_graph, _, _, _ = build_lm_graphs(tiny())
+    assert "controls/carried_state" in {v.op.name for v in lm_graph.get_collection(tf.GraphKeys.GLOBAL_VARIABLES)}
+    cfg = tiny(task="classify")
+    old_graph, old_variables = classifier_variables(cfg, old_checkpoint_layout=True)
+    with old_graph.as_default(), tf.Session() as sess:
+        initialize(sess)
+        saved = sess.run(old_variables)
+        prefix = tf.train.Saver().save(sess, str(tmp_path / "model.ckpt"))
+    assert "controls/carried_state" in tf.train.load_checkpoint(prefix).get_variable_to_shape_map()
+    graph, variables = classifier_variables(cfg)
+    assert "controls/carried_state" not in variables and set(variables) == set(old_variables) - {
+        "controls/carried_state"}
+    with graph.as_default(), tf.Session() as sess:
+        checkpoints.restore(sess, tf.train.Saver(), prefix)  # as training resumes and sample.py restores
+        restored = sess.run(variables)
+    for name, value in restored.items():
+        np.testing.assert_array_equal(value, saved[name], err_msg=name)
