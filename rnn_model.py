@@ -96,28 +96,29 @@ class Weights(NamedTuple):
     backward: lstm.LayerWeights  # classify --bidirectional: a backward layer over the embeddings; else None
     output_weights: tf.Variable  # lm: softmax [H, vocab]; classify: [H (2H bidirectional), classes]
     output_bias: tf.Variable  # [vocab] or [classes]
-    preset: dict  # weight name ("embedding", "layer_0/kernel_x") -> the placeholder its initializer is fed
+    initial_placeholders: dict  # weight name ("embedding", "layer_0/kernel_x") -> the placeholder of its initial
+    # value, fed to the initializer: one for each of the initial weights declare_weights was given
 
     def variables(self):
         """The variables, for a Saver of the model alone."""
         return [v for v in tf.nest.flatten((self.embedding, self.layers, self.backward, self.output_weights,
                                             self.output_bias)) if v is not None]
 
-    def init_feed(self, initial_weights):
-        """What the initializer is fed: {weight name: array} (TaskData.initial_weights) by placeholder."""
-        return {self.preset[name]: value for name, value in initial_weights.items()}
+    def initial_feed(self, initial_weights):
+        """What the initializer is fed: the initial weights ({weight name: array}) by placeholder."""
+        return {self.initial_placeholders[name]: value for name, value in initial_weights.items()}
 
 
-def declare_weights(cfg, vocab_size, num_classes=0, preset=()):
+def declare_weights(cfg, vocab_size, num_classes=0, initial_weights=()):
     """The model's variables under the `model` scope (their names are what checkpoints hold). The weights named in
-    `preset` start from values fed to the initializer (pretrained vectors, a language model's layers) instead of
-    random ones."""
+    initial_weights ({weight name: array}, TaskData.initial_weights: pretrained vectors, a language model's layers)
+    start from those values, fed to the initializer, instead of random ones."""
     placeholders = {}
 
     def variable(name, shape, initializer=None, trainable=True):
-        if name not in preset:
+        if name not in initial_weights:
             return new_variable(name, shape, initializer, trainable)
-        placeholders[name] = tf.placeholder(tf.float32, shape, name=name.replace("/", "_") + "_init")
+        placeholders[name] = tf.placeholder(tf.float32, shape, name=name.replace("/", "_") + "_initial")
         return new_variable(name, None, placeholders[name], trainable)
 
     with tf.variable_scope("model", initializer=weight_initializer(cfg)):

@@ -147,7 +147,7 @@ class TrainingGraph(NamedTuple):
     saver: object  # the latest checkpoints, 3 kept
     best_saver: object  # the best checkpoint
     weights_saver: object  # restores the model's weights alone: the global step and the rest stay as they are
-    init: object  # initialises every variable (fed the task's init_feed)
+    init: object  # initialises every variable (fed the task's initial_feed)
     local_init: object  # initialises this process's own variables (after a restore too)
 
 
@@ -193,7 +193,7 @@ def train(cfg, data, run, resuming, runtime, stop):
             run.keep_limits()
             sess.run(g.local_init)
         else:
-            sess.run(g.init, g.task.init_feed)
+            sess.run(g.init, g.task.initial_feed)
 
     from tf1 import tf
     try:
