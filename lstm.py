@@ -18,6 +18,7 @@ from tf1 import tf
 
 
 class LayerWeights(NamedTuple):
+    """One layer's weights: variables (rnn_model.layer_weights), or the decoder's copies in the compute dtype."""
     kernel_x: tf.Variable  # [in, 4H], gate columns in the order i, j, f, o
     kernel_h: tf.Variable  # [H, 4H]
     bias: tf.Variable  # [4H]
