@@ -398,17 +398,38 @@ def run(argv):
     args, precisions, settings = parse_arguments(argv)
     if args.child:
         return child(json.loads(args.child))
-    overrides = {}
-    if args.smoke:
-        args.configs, args.repeats, args.steps, args.warmup, args.length = "small", 2, 2, 1, 20
-        overrides = {"hidden_size": "16", "num_steps": "5", "batch_size": "4"}
+    overrides = smoke_overrides(args)
     env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3")
-    xla_env = dict(env, TF_XLA_FLAGS=(env.get("TF_XLA_FLAGS", "") + " --tf_xla_cpu_global_jit").strip())
     use_torch = not args.no_torch and torch_available()
-    rows = []
+    rows = []  # (label, result) of every measurement, for --json
+    record = recorder(rows, env)
+    print(f"cpu: {config.cpu_description()}")
+    print(f"{'measurement':<46} {'min/s':>10} {'median/s':>10} {'max/s':>10} {'ms/step':>9} {'peak MB':>8} "
+          f"{'GFLOP/s':>8}")
+    ratios = training_rows(args, precisions, settings, overrides, use_torch, record, env)
+    rates = generation_rows(args, precisions, record)
+    end_to_end((20,) if args.smoke else (500, 5000), 1 if args.smoke else min(args.repeats, 3),
+               overrides if args.smoke else {}, env, rates)
+    if args.json:
+        with open(args.json, "w") as f:
+            json.dump({label: result for label, result in rows}, f, indent=2)
+    print_ratios(args, use_torch, ratios)
+    return 0
 
+
+def smoke_overrides(args):
+    """--smoke: tiny shapes and few steps (args changed in place); returns the config overrides of every training
+    measurement ({} without --smoke)."""
+    if not args.smoke:
+        return {}
+    args.configs, args.repeats, args.steps, args.warmup, args.length = "small", 2, 2, 1, 20
+    return {"hidden_size": "16", "num_steps": "5", "batch_size": "4"}
+
+
+def recorder(rows, env):
+    """record(label, spec, run_env, per_step): measures spec in a child process, prints its row, appends
+    (label, result) to rows and returns its median rate (per step of all rows with per_step, else per item)."""
     def record(label, spec, run_env=env, per_step=False):
-        """Measures spec; its median rate (per step of all rows with per_step, else per item)."""
         result = measure(spec, run_env)
         if per_step:
             result["rates"] = [rate / spec.get("num_samples", 1) for rate in result["rates"]]
@@ -418,14 +439,17 @@ def run(argv):
               f"{statistics.median(result['ms_per_step']):>9.2f} {result['peak_rss_mb']:>8,.0f}"
               + (f" {result['gflops'] * statistics.median(rates):>8.1f}" if "gflops" in result else ""), flush=True)
         return statistics.median(rates)
+    return record
 
-    print(f"cpu: {config.cpu_description()}")
-    print(f"{'measurement':<46} {'min/s':>10} {'median/s':>10} {'max/s':>10} {'ms/step':>9} {'peak MB':>8} "
-          f"{'GFLOP/s':>8}")
+
+def training_rows(args, precisions, settings, overrides, use_torch, record, env):
+    """The training measurements of every --configs config (each through record): graphlstm at each precision and
+    --xla setting, PyTorch at each precision. Returns the [(label, ratio)] of graphlstm's rate to PyTorch's."""
+    xla_env = dict(env, TF_XLA_FLAGS=(env.get("TF_XLA_FLAGS", "") + " --tf_xla_cpu_global_jit").strip())
     ratios = []
     for name in [] if args.configs == "none" else args.configs.split(","):  # none: generation alone
         base = {"kind": "train", "name": name, "warmup": args.warmup, "steps": args.steps, "repeats": args.repeats}
-        ours, theirs = {}, {}
+        ours, theirs = {}, {}  # precision -> words/s (ours: the faster of the --xla settings)
         for precision in precisions:
             for xla in {"on": [True], "off": [False], "both": [False, True]}[args.xla]:
                 spec = dict(base, framework="tf",
@@ -440,19 +464,17 @@ def run(argv):
             ratios.append((f"graphlstm / pytorch, train {name} {precision}", ours[precision] / theirs[precision]))
         if "bfloat16" in ours and "float32" in theirs:
             ratios.append((f"graphlstm bfloat16 / pytorch float32, train {name}", ours["bfloat16"] / theirs["float32"]))
-    rates = generation_rows(args, precisions, record)
-    end_to_end((20,) if args.smoke else (500, 5000), 1 if args.smoke else min(args.repeats, 3),
-               overrides if args.smoke else {}, env, rates)
-    if args.json:
-        with open(args.json, "w") as f:
-            json.dump({label: result for label, result in rows}, f, indent=2)
+    return ratios
+
+
+def print_ratios(args, use_torch, ratios):
+    """The last lines: why there is no ratio, or each ratio."""
     if args.no_torch:
         print("pytorch: skipped (--no_torch), no ratio")
     elif not use_torch:
         print("pytorch: not installed (pip install torch==2.13.0), no ratio")
     for label, ratio in ratios:
         print(f"ratio {label}: {ratio:.2f}x")
-    return 0
 
 
 if __name__ == "__main__":
