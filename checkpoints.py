@@ -144,14 +144,14 @@ def save(sess, saver, folder, step):
 def problem(prefix):
     """Why the checkpoint at prefix cannot be used (unreadable, or a variable that is not finite), or None."""
     import numpy as np
-    import rnn_model as rm
+    from tf1 import tf
     try:
         with tensorflow_path(prefix) as path:
-            reader = rm.tf.train.load_checkpoint(path)
+            reader = tf.train.load_checkpoint(path)
             for name, dtype in reader.get_variable_to_dtype_map().items():
                 if dtype.is_floating and not np.all(np.isfinite(reader.get_tensor(name))):
                     return f"variable {name} is not finite"
-    except (rm.tf.errors.OpError, ValueError, IndexError, RuntimeError, OSError) as e:  # what damage raises varies
+    except (tf.errors.OpError, ValueError, IndexError, RuntimeError, OSError) as e:  # what damage raises varies
         return f"unreadable ({(str(e).strip().splitlines() or ['?'])[0][:160]})"
     return None
 
@@ -179,11 +179,11 @@ def first_intact(candidates, where, named=False):
 
 def restore(sess, saver, prefix):
     """Loads the checkpoint at prefix into the session's variables, or one line saying why it cannot."""
-    import rnn_model as rm
+    from tf1 import tf
     try:
         with tensorflow_path(prefix) as path:
             saver.restore(sess, path)
-    except (rm.tf.errors.InvalidArgumentError, rm.tf.errors.NotFoundError) as e:
+    except (tf.errors.InvalidArgumentError, tf.errors.NotFoundError) as e:
         first_line = str(e).strip().splitlines()[0]
         raise UserError(f"{prefix}: the checkpoint does not match this model ({first_line[:200]})") from None
     return prefix
@@ -191,9 +191,9 @@ def restore(sess, saver, prefix):
 
 def read_variables(prefix, scope):
     """{variable name: array} of the checkpoint's variables under scope/."""
-    import rnn_model as rm
+    from tf1 import tf
     with tensorflow_path(prefix) as path:
-        reader = rm.tf.train.load_checkpoint(path)
+        reader = tf.train.load_checkpoint(path)
         return {name: reader.get_tensor(name) for name in reader.get_variable_to_dtype_map()
                 if name.startswith(scope + "/")}
 

@@ -46,10 +46,10 @@ class LocalRuntime:
     @contextlib.contextmanager
     def building(self):
         """`with runtime.building() as graph:` builds the one graph of the run, then finalizes it."""
-        import rnn_model as rm
-        graph = rm.tf.Graph()
-        with graph.as_default(), rm.tf.device(self.worker_device):
-            rm.tf.set_random_seed(self.cfg.seed)
+        from tf1 import tf
+        graph = tf.Graph()
+        with graph.as_default(), tf.device(self.worker_device):
+            tf.set_random_seed(self.cfg.seed)
             yield graph
         graph.finalize()  # from here on nothing may add an op: the run loop only runs the graph
 
@@ -57,9 +57,10 @@ class LocalRuntime:
     def session(self, graph, prepare):
         """A session whose variables prepare(sess) has restored or initialised."""
         import rnn_model as rm
+        from tf1 import tf
         if self.cfg.device == "gpu" and not rm.gpu_available():
             print("warning: --device gpu but no GPU is visible; running on the CPU", file=sys.stderr)
-        with rm.tf.Session(graph=graph, config=rm.session_config(self.cfg)) as sess:
+        with tf.Session(graph=graph, config=rm.session_config(self.cfg)) as sess:
             prepare(sess)
             yield sess
 
@@ -96,17 +97,16 @@ class ClusterRuntime:
         return tuple(part[index::count] for part in items)  # (sentences, labels)
 
     def wrap_optimizer(self, optimizer):
-        import rnn_model as rm
+        from tf1 import tf
         if self.role.sync:
-            optimizer = rm.tf.train.SyncReplicasOptimizer(optimizer, replicas_to_aggregate=self.role.num_workers,
-                                                          total_num_replicas=self.role.num_workers)
+            optimizer = tf.train.SyncReplicasOptimizer(optimizer, replicas_to_aggregate=self.role.num_workers,
+                                                       total_num_replicas=self.role.num_workers)
         self.optimizer = optimizer
         return optimizer
 
     @contextlib.contextmanager
     def building(self):
-        import rnn_model as rm
-        tf = rm.tf
+        from tf1 import tf
         self.server = start_server(tf, self.role)
         graph = tf.Graph()
         placement = tf.train.replica_device_setter(worker_device=self.role.device, cluster=self.role.spec(tf))
@@ -119,7 +119,7 @@ class ClusterRuntime:
     @contextlib.contextmanager
     def session(self, graph, prepare):
         import rnn_model as rm
-        tf = rm.tf
+        from tf1 import tf
         config = rm.session_config(self.cfg)
         # The worker talks to the parameter servers and itself only, so it does not wait for the other workers.
         config.device_filters.extend(["/job:ps", self.role.device])
@@ -321,8 +321,7 @@ def done_queues(tf, role):
 
 def serve_ps(role):
     """A parameter server: serves variables until every worker has said it is done."""
-    import rnn_model as rm
-    tf = rm.tf
+    from tf1 import tf
     server = start_server(tf, role)
     print(f"ps {role.task_index}: serving on {role.ps_hosts[role.task_index]}", flush=True)
     graph = tf.Graph()

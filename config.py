@@ -467,7 +467,7 @@ def help_text(defaults=None):
 
 
 def tensorflow_environment(cfg, verbose=False):
-    """Environment TensorFlow reads once at import, so it is set before the first `import rnn_model`."""
+    """Environment TensorFlow reads once at import, so it is set before the first `import tf1`."""
     if not verbose:
         # Level 3: errors that matter reach the user as Python exceptions; the rest (no CUDA driver on a CPU
         # machine, oneDNN notes) is noise.

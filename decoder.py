@@ -20,8 +20,8 @@ from typing import NamedTuple
 import numpy as np
 
 import graph_text
-import rnn_model as rm
-from rnn_model import tf
+import lstm
+from tf1 import tf
 
 where = tf.where_v2  # elementwise with broadcasting (compat.v1's tf.where is not)
 PIECE = 256  # steps per Session.run: a fraction of a second on a CPU, so output streams and Ctrl-C answers
@@ -254,7 +254,7 @@ def generation_step(tokens, state, embedding, input_table, layers, output, produ
             projected_x = tf.gather(input_table, tokens)  # [R, 4H]
         else:
             projected_x = product(x, w.kernel_x) + w.bias
-        *_, c, _, h = rm.lstm_cell(projected_x + product(h, w.kernel_h), c)
+        *_, c, _, h = lstm.lstm_cell(projected_x + product(h, w.kernel_h), c)
         new_state.append((c, h))
         x = h
     output_weights, output_bias = output
@@ -271,23 +271,23 @@ class Stack(NamedTuple):
 
     @staticmethod
     def of(cfg, embedding, layers, output_weights, output_bias):
-        dtype = rm.compute_dtype(cfg)
-        layers = [rm.LayerWeights(tf.cast(w.kernel_x, dtype), tf.cast(w.kernel_h, dtype),
-                                  rm.gate_bias(w.bias, cfg.forget_bias)) for w in layers]
-        table = rm.matmul(embedding, layers[0].kernel_x, dtype) + layers[0].bias \
+        dtype = lstm.compute_dtype(cfg)
+        layers = [lstm.LayerWeights(tf.cast(w.kernel_x, dtype), tf.cast(w.kernel_h, dtype),
+                                    lstm.gate_bias(w.bias, cfg.forget_bias)) for w in layers]
+        table = lstm.matmul(embedding, layers[0].kernel_x, dtype) + layers[0].bias \
             if embedding.shape[0] <= cfg.embedding_dim else None
         return Stack(embedding, table, layers, (tf.cast(output_weights, dtype), output_bias))
 
 
 def product_for(cfg, jit):
-    dtype = rm.compute_dtype(cfg)
+    dtype = lstm.compute_dtype(cfg)
 
     def product(x, kernel):
         """[R, in] x [in, K] -> [R, K] float32. XLA:CPU compiles a one-row float32 product to a single-threaded
         loop; one more row makes it a matmul that Eigen splits across the cores."""
         if jit and dtype == tf.float32:
             return tf.matmul(tf.concat([x, x[:1]], 0), kernel)[:-1]
-        return rm.matmul(x, kernel, dtype)
+        return lstm.matmul(x, kernel, dtype)
     return product
 
 

@@ -80,7 +80,7 @@ def export(run, cfg, checkpoint, out):
     """Writes the SavedModel of the named checkpoint (else the best intact one) to `out`, through a temporary folder
     beside it (an interrupted export leaves no half model). Returns the checkpoint's path."""
     import rnn_model as rm
-    tf = rm.tf
+    from tf1 import tf
     vocab = run.load_vocab()
     label_names = run.load_labels() if cfg.task == "classify" else None
     graph = tf.Graph()
@@ -113,9 +113,9 @@ def export(run, cfg, checkpoint, out):
 
 
 def signature(inputs, outputs, method):
-    import rnn_model as rm
-    info = rm.tf.saved_model.utils.build_tensor_info
-    return rm.tf.saved_model.signature_def_utils.build_signature_def(
+    from tf1 import tf
+    info = tf.saved_model.utils.build_tensor_info
+    return tf.saved_model.signature_def_utils.build_signature_def(
         {k: info(v) for k, v in inputs.items()}, {k: info(v) for k, v in outputs.items()}, method)
 
 
@@ -124,7 +124,7 @@ def classifier_signature(cfg, weights, vocab, label_names):
     (sentences longer than num_steps are cut to it, as in training and sample.py)."""
     import graph_text
     import rnn_model as rm
-    tf = rm.tf
+    from tf1 import tf
     sentences = tf.placeholder(tf.string, [None], name="sentences")
     table = graph_text.lookup_table(vocab.tokens, vocab.unk_id)
     ids = graph_text.token_ids(table, graph_text.classifier_tokens(sentences))[:, :cfg.num_steps]
@@ -144,7 +144,7 @@ def score_signature(cfg, weights, vocab):
     import decoder
     import graph_text
     import rnn_model as rm
-    tf = rm.tf
+    from tf1 import tf
     raw_text = tf.placeholder(tf.string, [None], name="text")
     # Line ends and a byte-order mark as sample.py reads a file (text_io.decode_text).
     text = tf.strings.regex_replace(tf.strings.regex_replace(raw_text, "\r\n?", "\n"), "^\ufeff+", "")
@@ -173,8 +173,7 @@ def generate_signature(cfg, weights, vocab):
     (decoder.py: the prime read as the training text was, after the start token; the strategies; the text), its
     pieces in one tf.while_loop without XLA (a server compiling on its first request would answer it late)."""
     import decoder
-    import rnn_model as rm
-    tf = rm.tf
+    from tf1 import tf
     inputs = {"prime": tf.placeholder(tf.string, [], name="prime"),
               "length": tf.placeholder(tf.int32, [], name="length"),
               "temperature": tf.placeholder(tf.float32, [], name="temperature"),

@@ -30,7 +30,7 @@ from typing import NamedTuple
 
 import numpy as np
 
-from rnn_model import tf
+from tf1 import tf
 
 SEPARATOR = " "  # joins tokens before the split: a Python whitespace character, so never inside a token
 CAPITAL_SIGMA = "\u03a3"

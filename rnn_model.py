@@ -5,41 +5,18 @@ TF1 graph mode on current TensorFlow: everything is built once by the functions 
 train.py / sample.py only ever call Session.run. A model's variables are declared once, by declare_weights; the
 training, evaluation, one-step and generation graphs are functions of that Weights tuple and declare none.
 
-The LSTM cell (lstm_cell) is written on core ops (the tf.contrib / rnn_cell classes are gone from TF 2.x): gates in
-the order i, j, f, o of TensorFlow's BasicLSTMCell, c' = sigmoid(f + forget_bias) * c + sigmoid(i) * tanh(j), h' =
-sigmoid(o) * tanh(c'); the forget bias joins the input projection's bias (gate_bias). One precision rule holds in
-every graph: each matmul's operands are rounded to compute_dtype(cfg), everything else is float32. The input half of
-the gate matmul does not depend on the recurrence, so it is hoisted out of the time loop: one [T*B, in] x [in, 4H]
-matmul per layer, and only h x W_h inside each of the T unrolled steps.
+The LSTM cell, its hand-written gradient and the precision rule (every matmul's operands in compute_dtype) are
+lstm.py's; this module stacks the layers (lstm_stack) and builds everything around them. The controls (global step,
+learning rate, batch size, a language model's carried state) and the session config that runs the graphs are here
+too.
 """
-import os
 from typing import NamedTuple
 
 import numpy as np
 
+import lstm
 from summaries import DETAIL, METRICS
-
-
-def _import_tensorflow(quiet):
-    """TF 2.21 writes start-up lines to stderr before its log settings apply; a quiet import hides just those."""
-    if not quiet:
-        import tensorflow.compat.v1 as tf
-        return tf
-    saved_stderr, devnull = os.dup(2), os.open(os.devnull, os.O_WRONLY)
-    os.dup2(devnull, 2)
-    try:
-        import tensorflow.compat.v1 as tf
-        tf.get_logger().setLevel("ERROR")  # before disable_v2_behavior, which warns about resource variables
-        return tf
-    finally:
-        os.dup2(saved_stderr, 2)
-        os.close(saved_stderr)
-        os.close(devnull)
-
-
-# config.tensorflow_environment sets this level unless --verbose is given.
-tf = _import_tensorflow(quiet=os.environ.get("TF_CPP_MIN_LOG_LEVEL", "0") >= "2")
-tf.disable_v2_behavior()
+from tf1 import tf
 
 
 class Controls(NamedTuple):
@@ -51,7 +28,8 @@ class Controls(NamedTuple):
     batch_size: tf.Variable  # rows of the zero state; a local variable (per process, not saved)
     new_batch_size: tf.Tensor
     batch_size_update: tf.Operation
-    carried_state: tf.Variable  # lm: [layer, (c, h), batch, hidden], the state after the last trained batch
+    carried_state: tf.Variable  # lm: [layer, (c, h), batch, hidden], the state after the last trained batch;
+    # None for a classifier, whose batches carry no state
 
 
 def build_controls(cfg, worker_device):
@@ -67,11 +45,16 @@ def build_controls(cfg, worker_device):
             batch_size = tf.get_variable("batch_size", [], tf.int32, tf.constant_initializer(cfg.batch_size),
                                          trainable=False, collections=[tf.GraphKeys.LOCAL_VARIABLES])
         new_batch_size = tf.placeholder(tf.int32, [], name="new_batch_size")
-        state_shape = [cfg.num_layers, 2, cfg.batch_size, cfg.hidden_size]  # [layer, (c, h), batch, hidden]
-        carried_state = tf.get_variable("carried_state", state_shape, tf.float32, tf.zeros_initializer(),
-                                        trainable=False)
+        carried_state = declare_carried_state(cfg) if cfg.task == "lm" else None
         return Controls(global_step, learning_rate, new_learning_rate, tf.assign(learning_rate, new_learning_rate),
                         batch_size, new_batch_size, tf.assign(batch_size, new_batch_size), carried_state)
+
+
+def declare_carried_state(cfg):
+    """A language model's state after its last trained batch, saved with every checkpoint so that a run resumed
+    mid-epoch goes on from it: [layer, (c, h), batch, hidden]."""
+    state_shape = [cfg.num_layers, 2, cfg.batch_size, cfg.hidden_size]
+    return tf.get_variable("carried_state", state_shape, tf.float32, tf.zeros_initializer(), trainable=False)
 
 
 class BatchSizeSetter:
@@ -105,42 +88,37 @@ def zero_state(cfg, batch_size):
             for layer in range(cfg.num_layers)]
 
 
-class LayerWeights(NamedTuple):
-    kernel_x: tf.Variable  # [in, 4H], gate columns in the order i, j, f, o
-    kernel_h: tf.Variable  # [H, 4H]
-    bias: tf.Variable  # [4H]
-
-
 class Weights(NamedTuple):
     """Every trainable variable of a model, declared once by declare_weights; the training, evaluation, one-step and
     generation graphs all read these."""
     embedding: tf.Variable  # [vocab, embedding_dim]
-    layers: tuple  # LayerWeights per layer, bottom first
-    backward: LayerWeights  # classify --bidirectional: a backward layer over the embeddings; else None
+    layers: tuple  # lstm.LayerWeights per layer, bottom first
+    backward: lstm.LayerWeights  # classify --bidirectional: a backward layer over the embeddings; else None
     output_weights: tf.Variable  # lm: softmax [H, vocab]; classify: [H (2H bidirectional), classes]
     output_bias: tf.Variable  # [vocab] or [classes]
-    preset: dict  # weight name ("embedding", "layer_0/kernel_x") -> the placeholder its initializer is fed
+    initial_placeholders: dict  # weight name ("embedding", "layer_0/kernel_x") -> the placeholder of its initial
+    # value, fed to the initializer: one for each of the initial weights declare_weights was given
 
     def variables(self):
         """The variables, for a Saver of the model alone."""
         return [v for v in tf.nest.flatten((self.embedding, self.layers, self.backward, self.output_weights,
                                             self.output_bias)) if v is not None]
 
-    def init_feed(self, initial_weights):
-        """What the initializer is fed: {weight name: array} (TaskData.initial_weights) by placeholder."""
-        return {self.preset[name]: value for name, value in initial_weights.items()}
+    def initial_feed(self, initial_weights):
+        """What the initializer is fed: the initial weights ({weight name: array}) by placeholder."""
+        return {self.initial_placeholders[name]: value for name, value in initial_weights.items()}
 
 
-def declare_weights(cfg, vocab_size, num_classes=0, preset=()):
+def declare_weights(cfg, vocab_size, num_classes=0, initial_weights=()):
     """The model's variables under the `model` scope (their names are what checkpoints hold). The weights named in
-    `preset` start from values fed to the initializer (pretrained vectors, a language model's layers) instead of
-    random ones."""
+    initial_weights ({weight name: array}, TaskData.initial_weights: pretrained vectors, a language model's layers)
+    start from those values, fed to the initializer, instead of random ones."""
     placeholders = {}
 
     def variable(name, shape, initializer=None, trainable=True):
-        if name not in preset:
+        if name not in initial_weights:
             return new_variable(name, shape, initializer, trainable)
-        placeholders[name] = tf.placeholder(tf.float32, shape, name=name.replace("/", "_") + "_init")
+        placeholders[name] = tf.placeholder(tf.float32, shape, name=name.replace("/", "_") + "_initial")
         return new_variable(name, None, placeholders[name], trainable)
 
     with tf.variable_scope("model", initializer=weight_initializer(cfg)):
@@ -177,7 +155,7 @@ def new_variable(name, shape, initializer=None, trainable=True):
 
 def layer_weights(in_size, hidden_size, scope, variable=new_variable):
     with tf.variable_scope(scope):
-        return LayerWeights(variable(f"{scope}/kernel_x", [in_size, 4 * hidden_size]),
+        return lstm.LayerWeights(variable(f"{scope}/kernel_x", [in_size, 4 * hidden_size]),
                             variable(f"{scope}/kernel_h", [hidden_size, 4 * hidden_size]),
                             variable(f"{scope}/bias", [4 * hidden_size], initializer=tf.zeros_initializer()))
 
@@ -214,144 +192,6 @@ def no_dropout(x, site):
     return x
 
 
-def compute_dtype(cfg):
-    """The dtype matmul operands are rounded to: float32, or bfloat16 for mixed precision (--precision)."""
-    return tf.bfloat16 if cfg.precision == "bfloat16" else tf.float32
-
-
-def matmul(a, b, dtype=tf.float32, **kwargs):
-    """a x b with both operands in dtype, the product back in float32.
-
-    In bfloat16 (8 bits of mantissa) oneDNN runs the matmul on the AMX / AVX512-BF16 units where the CPU has them;
-    it accumulates in float32 and rounds the result to bfloat16. Weights, the LSTM
-    state and every elementwise op stay float32: this is mixed precision, as PyTorch's CPU autocast does it.
-    Casting an operand that already has dtype adds no op.
-    """
-    return tf.cast(tf.matmul(tf.cast(a, dtype), tf.cast(b, dtype), **kwargs), tf.float32)
-
-
-def lstm_layer(inputs, initial_state, weights, forget_bias, dtype=tf.float32):
-    """One LSTM layer statically unrolled over time, with a hand-written backward pass (see lstm_sequence).
-
-    inputs: [T, B, in] time-major with a static T; initial_state: (c, h), each [B, H]; weights: LayerWeights;
-    dtype: of the matmuls. Returns outputs [T, B, H] and the final (c, h).
-    """
-    c, h = initial_state
-    outputs, c, h = lstm_sequence(inputs, c, h, weights, forget_bias, dtype)
-    return outputs, (c, h)
-
-
-def gate_bias(bias, forget_bias):
-    """The bias added to the input projection x W_x: the forget gate's columns (the third quarter) carry the forget
-    bias too, so no step adds it again."""
-    if not forget_bias:
-        return bias
-    hidden_size = bias.shape[0] // 4
-    return bias + forget_bias * np.repeat(np.float32([0, 0, 1, 0]), hidden_size)
-
-
-def lstm_cell(pre_activation, c):
-    """The cell's update from the whole gate pre-activation x W_x + h W_h + gate_bias [B, 4H] and the cell c [B, H]:
-    returns the gates i, j, f, o after their nonlinearities, the new cell c, tanh(c) and the new output h."""
-    i, j, f, o = tf.split(pre_activation, 4, axis=1)
-    i, j, f, o = tf.sigmoid(i), tf.tanh(j), tf.sigmoid(f), tf.sigmoid(o)
-    c = f * c + i * j
-    tanh_c = tf.tanh(c)
-    return i, j, f, o, c, tanh_c, o * tanh_c
-
-
-def lstm_sequence(inputs, c0, h0, weights, forget_bias, dtype=tf.float32):
-    """The LSTM recurrence over all T steps as one differentiable unit: (outputs [T, B, H], c_T, h_T).
-
-    Autodiff of the unrolled cell computes the kernel_h gradient as T small matmuls (inner dimension B) summed by
-    an AddN of T [H, 4H] matrices, and pays a dozen elementwise gradient ops per step. The backward pass below keeps
-    only what is truly sequential inside the time loop (dh -> dc -> gate gradients -> dh of the previous step,
-    ~7 ops per step) and computes every weight gradient afterwards as ONE [.., T*B] x [T*B, 4H] matmul, as cuDNN
-    and PyTorch do. Gate order i, j, f, o as BasicLSTMCell; tests/test_rnn_model.py checks it against autodiff of
-    the plain reference cell.
-
-    dtype: of every matmul operand (see matmul). The time loops stay plain ops, not XLA functions: see
-    benchmarks/README.md for why.
-    """
-    num_steps, in_size = inputs.shape[0], inputs.shape[-1]
-    hidden_size = weights.kernel_h.shape[0]
-
-    @tf.custom_gradient
-    def sequence(inputs, c0, h0, kernel_x, kernel_h, bias):
-        # Each weight is cast once, for the forward and the backward pass.
-        inputs, kernel_x, kernel_h = tf.cast(inputs, dtype), tf.cast(kernel_x, dtype), tf.cast(kernel_h, dtype)
-        # The input projection does not depend on the recurrence: one big matmul for all steps, not T small ones.
-        projected = matmul(tf.reshape(inputs, [-1, in_size]), kernel_x, dtype) + gate_bias(bias, forget_bias)
-        projected = tf.reshape(projected, [num_steps, -1, 4 * hidden_size])  # [T, B, 4H]
-        saved = recurrence(projected, c0, h0, kernel_h)  # i, j, f, o, c, tanh_c, h; each [T, B, H]
-        outputs, c, h = saved[-1], saved[-3][-1], saved[-1][-1]
-
-        def gradient(d_outputs, d_c_final, d_h_final):
-            return lstm_sequence_gradient(inputs, c0, h0, kernel_x, kernel_h, saved, d_outputs, d_c_final,
-                                          d_h_final, dtype)
-        return (outputs, c, h), gradient
-
-    return sequence(inputs, c0, h0, *weights)
-
-
-def recurrence(projected, c0, h0, kernel_h):
-    """The forward time loop, statically unrolled: projected [T, B, 4H] (x W_x + b + forget bias, every step) and the
-    initial state -> the gates i, j, f, o, the cell c, tanh(c) and the output h of every step, each [T, B, H]."""
-    c, h = c0, h0
-    saved = [[] for _ in range(7)]
-    for t, projected_t in enumerate(tf.unstack(projected, num=projected.shape[0])):
-        with tf.name_scope(f"step_{t}"):
-            step = lstm_cell(projected_t + matmul(h, kernel_h, kernel_h.dtype), c)
-        c, h = step[4], step[6]
-        for values, value in zip(saved, step):
-            values.append(value)
-    return tuple(tf.stack(values) for values in saved)
-
-
-def recurrence_gradient(d_outputs, d_c, d_h, c0, i, j, f, o, c, tanh_c, kernel_h):
-    """The backward time loop: the incoming gradients (d_outputs [T, B, H], and of the final c and h) and the
-    forward's saved gates and cells ([T, B, H] each) -> d gate pre-activations [T, B, 4H] and the gradients of
-    c0 and h0."""
-    num_steps = d_outputs.shape[0]
-    c_prev = tf.concat([c0[None], c[:-1]], 0)  # [T, B, H]
-    # Everything that does not depend on the incoming gradient, for all steps at once:
-    # d gate_pre-activation = (dc, dc, dc, dh) * gate_factor; dc picks up dh * h_factor.
-    gate_factor = tf.concat([j * i * (1 - i), i * (1 - j * j), c_prev * f * (1 - f), tanh_c * o * (1 - o)],
-                            axis=2)  # [T, B, 4H]
-    h_factor = o * (1 - tanh_c * tanh_c)  # [T, B, H]
-    d_outputs, gate_factor, h_factor, f = (tf.unstack(x, num=num_steps) for x in (d_outputs, gate_factor, h_factor, f))
-    d_gates = [None] * num_steps
-    for t in reversed(range(num_steps)):
-        with tf.name_scope(f"step_{t}"):
-            d_h = d_h + d_outputs[t]  # [B, H]
-            d_c = d_c + d_h * h_factor[t]
-            d_gates[t] = tf.concat([d_c, d_c, d_c, d_h], axis=1) * gate_factor[t]  # [B, 4H]
-            d_c = d_c * f[t]  # -> the previous step's cell
-            d_h = matmul(d_gates[t], kernel_h, kernel_h.dtype, transpose_b=True)  # -> the previous step's output
-    return tf.stack(d_gates), d_c, d_h
-
-
-def lstm_sequence_gradient(inputs, c0, h0, kernel_x, kernel_h, saved, d_outputs, d_c_final, d_h_final, dtype):
-    """Backward pass of lstm_sequence; saved holds the forward loop's [T, B, H] tensors. Returns the float32
-    gradients of (inputs, c0, h0, kernel_x, kernel_h, bias)."""
-    in_size = inputs.shape[-1]
-    hidden_size = kernel_h.shape[0]
-    with tf.name_scope("lstm_backward"):
-        h = saved[-1]
-        d_h = tf.zeros_like(h0) if d_h_final is None else d_h_final
-        d_c = tf.zeros_like(c0) if d_c_final is None else d_c_final
-        d_outputs = tf.zeros_like(h) if d_outputs is None else d_outputs
-        d_gates, d_c, d_h = recurrence_gradient(d_outputs, d_c, d_h, c0, *saved[:6], kernel_h)
-        d_gates = tf.reshape(d_gates, [-1, 4 * hidden_size])  # [T*B, 4H]
-        h_prev = tf.reshape(tf.concat([h0[None], h[:-1]], 0), [-1, hidden_size])  # [T*B, H]
-        flat_inputs = tf.reshape(inputs, [-1, in_size])  # [T*B, in]
-        d_kernel_h = matmul(h_prev, d_gates, dtype, transpose_a=True)  # [H, 4H], one matmul over all steps
-        d_kernel_x = matmul(flat_inputs, d_gates, dtype, transpose_a=True)  # [in, 4H]
-        d_bias = tf.reduce_sum(d_gates, 0)
-        d_inputs = tf.reshape(matmul(d_gates, kernel_x, dtype, transpose_b=True), tf.shape(inputs))
-    return d_inputs, d_c, d_h, d_kernel_x, d_kernel_h, d_bias
-
-
 def lstm_stack(inputs, initial_state, cfg, layers, dropout):
     """The LSTM layers, each with its own weights (never the `[cell] * n` sharing bug), dropout between.
 
@@ -360,8 +200,8 @@ def lstm_stack(inputs, initial_state, cfg, layers, dropout):
     layer_inputs, final_state = inputs, []
     for layer, weights in enumerate(layers):
         with tf.name_scope(f"layer_{layer}"):
-            outputs, state = lstm_layer(layer_inputs, initial_state[layer], weights, cfg.forget_bias,
-                                        compute_dtype(cfg))
+            outputs, state = lstm.lstm_layer(layer_inputs, initial_state[layer], weights, cfg.forget_bias,
+                                             lstm.compute_dtype(cfg))
         layer_inputs = dropout(outputs, site=layer + 1)
         final_state.append(state)
     return layer_inputs, final_state
@@ -383,7 +223,7 @@ def softmax_loss(inputs, weights, bias, labels, dtype=tf.float32, jit=False):
     (softmax - one_hot, scaled per row) and the bias gradient, writing the former once, in the matmul dtype.
     """
     if not jit:
-        logits = matmul(inputs, weights, dtype) + bias
+        logits = lstm.matmul(inputs, weights, dtype) + bias
         return tf.nn.sparse_softmax_cross_entropy_with_logits(labels=labels, logits=logits), logits
     forward = tf.function(softmax_loss_forward, jit_compile=True, autograph=False)
     backward = tf.function(softmax_loss_backward, jit_compile=True, autograph=False)
@@ -396,12 +236,12 @@ def softmax_loss(inputs, weights, bias, labels, dtype=tf.float32, jit=False):
 
         def gradient(d_losses, _):
             d_logits, d_bias = backward(unbiased, bias, labels, log_sum_exp, d_losses)  # d_logits in dtype
-            d_inputs = matmul(d_logits, weights_in_dtype, dtype, transpose_b=True)
-            d_weights = matmul(inputs, d_logits, dtype, transpose_a=True)
+            d_inputs = lstm.matmul(d_logits, weights_in_dtype, dtype, transpose_b=True)
+            d_weights = lstm.matmul(inputs, d_logits, dtype, transpose_a=True)
             return d_inputs, d_weights, d_bias
         return (row_losses, log_sum_exp), gradient
 
-    logits = matmul(inputs, weights, dtype) + bias  # computed only when fetched (probabilities)
+    logits = lstm.matmul(inputs, weights, dtype) + bias  # computed only when fetched
     return losses(inputs, weights, bias)[0], logits
 
 
@@ -421,7 +261,7 @@ def softmax_loss_backward(unbiased, bias, labels, log_sum_exp, d_losses):
 
 
 def dense(inputs, weights, bias, dtype=tf.float32):
-    return matmul(inputs, weights, dtype) + bias
+    return lstm.matmul(inputs, weights, dtype) + bias
 
 
 def make_optimizer(cfg, learning_rate):
@@ -481,8 +321,6 @@ class LMGraph(NamedTuple):
     final_state: list
     cost: tf.Tensor  # summed over steps, averaged over the batch (nats)
     logits: tf.Tensor  # [batch * num_steps, vocab], time-major rows
-    probabilities: tf.Tensor  # softmax(logits / temperature)
-    temperature: tf.Tensor  # placeholder with default 1.0
     train: TrainOp  # None unless built for training
     summary: tf.Tensor  # merged step summaries, None unless built for training
     save_state: tf.Operation  # training: writes final_state into Controls.carried_state (saved with the model)
@@ -494,7 +332,6 @@ def build_lm(cfg, weights, controls, num_steps, optimizer=None):
     with tf.name_scope("model"):  # the forward ops, grouped as one node in TensorBoard's graph
         inputs = tf.placeholder(tf.int32, [None, num_steps], name="inputs")
         targets = tf.placeholder(tf.int32, [None, num_steps], name="targets")
-        temperature = tf.placeholder_with_default(1.0, [], name="temperature")
         initial_state = zero_state(cfg, controls.batch_size)
         dropout = make_dropout(cfg.keep_prob if training else 1.0, cfg.seed, controls.global_step)
         ids = rows_checked(inputs, controls.batch_size)
@@ -503,10 +340,9 @@ def build_lm(cfg, weights, controls, num_steps, optimizer=None):
         labels = tf.reshape(tf.transpose(targets), [-1])  # time-major like the outputs
         # token_losses [T*B], logits [T*B, V]
         token_losses, logits = softmax_loss(tf.reshape(outputs, [-1, cfg.hidden_size]), weights.output_weights,
-                                            weights.output_bias, labels, compute_dtype(cfg), cfg.xla_loss)
+                                            weights.output_bias, labels, lstm.compute_dtype(cfg), cfg.xla_loss)
         batch = tf.cast(tf.shape(inputs)[0], tf.float32)
         cost = tf.reduce_sum(token_losses) / batch  # as the PTB tutorial: per-token loss is cost / num_steps
-        probabilities = tf.nn.softmax(logits / temperature)
     train, summary, save_state = None, None, None
     if training:
         train = build_train_op(cost, controls, cfg, optimizer)
@@ -516,8 +352,7 @@ def build_lm(cfg, weights, controls, num_steps, optimizer=None):
                                     scalar_summary(f"{METRICS}/learning_rate", controls.learning_rate),
                                     scalar_summary(f"{DETAIL}/gradient_norm", train.gradient_norm)] + train.summaries)
         save_state = tf.assign(controls.carried_state, tf.stack([tf.stack(state) for state in final_state])).op
-    return LMGraph(inputs, targets, initial_state, final_state, cost, logits, probabilities, temperature, train,
-                   summary, save_state)
+    return LMGraph(inputs, targets, initial_state, final_state, cost, logits, train, summary, save_state)
 
 
 class Scorer(NamedTuple):
@@ -550,7 +385,7 @@ def build_scorer(cfg, weights, ids, lengths):
         targets = tf.transpose(padded[:, begin + 1:begin + num_steps + 1])  # [num_steps, B], time-major
         outputs, state = lstm_stack(embed(inputs, weights.embedding), state, cfg, weights.layers, no_dropout)
         losses, _ = softmax_loss(tf.reshape(outputs, [-1, hidden_size]), weights.output_weights,
-                                 weights.output_bias, tf.reshape(targets, [-1]), compute_dtype(cfg))
+                                 weights.output_bias, tf.reshape(targets, [-1]), lstm.compute_dtype(cfg))
         weight = tf.transpose(scored[:, begin:begin + num_steps])  # [num_steps, B]
         return k + 1, state, total - tf.reduce_sum(tf.reshape(losses, [num_steps, -1]) * weight, 0)
 
@@ -585,8 +420,6 @@ class ClassifierGraph(NamedTuple):
     mask: tf.Tensor  # [batch, num_steps] float32, 1.0 on real tokens
     labels: tf.Tensor  # [batch] int32
     logits: tf.Tensor  # [batch, classes]
-    probabilities: tf.Tensor
-    predictions: tf.Tensor  # [batch] int32
     loss: tf.Tensor  # mean cross-entropy over the batch
     correct: tf.Tensor  # number of right predictions in the batch
     train: TrainOp
@@ -617,8 +450,7 @@ def build_classifier(cfg, weights, controls, num_steps, optimizer=None):
                                     scalar_summary(f"{METRICS}/accuracy", accuracy),
                                     scalar_summary(f"{METRICS}/learning_rate", controls.learning_rate),
                                     scalar_summary(f"{DETAIL}/gradient_norm", train.gradient_norm)] + train.summaries)
-    return ClassifierGraph(inputs, mask, labels, logits, tf.nn.softmax(logits), predictions, loss, correct, train,
-                           summary)
+    return ClassifierGraph(inputs, mask, labels, logits, loss, correct, train, summary)
 
 
 def classifier_logits(cfg, weights, ids, mask, initial_state, dropout):
@@ -626,7 +458,7 @@ def classifier_logits(cfg, weights, ids, mask, initial_state, dropout):
     a zero state sized for B -> logits [B, classes]. Used by the training and evaluation graphs and the export."""
     lengths = tf.cast(tf.reduce_sum(mask, 1), tf.int32)  # [B]
     mask_tm = tf.expand_dims(tf.transpose(mask), 2)  # [T, B, 1]
-    dtype = compute_dtype(cfg)
+    dtype = lstm.compute_dtype(cfg)
     embedded = dropout(embed(ids, weights.embedding), site=0)  # [T, B, E]
     outputs, _ = lstm_stack(embedded, initial_state, cfg, weights.layers, dropout)  # [T, B, H]
     last_step = tf.maximum(lengths - 1, 0)
@@ -636,7 +468,8 @@ def classifier_logits(cfg, weights, ids, mask, initial_state, dropout):
         # pass starts at each sentence's last real token and padding stays at the end.
         reversed_input = tf.reverse_sequence(embedded, lengths, seq_axis=0, batch_axis=1)
         with tf.name_scope("layer_backward"):
-            backward, _ = lstm_layer(reversed_input, initial_state[0], weights.backward, cfg.forget_bias, dtype)
+            backward, _ = lstm.lstm_layer(reversed_input, initial_state[0], weights.backward, cfg.forget_bias,
+                                          dtype)
         backward = dropout(tf.reverse_sequence(backward, lengths, seq_axis=0, batch_axis=1), site=99)
         # The backward summary of a whole sentence sits at its first step.
         pooled_backward = pool(backward, mask_tm, tf.zeros_like(last_step), cfg.pooling)

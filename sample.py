@@ -184,12 +184,13 @@ def generate(args, cfg, vocab, run, out):
                           file=sys.stderr)
     checkpoints.RunCheckpoints(run).use_candidates(args.checkpoint)  # no checkpoint: said before TensorFlow's import
     import rnn_model as rm
-    machine = f"{config.cpu_description()}; TensorFlow {rm.tf.__version__}"
+    from tf1 import tf
+    machine = f"{config.cpu_description()}; TensorFlow {tf.__version__}"
     path, speed = choose_generator(args.generator, run.load_generation_speed(), machine, args.length)
     # Without timings for this machine both loops go into the graph: plain answers, then each is timed once.
     graph, decoders, saver, tables, _ = generation_graph(cfg, vocab, ["plain", "xla"] if speed is None else [path])
     beams = args.beam_width > 0
-    with rm.tf.Session(graph=graph, config=rm.session_config(cfg)) as sess:
+    with tf.Session(graph=graph, config=rm.session_config(cfg)) as sess:
         sess.run(tables)  # the decoder's vocabulary
         checkpoints.RunCheckpoints(run).restore_for_use(sess, saver, args.checkpoint)
         feed = settings_feed(decoders[path], args)
@@ -289,7 +290,7 @@ def generation_graph(cfg, vocab, paths=("plain",)):
     over one declaration of the weights: the decoder without ("plain") or with XLA ("xla")."""
     import decoder
     import rnn_model as rm
-    tf = rm.tf
+    from tf1 import tf
     graph = tf.Graph()
     with graph.as_default():
         weights = rm.declare_weights(cfg, len(vocab))
@@ -337,9 +338,10 @@ def text_log_likelihood(cfg, vocab, run, checkpoint, text):
     graph, scorer, saver = scoring_graph(cfg, len(vocab))
     part = -(-SCORING_CHUNK // cfg.num_steps) * cfg.num_steps  # whole pieces: the state between parts is exact
     import rnn_model as rm
+    from tf1 import tf
     from tqdm import tqdm
     log_likelihood, state = 0.0, None
-    with rm.tf.Session(graph=graph, config=rm.session_config(cfg)) as sess:
+    with tf.Session(graph=graph, config=rm.session_config(cfg)) as sess:
         checkpoints.RunCheckpoints(run).restore_for_use(sess, saver, checkpoint)
         for begin in tqdm(range(0, len(ids) - 1, part), desc="scoring", unit="part", disable=None, leave=False):
             piece = ids[begin:begin + part + 1]  # its first id is the previous part's last target
@@ -360,7 +362,7 @@ def read_text_to_score(path, encoding):
 def scoring_graph(cfg, vocab_size):
     """(graph, Scorer, saver): rnn_model's build_scorer over token ids fed as [1, T]."""
     import rnn_model as rm
-    tf = rm.tf
+    from tf1 import tf
     graph = tf.Graph()
     with graph.as_default():
         weights = rm.declare_weights(cfg, vocab_size)
@@ -415,7 +417,7 @@ def classifier_session(cfg, vocab, label_names, run, checkpoint):
     checkpoints.RunCheckpoints(run).use_candidates(checkpoint)  # no checkpoint: said before TensorFlow's import
     import rnn_model as rm
     import tasks
-    tf = rm.tf
+    from tf1 import tf
     graph = tf.Graph()
     with graph.as_default():
         controls = rm.build_controls(cfg, None)

@@ -5,7 +5,8 @@ train.py's epoch loop knows a task only through what the task declares:
     unit                      what the training rate counts (words or examples per second)
     num_batches               training batches in one epoch of this process's data (its shard in a cluster)
     num_outputs               the width of the output softmax (vocabulary or classes): the loss of a uniform guess
-    init_feed                 what the variables' initializer is fed (pretrained embeddings)
+    initial_feed              what the variables' initializer is fed: the initial weights (pretrained embeddings,
+                              a language model's layers) by placeholder
     train_batches(epoch, start), train_step(sess, batch, fetch_summary) -> StepResult
     evaluate(sess, split) -> metrics, epoch_summaries(sess, split, metrics) -> serialized Summary protos (of the
     split's evaluation just run), has_split(name), describe(metrics)
@@ -44,7 +45,7 @@ class LanguageModel:
 
     def __init__(self, cfg, data, controls, optimizer=None):
         self.cfg, self.splits, self.controls = cfg, data.splits, controls
-        self.weights = rm.declare_weights(cfg, len(data.vocab), preset=data.initial_weights)
+        self.weights = rm.declare_weights(cfg, len(data.vocab), initial_weights=data.initial_weights)
         self.num_outputs = len(data.vocab)  # the softmax's width
         self.unit = "chars/s" if cfg.level == "char" else "words/s"
         self.train_model = rm.build_lm(cfg, self.weights, controls, cfg.num_steps, optimizer) if optimizer else None
@@ -55,7 +56,7 @@ class LanguageModel:
                                                SAMPLE_LENGTH[cfg.level], from_text=False)[0][0] if optimizer else None
         self.num_batches = batch_generator.lm_epoch_size(len(self.splits.get("train", ())), cfg.batch_size,
                                                          cfg.num_steps)
-        self.init_feed = self.weights.init_feed(data.initial_weights)
+        self.initial_feed = self.weights.initial_feed(data.initial_weights)
         self.set_batch_size = rm.BatchSizeSetter(controls)
         self.state = None  # [(c, h)] per layer after the last trained batch; None until the first step here
 
@@ -125,7 +126,8 @@ class Classifier:
         self.bucket_widths = batch_generator.default_bucket_widths(cfg.num_steps) if bucketed and cfg.bucket \
             else None
         widths = self.bucket_widths or [cfg.num_steps]
-        self.weights = rm.declare_weights(cfg, len(data.vocab), len(data.label_names), data.initial_weights)
+        self.weights = rm.declare_weights(cfg, len(data.vocab), len(data.label_names),
+                                          initial_weights=data.initial_weights)
         self.num_outputs = len(data.label_names)
         self.train_models = {w: rm.build_classifier(cfg, self.weights, controls, w, optimizer)
                              for w in widths} if optimizer else {}
@@ -135,7 +137,7 @@ class Classifier:
         self.num_batches = batch_generator.classify_num_batches(self.splits["train"][0], cfg.batch_size,
                                                                 cfg.num_steps, self.bucket_widths) \
             if "train" in self.splits else 0
-        self.init_feed = self.weights.init_feed(data.initial_weights)
+        self.initial_feed = self.weights.initial_feed(data.initial_weights)
         self.set_batch_size = rm.BatchSizeSetter(controls)
 
     def train_batches(self, epoch, start):

@@ -142,14 +142,14 @@ class TrainingGraph(NamedTuple):
     saver: object  # the latest checkpoints, 3 kept
     best_saver: object  # the best checkpoint
     weights_saver: object  # restores the model's weights alone: the global step and the rest stay as they are
-    init: object  # initialises every variable (fed the task's init_feed)
+    init: object  # initialises every variable (fed the task's initial_feed)
     local_init: object  # initialises this process's own variables (after a restore too)
 
 
 def build_training_graph(cfg, data, runtime):
     import rnn_model as rm
     import tasks
-    tf = rm.tf
+    from tf1 import tf
     with runtime.building() as graph:
         controls = rm.build_controls(cfg, runtime.worker_device)
         optimizer = runtime.wrap_optimizer(rm.make_optimizer(cfg, controls.learning_rate))
@@ -194,9 +194,9 @@ def train(cfg, data, run, resuming, runtime, stop):
             saved.keep_limits()
             sess.run(g.local_init)
         else:
-            sess.run(g.init, g.task.init_feed)
+            sess.run(g.init, g.task.initial_feed)
 
-    import rnn_model as rm
+    from tf1 import tf
     try:
         with runtime.session(g.graph, start_model) as sess:
             resumed_at = int(sess.run(g.controls.global_step)) if resuming else None
@@ -212,7 +212,7 @@ def train(cfg, data, run, resuming, runtime, stop):
                            "Raise --max_steps (or leave it out) and run again to continue."))
                 else:
                     duties.finish(outcome, runtime)
-    except rm.tf.errors.ResourceExhaustedError as e:  # checkpoints.writing says a write's: this is memory
+    except tf.errors.ResourceExhaustedError as e:  # checkpoints.writing says a write's: this is memory
         raise UserError(f"out of memory ({checkpoints.error_reason(e)}); lower batch_size, eval_batch_size, "
                         "num_steps or hidden_size") from None
     return stop.exit_code if outcome.reason == Stop.INTERRUPT else 0

@@ -77,7 +77,8 @@ def random_lm_graph(cfg, vocab_size, num_batches):
 def bench_train_tf(cfg, warmup, steps, repeats):
     g = random_lm_graph(cfg, VOCAB, warmup + steps * repeats)
     import rnn_model as rm
-    with rm.tf.Session(graph=g.graph, config=rm.session_config(cfg)) as sess:
+    from tf1 import tf
+    with tf.Session(graph=g.graph, config=rm.session_config(cfg)) as sess:
         sess.run(g.init)
         batches = g.task.train_batches(0, 0)
         times = timed(lambda: g.task.train_step(sess, next(batches), False), warmup, steps, repeats)
@@ -142,12 +143,13 @@ def bench_generate(mode, length, num_samples, repeats, overrides, strategy=None)
     import numpy as np
     import sample
     import rnn_model as rm
+    from tf1 import tf
     cfg = generation_config(overrides)
     graph, decoders, _, tables, fresh = sample.generation_graph(cfg, generation_vocab(), [mode])
     model = decoders[mode]
     feed = {model.settings.prime: "To be", model.settings.seeds: np.arange(num_samples)}
     feed.update({getattr(model.settings, key): value for key, value in (strategy or {}).items()})
-    with rm.tf.Session(graph=graph, config=rm.session_config(cfg)) as sess:
+    with tf.Session(graph=graph, config=rm.session_config(cfg)) as sess:
         sess.run([tables, fresh])
         return timed(lambda: sample.decode(sess, model, feed, length), 1, 1, repeats)
 
@@ -178,9 +180,10 @@ def bench_products(library, precision, length, repeats):
                     x = y[:, :cfg.hidden_size] if y.shape[1] >= cfg.hidden_size else x + y[:, :1]
         return timed(run, 1, 1, repeats)
     import decoder
+    import lstm
     import rnn_model as rm
-    tf = rm.tf
-    dtype = rm.compute_dtype(cfg)
+    from tf1 import tf
+    dtype = lstm.compute_dtype(cfg)
     with tf.Graph().as_default():
         variables = [tf.Variable(w) for w in weights]
         kernels = [tf.identity(v) for v in variables]  # as the decoder passes its weights
@@ -207,7 +210,7 @@ def generation_run(folder, overrides):
     """A run directory holding a 2x512 character model with random weights, for sample.py end to end."""
     import checkpoints
     import sample
-    import rnn_model as rm
+    from tf1 import tf
     import run_dir
     import summaries
     cfg = generation_config(overrides)
@@ -215,7 +218,7 @@ def generation_run(folder, overrides):
     run = run_dir.RunDir(folder)
     run.save_config_and_vocab(cfg, vocab)
     graph, _, saver, _, fresh = sample.generation_graph(cfg, vocab)
-    with rm.tf.Session(graph=graph) as sess:
+    with tf.Session(graph=graph) as sess:
         sess.run(fresh)
         summaries.write_projector_pointer(run, checkpoints.RunCheckpoints(run).save_latest(sess, saver, 0))
     return run
@@ -397,17 +400,38 @@ def run(argv):
     args, precisions, settings = parse_arguments(argv)
     if args.child:
         return child(json.loads(args.child))
-    overrides = {}
-    if args.smoke:
-        args.configs, args.repeats, args.steps, args.warmup, args.length = "small", 2, 2, 1, 20
-        overrides = {"hidden_size": "16", "num_steps": "5", "batch_size": "4"}
+    overrides = smoke_overrides(args)
     env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3")
-    xla_env = dict(env, TF_XLA_FLAGS=(env.get("TF_XLA_FLAGS", "") + " --tf_xla_cpu_global_jit").strip())
     use_torch = not args.no_torch and torch_available()
-    rows = []
+    rows = []  # (label, result) of every measurement, for --json
+    record = recorder(rows, env)
+    print(f"cpu: {config.cpu_description()}")
+    print(f"{'measurement':<46} {'min/s':>10} {'median/s':>10} {'max/s':>10} {'ms/step':>9} {'peak MB':>8} "
+          f"{'GFLOP/s':>8}")
+    ratios = training_rows(args, precisions, settings, overrides, use_torch, record, env)
+    rates = generation_rows(args, precisions, record)
+    end_to_end((20,) if args.smoke else (500, 5000), 1 if args.smoke else min(args.repeats, 3),
+               overrides if args.smoke else {}, env, rates)
+    if args.json:
+        with open(args.json, "w") as f:
+            json.dump({label: result for label, result in rows}, f, indent=2)
+    print_ratios(args, use_torch, ratios)
+    return 0
 
+
+def smoke_overrides(args):
+    """--smoke: tiny shapes and few steps (args changed in place); returns the config overrides of every training
+    measurement ({} without --smoke)."""
+    if not args.smoke:
+        return {}
+    args.configs, args.repeats, args.steps, args.warmup, args.length = "small", 2, 2, 1, 20
+    return {"hidden_size": "16", "num_steps": "5", "batch_size": "4"}
+
+
+def recorder(rows, env):
+    """record(label, spec, run_env, per_step): measures spec in a child process, prints its row, appends
+    (label, result) to rows and returns its median rate (per step of all rows with per_step, else per item)."""
     def record(label, spec, run_env=env, per_step=False):
-        """Measures spec; its median rate (per step of all rows with per_step, else per item)."""
         result = measure(spec, run_env)
         if per_step:
             result["rates"] = [rate / spec.get("num_samples", 1) for rate in result["rates"]]
@@ -417,14 +441,17 @@ def run(argv):
               f"{statistics.median(result['ms_per_step']):>9.2f} {result['peak_rss_mb']:>8,.0f}"
               + (f" {result['gflops'] * statistics.median(rates):>8.1f}" if "gflops" in result else ""), flush=True)
         return statistics.median(rates)
+    return record
 
-    print(f"cpu: {config.cpu_description()}")
-    print(f"{'measurement':<46} {'min/s':>10} {'median/s':>10} {'max/s':>10} {'ms/step':>9} {'peak MB':>8} "
-          f"{'GFLOP/s':>8}")
+
+def training_rows(args, precisions, settings, overrides, use_torch, record, env):
+    """The training measurements of every --configs config (each through record): graphlstm at each precision and
+    --xla setting, PyTorch at each precision. Returns the [(label, ratio)] of graphlstm's rate to PyTorch's."""
+    xla_env = dict(env, TF_XLA_FLAGS=(env.get("TF_XLA_FLAGS", "") + " --tf_xla_cpu_global_jit").strip())
     ratios = []
     for name in [] if args.configs == "none" else args.configs.split(","):  # none: generation alone
         base = {"kind": "train", "name": name, "warmup": args.warmup, "steps": args.steps, "repeats": args.repeats}
-        ours, theirs = {}, {}
+        ours, theirs = {}, {}  # precision -> words/s (ours: the faster of the --xla settings)
         for precision in precisions:
             for xla in {"on": [True], "off": [False], "both": [False, True]}[args.xla]:
                 spec = dict(base, framework="tf",
@@ -439,19 +466,17 @@ def run(argv):
             ratios.append((f"graphlstm / pytorch, train {name} {precision}", ours[precision] / theirs[precision]))
         if "bfloat16" in ours and "float32" in theirs:
             ratios.append((f"graphlstm bfloat16 / pytorch float32, train {name}", ours["bfloat16"] / theirs["float32"]))
-    rates = generation_rows(args, precisions, record)
-    end_to_end((20,) if args.smoke else (500, 5000), 1 if args.smoke else min(args.repeats, 3),
-               overrides if args.smoke else {}, env, rates)
-    if args.json:
-        with open(args.json, "w") as f:
-            json.dump({label: result for label, result in rows}, f, indent=2)
+    return ratios
+
+
+def print_ratios(args, use_torch, ratios):
+    """The last lines: why there is no ratio, or each ratio."""
     if args.no_torch:
         print("pytorch: skipped (--no_torch), no ratio")
     elif not use_torch:
         print("pytorch: not installed (pip install torch==2.13.0), no ratio")
     for label, ratio in ratios:
         print(f"ratio {label}: {ratio:.2f}x")
-    return 0
 
 
 if __name__ == "__main__":

@@ -55,7 +55,7 @@ def run(argv):
     cfg = config.apply_overrides(config.named_config(args.config), parse_settings(parser, args.set))
     g = random_lm_graph(cfg, args.vocab, args.warmup + 7)
     import rnn_model as rm
-    tf = rm.tf
+    from tf1 import tf
     task, model = g.task, g.task.train_model
     with tf.Session(graph=g.graph, config=rm.session_config(cfg)) as sess:
         sess.run(g.init)

@@ -12,8 +12,7 @@ ROOT = Path(__file__).resolve().parents[1]
 
 def event_scalars(folder, tag):
     """{step: value} of one scalar tag over every event file in a folder (later files win, as in TensorBoard)."""
-    import rnn_model
-    tf = rnn_model.tf
+    from tf1 import tf
     values = {}
     for path in sorted(Path(folder).glob("events.out.tfevents.*"), key=os.path.getmtime):
         try:

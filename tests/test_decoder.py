@@ -12,8 +12,8 @@ import decoder
 import rnn_model as rm
 import sample
 import text_io
+from tf1 import tf
 
-tf = rm.tf
 CHARS = ["<unk>", "\n", "a", "b", "c", "d", " "]  # the input table path (vocabulary <= embedding width)
 WORDS = ["<unk>", "<eos>"] + [f"w{i}" for i in range(38)]
 

@@ -161,8 +161,7 @@ def test_saved_model_cli_runs_the_signatures_and_assets_travel(runs):
 
 def test_generate_refuses_requests_out_of_range(runs):
     """A bad request fails with a message naming the input (TF Serving's INVALID_ARGUMENT), not garbage."""
-    import rnn_model as rm
-    tf = rm.tf
+    from tf1 import tf
     _, word_model = runs["word"]
     good = dict(GENERATE_DEFAULTS, prime="the", length=5, seed=[1])
     with tf.Graph().as_default(), tf.Session() as sess:

@@ -10,7 +10,7 @@ import pytest
 import data_handler as dh
 import graph_text as gt
 import text_io
-from rnn_model import tf
+from tf1 import tf
 
 SENTENCES = [
     "", " ", "\t \n ", "\u00a0\u3000\u2028\x85", "Hello, World!", "HELLO world", "...", "?!?!", "--- ;; :)",

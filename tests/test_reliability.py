@@ -65,8 +65,7 @@ def scramble(path):
 
 def write_not_finite(path, step):
     """Rewrites checkpoint `step` whole and readable, but with every float variable NaN."""
-    import rnn_model as rm
-    tf = rm.tf
+    from tf1 import tf
     prefix = str(path / "checkpoints" / f"model.ckpt-{step}")
     reader = tf.train.load_checkpoint(prefix)
     names = sorted(reader.get_variable_to_shape_map())
@@ -409,16 +408,16 @@ def test_a_signal_after_the_pretraining_language_model_stops_before_the_classifi
 
 def signal_on_run(monkeypatch, call, signum=signal.SIGTERM):
     """Sends signum to this process as the `call`-th Session.run of the process's sessions starts."""
-    import rnn_model as rm
+    from tf1 import tf
     calls = {"n": 0}
-    original = rm.tf.Session.run
+    original = tf.Session.run
 
     def run(self, *args, **kwargs):
         calls["n"] += 1
         if calls["n"] == call:
             os.kill(os.getpid(), signum)
         return original(self, *args, **kwargs)
-    monkeypatch.setattr(rm.tf.Session, "run", run)
+    monkeypatch.setattr(tf.Session, "run", run)
 
 
 def test_a_signal_stops_generation_with_what_was_written(finished_lm, capsys, monkeypatch):
@@ -461,13 +460,13 @@ def test_a_signal_stops_scoring_and_classifying_in_one_line(finished_lm, tmp_pat
 
 def test_a_signal_during_export_leaves_no_partial_model(finished_lm, tmp_path, capsys, monkeypatch):
     import export
-    import rnn_model as rm
-    original = rm.tf.saved_model.Builder.save
+    from tf1 import tf
+    original = tf.saved_model.Builder.save
 
     def save(self, *args, **kwargs):
         os.kill(os.getpid(), signal.SIGTERM)
         return original(self, *args, **kwargs)
-    monkeypatch.setattr(rm.tf.saved_model.Builder, "save", save)
+    monkeypatch.setattr(tf.saved_model.Builder, "save", save)
     out = tmp_path / "exported"
     assert export.main(["--run_dir", str(finished_lm), "--out", str(out)]) == 143
     assert_one_line_of(capsys.readouterr().err, f"interrupted; nothing was written to {out}")

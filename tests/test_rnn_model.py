@@ -1,4 +1,5 @@
-"""Graph-level tests: the hoisted LSTM against a plain reference cell, weight sharing, unroll length, pooling."""
+"""Graph-level tests: the fused softmax loss, one declaration of the weights, unroll length, the LM cost, dropout,
+pooling, padding, weight decay and initial values."""
 import dataclasses
 import re
 
@@ -7,8 +8,7 @@ import pytest
 
 import config
 import rnn_model as rm
-
-tf = rm.tf
+from tf1 import tf
 
 
 def tiny(**overrides):
@@ -16,66 +16,6 @@ def tiny(**overrides):
                   forget_bias=1.0, init_scale=0.5)
     values.update(overrides)
     return dataclasses.replace(config.Config(), **values)
-
-
-def reference_lstm(inputs, c, h, kernel, bias, forget_bias):
-    """The textbook cell: every step multiplies [x_t, h] by the full kernel. inputs: list of [B, in]."""
-    outputs = []
-    for x in inputs:
-        i, j, f, o = tf.split(tf.matmul(tf.concat([x, h], 1), kernel) + bias, 4, axis=1)
-        c = tf.sigmoid(f + forget_bias) * c + tf.sigmoid(i) * tf.tanh(j)
-        h = tf.sigmoid(o) * tf.tanh(c)
-        outputs.append(h)
-    return tf.stack(outputs), (c, h)
-
-
-def lstm_and_reference(dtype, seed=0, steps=6, batch=4, in_size=5, hidden=7):
-    """Outputs and gradients (wrt inputs and the three weights) of rm.lstm_layer with matmuls in dtype and of the
-    float32 reference cell, on the same random inputs and weights."""
-    rng = np.random.RandomState(seed)
-    x = rng.randn(steps, batch, in_size).astype(np.float32)
-    c0, h0 = (rng.randn(batch, hidden).astype(np.float32) for _ in range(2))
-    with tf.Graph().as_default():
-        inputs = tf.constant(x)
-        with tf.variable_scope("m", initializer=tf.random_uniform_initializer(-0.5, 0.5, seed=1)):
-            weights = rm.layer_weights(in_size, hidden, "layer")
-        outputs, (c, h) = rm.lstm_layer(inputs, (tf.constant(c0), tf.constant(h0)), weights, 1.0, dtype)
-        kernel_x, kernel_h, bias = weights
-        # Give the bias a non-zero value so that its gradient path is exercised too.
-        set_bias = tf.assign(bias, tf.constant(rng.randn(4 * hidden).astype(np.float32)))
-        ref_outputs, (ref_c, ref_h) = reference_lstm(tf.unstack(inputs), tf.constant(c0), tf.constant(h0),
-                                                     tf.concat([kernel_x, kernel_h], 0), bias, 1.0)
-        weights = tf.constant(rng.randn(steps, batch, hidden).astype(np.float32))  # a loss touching every output
-        loss = tf.reduce_sum(outputs * weights) + tf.reduce_sum(c)
-        ref_loss = tf.reduce_sum(ref_outputs * weights) + tf.reduce_sum(ref_c)
-        wrt = [inputs, kernel_x, kernel_h, bias]
-        grads, ref_grads = tf.gradients(loss, wrt), tf.gradients(ref_loss, wrt)
-        with tf.Session() as sess:
-            sess.run(tf.global_variables_initializer())
-            sess.run(set_bias)
-            got, want = sess.run([[outputs, c, h] + grads, [ref_outputs, ref_c, ref_h] + ref_grads])
-    return got, want
-
-
-def test_hoisted_lstm_matches_reference_cell_outputs_and_gradients():
-    got, want = lstm_and_reference(tf.float32)
-    for a, b in zip(got[:3], want[:3]):
-        np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)
-    for a, b in zip(got[3:], want[3:]):
-        np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-5)
-    assert np.abs(got[4]).max() > 0
-
-
-def test_bfloat16_lstm_matches_reference_cell_within_bfloat16_rounding():
-    """--precision bfloat16 rounds every matmul operand to 8 bits of mantissa (relative step 2^-8 = 0.4%): outputs
-    and gradients must stay within a few of those steps of the float32 reference, over every element."""
-    for seed in range(3):
-        got, want = lstm_and_reference(tf.bfloat16, seed=seed, steps=12, batch=8, in_size=16, hidden=32)
-        for name, a, b in zip(["outputs", "c", "h", "d_inputs", "d_kernel_x", "d_kernel_h", "d_bias"], got, want):
-            relative = np.linalg.norm(a - b) / np.linalg.norm(b)
-            assert relative < 1.5e-2, (seed, name, relative)
-        # ...and it really ran in bfloat16: float32 would agree to ~1e-7.
-        assert np.linalg.norm(got[0] - want[0]) / np.linalg.norm(want[0]) > 1e-4
 
 
 @pytest.mark.parametrize("dtype,tolerance", [(tf.float32, 1e-5), (tf.bfloat16, 1.5e-2)])
@@ -183,12 +123,13 @@ def test_lm_cost_is_summed_over_steps_and_averaged_over_batch():
     y = rng.randint(0, 11, (cfg.batch_size, cfg.num_steps))
     with graph.as_default(), tf.Session() as sess:
         initialize(sess)
-        cost, probabilities = sess.run([evaluation.cost, evaluation.probabilities],
-                                       {evaluation.inputs: x, evaluation.targets: y})
-    # probabilities rows are time-major: row t * batch + b
-    p_target = probabilities.reshape(cfg.num_steps, cfg.batch_size, -1)[
+        cost, logits = sess.run([evaluation.cost, evaluation.logits], {evaluation.inputs: x, evaluation.targets: y})
+    shifted = logits - logits.max(1, keepdims=True)
+    log_probabilities = shifted - np.log(np.exp(shifted).sum(1, keepdims=True))  # [T*B, V]
+    # rows are time-major: row t * batch + b
+    log_p_target = log_probabilities.reshape(cfg.num_steps, cfg.batch_size, -1)[
         np.arange(cfg.num_steps)[:, None], np.arange(cfg.batch_size)[None, :], y.T]
-    np.testing.assert_allclose(cost, -np.log(p_target).sum() / cfg.batch_size, rtol=1e-5)
+    np.testing.assert_allclose(cost, -log_p_target.sum() / cfg.batch_size, rtol=1e-5)
 
 
 def test_dropout_masks_depend_on_seed_and_step_only():
@@ -325,3 +266,39 @@ def test_initial_weights_follow_the_initializer_key(initializer, init_scale):
     for name, value in values.items():
         if value.ndim == 1:
             assert not value.any(), name
+
+
+def classifier_variables(cfg, old_checkpoint_layout=False):
+    """(graph, {name: variable}) of a classifier's graph; old_checkpoint_layout adds the language model's
+    controls/carried_state that classifiers declared (and saved) before it became the language model's alone."""
+    graph = tf.Graph()
+    with graph.as_default():
+        controls = rm.build_controls(cfg, None)
+        rm.build_classifier(cfg, rm.declare_weights(cfg, 20, 3), controls, cfg.num_steps)
+        if old_checkpoint_layout:
+            with tf.variable_scope("controls"):
+                rm.declare_carried_state(cfg)
+    return graph, {v.op.name: v for v in graph.get_collection(tf.GraphKeys.GLOBAL_VARIABLES)}
+
+
+def test_only_a_language_model_carries_state_and_old_classifier_checkpoints_still_restore(tmp_path):
+    """A classifier has no controls/carried_state; a checkpoint written when it had one restores all the same (a
+    Saver restores the variables of its own graph and ignores the rest), with every weight as saved."""
+    import checkpoints
+    lm_graph, _, _, _ = build_lm_graphs(tiny())
+    assert "controls/carried_state" in {v.op.name for v in lm_graph.get_collection(tf.GraphKeys.GLOBAL_VARIABLES)}
+    cfg = tiny(task="classify")
+    old_graph, old_variables = classifier_variables(cfg, old_checkpoint_layout=True)
+    with old_graph.as_default(), tf.Session() as sess:
+        initialize(sess)
+        saved = sess.run(old_variables)
+        prefix = tf.train.Saver().save(sess, str(tmp_path / "model.ckpt"))
+    assert "controls/carried_state" in tf.train.load_checkpoint(prefix).get_variable_to_shape_map()
+    graph, variables = classifier_variables(cfg)
+    assert "controls/carried_state" not in variables and set(variables) == set(old_variables) - {
+        "controls/carried_state"}
+    with graph.as_default(), tf.Session() as sess:
+        checkpoints.restore(sess, tf.train.Saver(), prefix)  # as training resumes and sample.py restores
+        restored = sess.run(variables)
+    for name, value in restored.items():
+        np.testing.assert_array_equal(value, saved[name], err_msg=name)

@@ -64,8 +64,7 @@ def test_default_path_and_newest(tmp_path):
 
 
 def test_checkpoints_are_chosen_explicit_then_best_then_latest_and_restored(tmp_path):
-    import rnn_model as rm
-    tf = rm.tf
+    from tf1 import tf
     run = run_dir.RunDir(tmp_path)
     saved_ones = checkpoints.RunCheckpoints(run)
     with tf.Graph().as_default():

@@ -55,12 +55,12 @@ def test_top_k_only_draws_among_the_k_most_likely_tokens(trained_lm):
 def decoded(run_path, rows, length=1, **settings):
     """The texts of `rows` samples (seeds 0, 1, ...) after the prime "the", through sample.decode."""
     import run_dir
-    import rnn_model as rm
+    from tf1 import tf
     run = run_dir.RunDir(run_path)
     cfg, vocab = run.load_config(), run.load_vocab()
     graph, decoders, saver, tables, _ = sample_script.generation_graph(cfg, vocab)
     model = decoders["plain"]
-    with rm.tf.Session(graph=graph) as sess:
+    with tf.Session(graph=graph) as sess:
         sess.run(tables)
         checkpoints.RunCheckpoints(run).restore_for_use(sess, saver)
         feed = {model.settings.prime: "the", model.settings.seeds: np.arange(rows)}
@@ -149,7 +149,7 @@ def test_score_is_the_evaluation_perplexity(trained_lm, tmp_path):
     import run_dir
     import tasks
     import text_io
-    tf = rm.tf
+    from tf1 import tf
     run = run_dir.RunDir(trained_lm)
     cfg = dataclasses.replace(run.load_config(), eval_batch_size=1)
     test_ids = data_handler.language_model_data(cfg).splits["test"].astype(np.int32)

@@ -132,8 +132,8 @@ def test_projector_shows_the_embedding_of_the_newest_checkpoint_with_the_vocabul
     assert {row[0] for row in rows[1:] if row[2] == "yes"} == {"<unk>", "<eos>"}
     served = board.wait_for("data/plugin/projector/tensor?run=run/train&name=model/embedding", lambda t: t,
                             form="bytes")
-    import rnn_model as rm
-    saved = rm.tf.train.load_checkpoint(checkpoints.listed(run.checkpoint_dir)[0]).get_tensor("model/embedding")
+    from tf1 import tf
+    saved = tf.train.load_checkpoint(checkpoints.listed(run.checkpoint_dir)[0]).get_tensor("model/embedding")
     np.testing.assert_array_equal(np.frombuffer(served, np.float32).reshape(saved.shape), saved)
 
 

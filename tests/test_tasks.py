@@ -9,8 +9,7 @@ import config
 import data_handler
 import rnn_model as rm
 import tasks
-
-tf = rm.tf
+from tf1 import tf
 
 
 def random_sentences(rng, count, vocab_size, max_length):
@@ -70,7 +69,7 @@ def classifier_batch(seqs, width):
 
 def test_language_model_evaluates_at_its_own_batch_size():
     """eval_batch_size 1 walks the whole split as one row: the mean loss equals NumPy's over the one-step graph's
-    probabilities of every next token, and training at batch size 4 before it does not get in the way."""
+    logits of every next token, and training at batch size 4 before it does not get in the way."""
     cfg = dataclasses.replace(config.named_config("test"), hidden_size=8, num_layers=2, num_steps=5, batch_size=4,
                               eval_batch_size=1, vocab_size=0)
     rng = np.random.RandomState(2)
@@ -93,6 +92,6 @@ def test_language_model_evaluates_at_its_own_batch_size():
         tokens = (len(valid) - 1) // cfg.num_steps * cfg.num_steps  # whole windows of num_steps, as evaluate
         for t in range(tokens):
             feed = rm.feed_state({step.inputs: [[valid[t]]]}, step.initial_state, state)
-            probabilities, state = sess.run([step.probabilities, step.final_state], feed)
-            total -= np.log(probabilities[0, valid[t + 1]])
+            logits, state = sess.run([step.logits, step.final_state], feed)
+            total -= tasks.log_softmax(logits)[0, valid[t + 1]]
     assert metrics["loss"] == pytest.approx(total / tokens, rel=1e-5)
