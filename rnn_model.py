@@ -264,12 +264,12 @@ def dense(inputs, weights, bias, dtype=tf.float32):
     return lstm.matmul(inputs, weights, dtype) + bias
 
 
+OPTIMIZERS = {"sgd": tf.train.GradientDescentOptimizer, "adam": tf.train.AdamOptimizer,
+              "rmsprop": tf.train.RMSPropOptimizer}  # config.OPTIMIZER_COPIES declares the same names
+
+
 def make_optimizer(cfg, learning_rate):
-    if cfg.optimizer == "adam":
-        return tf.train.AdamOptimizer(learning_rate)
-    if cfg.optimizer == "rmsprop":
-        return tf.train.RMSPropOptimizer(learning_rate)
-    return tf.train.GradientDescentOptimizer(learning_rate)
+    return OPTIMIZERS[cfg.optimizer](learning_rate)
 
 
 def scalar_summary(tag, value):
@@ -481,11 +481,8 @@ def classifier_logits(cfg, weights, ids, mask, initial_state, dropout):
 
 def pool(outputs, mask, last_step, pooling):
     """[T, B, H] -> [B, H] over real steps only: masked mean, masked max, or the output at last_step."""
-    if pooling == "mean":
-        return masked_mean(outputs, mask)
-    if pooling == "max":
-        return masked_max(outputs, mask)
-    return output_at(outputs, last_step)
+    return {"mean": lambda: masked_mean(outputs, mask), "max": lambda: masked_max(outputs, mask),
+            "last": lambda: output_at(outputs, last_step)}[pooling]()
 
 
 def session_config(cfg):

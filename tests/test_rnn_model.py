@@ -302,3 +302,11 @@ def test_only_a_language_model_carries_state_and_old_classifier_checkpoints_stil
         restored = sess.run(variables)
     for name, value in restored.items():
         np.testing.assert_array_equal(value, saved[name], err_msg=name)
+
+
+def test_every_declared_optimizer_is_built_and_sized():
+    """config.py declares the optimizers with what the memory estimate needs; each one builds here, and no other."""
+    assert set(rm.OPTIMIZERS) == set(config.KEYS["optimizer"].choices) == set(config.OPTIMIZER_COPIES)
+    with tf.Graph().as_default():
+        built = {type(rm.make_optimizer(tiny(optimizer=name), 0.1)) for name in rm.OPTIMIZERS}
+    assert len(built) == len(rm.OPTIMIZERS)
