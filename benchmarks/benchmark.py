@@ -360,7 +360,7 @@ def parse_arguments(argv):
     if unknown:
         parser.error(f"--configs: unknown config '{unknown[0]}' (known: {', '.join(config.CONFIGS)})")
     precisions = args.precisions.split(",")
-    if not precisions or any(p not in config.CHOICES["precision"] for p in precisions):
+    if not precisions or any(p not in config.KEYS["precision"].choices for p in precisions):
         parser.error(f"--precisions: expected float32 and/or bfloat16, got '{args.precisions}'")
     return args, precisions, parse_settings(parser, args.set)
 
