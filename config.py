@@ -181,9 +181,12 @@ CONFIGS = {
 }
 # The classifier from pretrained vectors: GloVe 6B at 50 dimensions, fine-tuned, under a bidirectional layer with
 # max pooling; with 50-wide inputs it wants less dropout and a faster start. Each change was kept because it raised
-# the mean validation accuracy (never the test's) over MR and CR, the review-polarity sets (docs/results.md).
+# the mean validation accuracy (never the test's) over MR and CR, the review-polarity sets (docs/results.md). Glorot
+# initialisation too: 81.39 % mean validation accuracy over MR and CR against 81.31 % uniform, and on TREC 88.81
+# against 87.71 % (with pretraining 89.54 against 88.99 %).
 CONFIGS["classify_glove"] = dataclasses.replace(CONFIGS["classify"], embeddings="glove.6B.50d", embedding_size=50,
-                                                bidirectional=True, pooling="max", keep_prob=0.7, learning_rate=0.004)
+                                                bidirectional=True, pooling="max", keep_prob=0.7, learning_rate=0.004,
+                                                initializer="glorot")
 # ... started from a language model of its stack trained on the training sentences: better on TREC's validation
 # split (question types), worse on MR's and CR's (review polarity), so the recipe for questions.
 CONFIGS["classify_glove_lm"] = dataclasses.replace(CONFIGS["classify_glove"], pretrain_epochs=6)
