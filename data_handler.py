@@ -276,7 +276,8 @@ def choose_column(names, role, given, where):
         candidates = " and ".join(repr(names[i]) for i in found)
         raise UserError(f"{where}: {candidates} could each be the {role} column; choose one with --{role}_column")
     if given:
-        raise UserError(f"{where}: no column '{given}' (columns: {listed(names)})")
+        raise UserError(f"{where}: no column '{given}' (columns: {listed(names)}): name the file's column with "
+                        f"--{role}_column")
     raise UserError(f"{where}: no {role} column among {listed(names)} (expected one named "
                     f"{', '.join(DEFAULT_COLUMNS[role][:4])}, ...): name it with --{role}_column")
 

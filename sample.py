@@ -159,8 +159,9 @@ def run_command(argv, out):
 
 
 def refuse_options_of_the_other_task(args, cfg):
-    """Options that would be ignored are refused: a language model takes no sentences to label, a classifier no
-    generation or scoring options, and --score no generation options."""
+    """Options that would be ignored are refused: a language model takes no sentences to label or evaluate, a
+    classifier no generation or scoring options, --score and --eval no generation options, and a classifier's
+    --eval no sentences to label (nor its options without it)."""
     generation = [("--prime", args.prime is not None), ("--generator", args.generator != "auto"),
                   ("--argmax", args.argmax), ("--top_k", args.top_k), ("--temperature", args.temperature != 1.0),
                   ("--num_samples", args.num_samples != 1), ("--top_p", args.top_p != 1.0),
@@ -169,9 +170,11 @@ def refuse_options_of_the_other_task(args, cfg):
     labelling = [("--text", args.text), ("--file", args.file), ("--all_probs", args.all_probs)]
     evaluation = [("--predictions", args.predictions), ("--text_column", args.text_column),
                   ("--label_column", args.label_column)]
-    checks = [(labelling + evaluation, "is for a classifier; this run (lm) is a language model")] \
-        if cfg.task == "lm" else \
-        [(generation + [("--score", args.score)], "is for a language model; this run (classify) is a classifier")]
+    if cfg.task == "lm":
+        checks = [(labelling + evaluation, "is for a classifier; this run (lm) is a language model")]
+    else:
+        checks = [(generation + [("--score", args.score)], "is for a language model; this run (classify) is a "
+                                                            "classifier")]
     if cfg.task == "lm" and (args.score or args.eval):
         checks.append((generation, f"is for generation, not for {'--score' if args.score else '--eval'}"))
         checks.append(([("--eval", args.score and args.eval)], "on a language model is --score: give one of them"))

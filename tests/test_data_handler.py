@@ -167,7 +167,8 @@ def test_ambiguous_tables_name_the_columns_found(tmp_path):
     path.write_text("id,text,stars\n1,a,5\n")
     refused(lambda: read_table(path), f"{path}:1: no label column among 'id', 'text', 'stars' (expected one "
                                       "named label, class, sentiment, category, ...): name it with --label_column")
-    refused(lambda: read_table(path, label="score"), f"{path}:1: no column 'score' (columns: 'id', 'text', 'stars')")
+    refused(lambda: read_table(path, label="score"),
+            f"{path}:1: no column 'score' (columns: 'id', 'text', 'stars'): name the file's column with --label_column")
     refused(lambda: read_table(path, label="text"), f"{path}:1: the text and the label column are both 'text'")
     path.write_text("text,label\na,pos\nb, more,neg\n")
     refused(lambda: read_table(path),
