@@ -120,6 +120,10 @@ class Config:
                                bounds="[0, inf)")
     label_mode: str = key("coarse", "classify, TREC-style labels: \"coarse\" (ABBR, ...) or \"fine\" (ABBR:abb, ...)",
                           choices=("coarse", "fine"))
+    text_column: str = key("", "classify, CSV/TSV/JSON-lines tables: the text column's header name or number from 1; "
+                           "\"\" = the one named text, sentence, review, content, ...")
+    label_column: str = key("", "classify, CSV/TSV/JSON-lines tables: the label column's header name or number from "
+                            "1; \"\" = the one named label, class, sentiment, category, ...")
     cv: int = key(0, "classify: K-fold cross-validation over all the data", bounds="[2, inf)", zero="off")
     bucket: bool = key(True, "classify: batch sentences of similar length together, each bucket its own unroll")
     # --- running
@@ -305,6 +309,16 @@ def check_combinations(cfg):
             raise UserError(f"--{key}: for --task classify (a language model trains from scratch)")
     if cfg.embeddings and cfg.level == "char" and cfg.task == "lm":
         raise UserError("--embeddings: word vectors are for word-level models, not --level char")
+    for key in ("text_column", "label_column"):
+        if getattr(cfg, key) and cfg.task != "classify":
+            raise UserError(f"--{key}: for --task classify (a language model reads text, not tables)")
+        value = getattr(cfg, key).strip()
+        if getattr(cfg, key) and not value:
+            raise UserError(f"--{key}: blank; leave it out to find the column by its header's name")
+        if value.isascii() and value.isdigit() and int(value) == 0:
+            raise UserError(f"--{key}: column numbers start at 1, got '{value}'")
+    if cfg.text_column and cfg.text_column.strip().lower() == cfg.label_column.strip().lower():
+        raise UserError(f"--text_column and --label_column: both name column '{cfg.text_column}'")
     if cfg.init_from and cfg.pretrain_epochs:
         raise UserError("--init_from and --pretrain_epochs: choose one (pretraining makes its own language model)")
     if cfg.valid_fraction + cfg.test_fraction >= 1.0:

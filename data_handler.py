@@ -223,18 +223,106 @@ class ClassificationData(NamedTuple):
 _TREC_LABEL = re.compile(r"^([A-Z]+):(\S+)\s+(.*)$")
 _NUMBER_LABEL = re.compile(r"^\d+ +\S")
 
+# A table's columns by header name (case-insensitive) when --text_column / --label_column do not name them.
+DEFAULT_COLUMNS = {
+    "text": ("text", "sentence", "review", "content", "document", "body", "comment", "tweet", "message", "question",
+             "utterance", "phrase"),
+    "label": ("label", "class", "sentiment", "category", "target", "polarity", "intent", "topic", "emotion", "tag"),
+}
+
+
+class Columns(NamedTuple):
+    """What --text_column and --label_column say: "" (the one header name of DEFAULT_COLUMNS found), a header name,
+    or a column number from 1."""
+    text: str = ""
+    label: str = ""
+
+    def numbered(self):
+        """Whether both columns are given by number: then a file without a header can be read."""
+        return column_number(self.text) is not None and column_number(self.label) is not None
+
+    def names(self):
+        """The lower-cased names that make a first row a header: the defaults and the names given."""
+        given = {c.strip().lower() for c in self if c and column_number(c) is None}
+        return set(DEFAULT_COLUMNS["text"] + DEFAULT_COLUMNS["label"]) | given
+
+
+def column_number(given):
+    """The 0-based index of a column given by number from 1, or None for a name (config.py refuses 0)."""
+    given = given.strip()
+    return int(given) - 1 if given.isascii() and given.isdigit() else None
+
+
+def listed(cells, most=8):
+    """A row's cells or an object's fields for a message: quoted, each and their number cut short."""
+    shown = [repr(config.shown(str(c), 30)) for c in list(cells)[:most]]
+    return ", ".join(shown) + (f", ... ({len(cells)} in all)" if len(cells) > most else "")
+
+
+def choose_column(names, role, given, where):
+    """The index in `names` (a header's cells, a JSON object's fields) of the text or the label column: by number,
+    by the name given, or by the one name of DEFAULT_COLUMNS[role] present; else one line naming what was found."""
+    number = column_number(given)
+    if number is not None:
+        if number >= len(names):
+            raise UserError(f"{where}: --{role}_column {given.strip()}: there are only {len(names)} columns "
+                            f"({listed(names)})")
+        return number
+    wanted = (given.strip().lower(),) if given else DEFAULT_COLUMNS[role]
+    found = [i for i, name in enumerate(names) if str(name).strip().lower() in wanted]
+    if len(found) == 1:
+        return found[0]
+    if found:
+        candidates = " and ".join(repr(names[i]) for i in found)
+        raise UserError(f"{where}: {candidates} could each be the {role} column; choose one with --{role}_column")
+    if given:
+        raise UserError(f"{where}: no column '{given}' (columns: {listed(names)}): name the file's column with "
+                        f"--{role}_column")
+    raise UserError(f"{where}: no {role} column among {listed(names)} (expected one named "
+                    f"{', '.join(DEFAULT_COLUMNS[role][:4])}, ...): name it with --{role}_column")
+
+
+def table_columns(names, columns, where):
+    """(text index, label index) of a table's columns (see choose_column); they must differ."""
+    text = choose_column(names, "text", columns.text, where)
+    label = choose_column(names, "label", columns.label, where)
+    if text == label:
+        raise UserError(f"{where}: the text and the label column are both {names[text]!r}")
+    return text, label
+
+
+def json_field(record, key, role, where):
+    """A JSON object's text (a string) or label (a string or an integer) as a str; null is empty (and skipped)."""
+    value = record[key]
+    if value is None:
+        return ""
+    if isinstance(value, str) or (role == "label" and isinstance(value, int) and not isinstance(value, bool)):
+        return str(value)
+    expected = "a string" if role == "text" else "a string or an integer"
+    raise UserError(f"{where}: field '{key}' is a JSON {text_io.json_kind(value)}, expected {expected}")
+
 
 class _Reader:
-    """Reads labelled files, remembering the encodings used and the empty lines skipped."""
+    """Reads labelled files, remembering the encodings used and the empty lines skipped. keep_text: an example's
+    text is the sentence as written (sample.py --eval prints it), not its tokens."""
 
-    def __init__(self, encoding, label_mode):
-        self.encoding, self.label_mode = encoding, label_mode
+    def __init__(self, encoding, label_mode, columns=Columns(), keep_text=False):
+        self.encoding, self.label_mode, self.columns, self.keep_text = encoding, label_mode, columns, keep_text
         self.encodings, self.skipped_empty = set(), 0
 
     def text(self, path):
         text, used = text_io.read_text_with_encoding(path, self.encoding)
         self.encodings.add(used)
         return text
+
+    def add(self, examples, label, text):
+        """Appends an example to LabelledExamples, or counts it as empty (no label, or no tokens)."""
+        tokens = text_io.tokenize(text)
+        if not label or not tokens:
+            self.skipped_empty += 1
+            return
+        examples.texts.append(text if self.keep_text else tokens)
+        examples.labels.append(label)
 
     def sentences(self, path):
         """The non-empty lines of a file (one sentence per line), counting the empty ones."""
@@ -247,21 +335,80 @@ class _Reader:
         return result
 
     def labelled_file(self, path):
-        """Examples of a file of `LABEL<TAB>text` lines (a `sentence<TAB>label` header swaps the columns, as in
-        SST-2), `COARSE:fine text` lines (TREC), or `0 text` lines (a number label on every line)."""
-        texts, labels = [], []
-        lines = text_io.lines_of(self.text(path).rstrip("\n"))
-        columns = (0, 1)
-        header = [cell.strip().lower() for cell in lines[0].split("\t")] if lines else []
-        if "label" in header and ({"sentence", "text"} & set(header)):
-            columns = (header.index("label"), header.index("sentence" if "sentence" in header else "text"))
-            lines = lines[1:]
-            first_line = 2
-        else:
-            first_line = 1
+        """Examples of a labelled file: a table (a .csv or .jsonl file; a tab-separated file whose first line is a
+        header, see `table`, or whose columns are both given by number), else lines (see `labelled_lines`)."""
+        extension = os.path.splitext(str(path))[1].lower()
+        text = self.text(path)
+        if extension == ".jsonl":
+            return self.json_lines(path, text)
+        if extension == ".csv":
+            return self.table(path, text_io.table_rows(text, ",", path))
+        first = next((line for line in text_io.lines_of(text) if line.strip()), "")
+        # Without a header a tab-separated file stays LABEL<TAB>text lines, as it always was read.
+        if "\t" in first and (self.columns.numbered() or self.header(first.split("\t"))):
+            return self.table(path, text_io.table_rows(text, "\t", path))
+        return self.labelled_lines(path, text)
+
+    def header(self, cells):
+        """Whether a first row is a header: it names a known column (DEFAULT_COLUMNS, or a name given)."""
+        names = self.columns.names()
+        return any(cell.strip().strip('"').lower() in names for cell in cells)
+
+    def table(self, path, rows):
+        """Examples of CSV or TSV records (text_io.table_rows). A first row that names a known column is the header
+        and is never read as an example; without one, the columns must be given by number. Every record has as many
+        cells as the first: more means a delimiter inside an unquoted text."""
+        records = [(line, cells) for line, cells in rows if cells]
+        self.skipped_empty += len(rows) - len(records)
+        if not records:
+            raise UserError(f"{path}: no records")
+        line, first = records[0]
+        has_header = self.header(first)
+        if not has_header and not self.columns.numbered():
+            raise UserError(f"{path}:{line}: no header naming a text or a label column (first row: {listed(first)}); "
+                            "add one such as 'text,label', or number the columns from 1 (--text_column 2 "
+                            "--label_column 1)")
+        text_index, label_index = table_columns(first, self.columns, f"{path}:{line}")
+        examples = LabelledExamples([], [])
+        for line, cells in records[1:] if has_header else records:
+            if len(cells) != len(first):
+                raise UserError(f"{path}:{line}: {len(cells)} columns where the first row has {len(first)} (a "
+                                "delimiter inside a text must be quoted)")
+            self.add(examples, cells[label_index].strip(), cells[text_index])
+        return examples
+
+    def json_lines(self, path, text):
+        """Examples of JSON lines, one object per line. The first object's fields choose the columns (by name:
+        fields have no order to number), which every object must have; other fields are ignored."""
+        examples, keys = LabelledExamples([], []), None
+        for line, record in text_io.json_records(text, path):
+            if record is None:
+                self.skipped_empty += 1
+                continue
+            if keys is None:
+                for role, given in zip(Columns._fields, self.columns):
+                    if column_number(given) is not None:
+                        raise UserError(f"{path}: --{role}_column {given}: JSON lines name their fields; give the "
+                                        "field's name")
+                names = list(record)
+                keys = [names[i] for i in table_columns(names, self.columns, f"{path}:{line}")]
+            missing = [key for key in keys if key not in record]
+            if missing:
+                raise UserError(f"{path}:{line}: no field '{missing[0]}' (fields: {listed(record)})")
+            text, label = (json_field(record, key, role, f"{path}:{line}") for key, role in zip(keys, Columns._fields))
+            self.add(examples, label.strip(), text)
+        if keys is None:
+            raise UserError(f"{path}: no records")
+        return examples
+
+    def labelled_lines(self, path, text):
+        """Examples of a file of `LABEL<TAB>text` lines, `COARSE:fine text` lines (TREC), or `0 text` lines (a
+        number label on every line)."""
+        examples = LabelledExamples([], [])
+        lines = text_io.lines_of(text.rstrip("\n"))
         # "1 a sentence" lines (the .all files of the CNN-era repositories): every line starts with a number.
         numbered = all(_NUMBER_LABEL.match(line) for line in lines if line.strip())
-        for number, line in enumerate(lines, first_line):
+        for number, line in enumerate(lines, 1):
             if not line.strip():
                 self.skipped_empty += 1
                 continue
@@ -269,46 +416,33 @@ class _Reader:
             if numbered:
                 label, text = line.split(None, 1)
             elif "\t" in line:
-                cells = line.split("\t")
-                if len(cells) <= max(columns):
-                    raise UserError(f"{path}:{number}: expected {max(columns) + 1} tab-separated columns")
-                label, text = cells[columns[0]].strip(), cells[columns[1]]
+                label, text = line.split("\t")[:2]  # a third column is ignored, as it always was
             elif trec:
                 coarse, fine, text = trec.groups()
                 label = coarse if self.label_mode == "coarse" else f"{coarse}:{fine}"
             else:
                 raise UserError(f"{path}:{number}: no label (expected LABEL<TAB>text or COARSE:fine text lines)")
-            tokens = text_io.tokenize(text)
-            if not label or not tokens:
-                self.skipped_empty += 1
-                continue
-            texts.append(tokens)
-            labels.append(label)
-        return LabelledExamples(texts, labels)
+            self.add(examples, label.strip(), text)
+        return examples
 
     def class_files(self, paths_by_label):
         """Examples of one file per class, each line a sentence."""
-        texts, labels = [], []
+        examples = LabelledExamples([], [])
         for label, path in paths_by_label.items():
-            sentences = [tokens for tokens in map(text_io.tokenize, self.sentences(path)) if tokens]
-            if not sentences:
+            before = len(examples.texts)
+            for sentence in self.sentences(path):
+                self.add(examples, label, sentence)
+            if len(examples.texts) == before:
                 raise UserError(f"{path}: class '{label}' has no examples")
-            texts += sentences
-            labels += [label] * len(sentences)
-        return LabelledExamples(texts, labels)
+        return examples
 
     def class_folders(self, folder):
         """Examples of a folder of class folders, one text file per example (IMDB's aclImdb/train/pos/*.txt)."""
-        texts, labels = [], []
+        examples = LabelledExamples([], [])
         for label in class_folder_names(folder):
             for entry in sorted(os.listdir(os.path.join(folder, label))):
-                tokens = text_io.tokenize(self.text(os.path.join(folder, label, entry)))
-                if tokens:
-                    texts.append(tokens)
-                    labels.append(label)
-                else:
-                    self.skipped_empty += 1
-        return LabelledExamples(texts, labels)
+                self.add(examples, label, self.text(os.path.join(folder, label, entry)))
+        return examples
 
     def any_layout(self, path):
         """Examples of a labelled file, a folder of class folders, or a folder of one file per class."""
@@ -383,16 +517,18 @@ def subset(examples, index):
 
 
 def load_classification(data=None, encoding="auto", label_mode="coarse", valid_fraction=0.1, test_fraction=0.1,
-                        seed=1234, cache_dir="data/cache"):
+                        seed=1234, cache_dir="data/cache", columns=Columns()):
     """Labelled sentences in any of these layouts:
+    - a table: a .csv file, a .jsonl file, or a tab-separated file with a header, its columns chosen by `columns`
+      (--text_column, --label_column) or by their header names;
     - a file of `LABEL<TAB>text` lines, TREC's `COARSE:fine text` lines, or `0 text` lines;
     - a folder with one file per class (rt-polarity.pos / rt-polarity.neg: the extension is the label; pos.txt /
       neg.txt: the name is the label), one sentence per line;
     - a folder of class folders with one example per file (aclImdb/train/pos/*.txt);
     - a folder whose entries are named by split (train.txt, dev.tsv, TREC.test, aclImdb/train and aclImdb/test),
-      each in one of the layouts above.
+      each in one of the layouts above (train.csv, dev.jsonl).
     Splits that are not given are cut from the training data by fraction, shuffled with the seed."""
-    reader = _Reader(encoding, label_mode)
+    reader = _Reader(encoding, label_mode, columns)
     if data is None:
         given, name = {"train": embedded_docstrings()}, "stdlib-docstrings"
         sources = {"train": "the embedded default (standard-library docstrings)"}
@@ -428,6 +564,21 @@ def read_given_splits(reader, path, dataset=None):
     if split_paths:
         return {split: reader.any_layout(p) for split, p in split_paths.items()}, split_paths
     return {"train": reader.any_layout(path)}, {"train": path}
+
+
+def examples_to_evaluate(path, cfg, columns):
+    """The labelled sentences of one file or folder, in any layout training reads, read as the run's config reads
+    its data (encoding, label mode; `columns` as --text_column / --label_column), each text as written (sample.py
+    --eval). A folder of splits is refused: which split to evaluate is the user's to say."""
+    if os.path.isdir(path) and find_split_files(path):
+        splits = find_split_files(path)
+        names = ", ".join(os.path.basename(splits[s]) for s in ("train", "valid", "test") if s in splits)
+        raise UserError(f"{path}: a folder of splits ({names}); "
+                        f"give the one to evaluate, such as {splits.get('test', splits['train'])}")
+    examples = _Reader(cfg.encoding, cfg.label_mode, columns, keep_text=True).any_layout(path)
+    if not examples.texts:
+        raise UserError(f"{path}: no labelled sentences")
+    return examples
 
 
 def cv_folds(num_examples, folds, seed):
@@ -488,7 +639,8 @@ def language_model_data(cfg):
 def classification_data(cfg):
     """The labelled examples as read, before encoding (cross-validation cuts folds from them)."""
     cdata = load_classification(cfg.data or None, cfg.encoding, cfg.label_mode, cfg.valid_fraction,
-                                cfg.test_fraction, cfg.seed, datasets.CACHE_DIR)
+                                cfg.test_fraction, cfg.seed, datasets.CACHE_DIR,
+                                Columns(cfg.text_column, cfg.label_column))
     check_labels(cdata, cfg.cv, cfg.valid_fraction, cfg.seed)
     print(f"data: {cdata.name} ({cdata.encoding}); {len(cdata.label_names)} labels; examples train "
           f"{len(cdata.train.texts):,} valid {len(cdata.valid.texts):,} test {len(cdata.test.texts):,}"

@@ -6,6 +6,7 @@ classifier.
                      [--stop TEXT ...] [--allow_unk] [--generator auto|plain|xla]
     python sample.py --run_dir DIR --score FILE            (FILE "-" reads standard input)
     python sample.py --run_dir DIR --text "a sentence" [--text ...] [--file PATH] [--all_probs]
+    python sample.py --run_dir DIR --eval FILE [--predictions OUT]     (a classifier; a language model: --score)
 
 The task is read from the run's config.json. Generation runs decoder.py's graph (the one the SavedModel's generate
 and the TensorBoard sample run) a piece of up to 256 tokens per Session.run, each carrying on from the last, so one
@@ -14,9 +15,15 @@ gives alone, or with --beam_width the N best beams. The pieces run with or witho
 takes whichever is fastest end to end for the length asked, compilation included, from timings made once per
 machine and kept in RUN_DIR/generation_speed.json.
 --score prints the perplexity of a text as train.py's evaluation computes it. Classification reads --text, --file
-or standard input, one sentence per line.
+or standard input, one sentence per line. --eval reads labelled sentences in any layout training reads and prints a
+classifier's accuracy, per-label precision, recall and F1, macro-F1 and confusion matrix (on a language model it is
+--score).
 """
 import contextlib
+import csv
+import io
+import json
+import os
 import sys
 import time
 
@@ -68,6 +75,13 @@ def parse_args(argv):
     classify.add_argument("--text", action="append", default=[], help="a sentence to classify (repeatable)")
     classify.add_argument("--file", help="a file of sentences, one per line")
     classify.add_argument("--all_probs", action="store_true", help="print the probability of every label")
+    classify.add_argument("--eval", metavar="FILE", help="labelled sentences (any layout training reads) to print "
+                          "the accuracy, per-label scores and confusion matrix of; a language model: as --score")
+    classify.add_argument("--predictions", metavar="OUT", help="with --eval: write each sentence's text, label, "
+                          "predicted label and its probability to OUT (CSV; .tsv and .jsonl by their extension)")
+    for role in ("text", "label"):
+        classify.add_argument(f"--{role}_column", help=f"with --eval: FILE's {role} column, a header name or a "
+                              f"number from 1 (default: the run's --{role}_column)")
     args = parser.parse_args(argv)
     check_generation(args)
     return args
@@ -123,9 +137,9 @@ def run_command(argv, out):
         refuse_options_of_the_other_task(args, cfg)
         config.tensorflow_environment(cfg, args.verbose)
         if cfg.task == "classify":
-            return classify(args, cfg, vocab, run, out)
-        if args.score:
-            return score(args, cfg, vocab, run, out)
+            return evaluate(args, cfg, vocab, run, out) if args.eval else classify(args, cfg, vocab, run, out)
+        if args.score or args.eval:
+            return score(args.score or args.eval, cfg, vocab, run, args.checkpoint, out)
         return generate(args, cfg, vocab, run, out)
     except UserError as e:
         print(f"error: {e}", file=sys.stderr)
@@ -145,18 +159,28 @@ def run_command(argv, out):
 
 
 def refuse_options_of_the_other_task(args, cfg):
-    """Options that would be ignored are refused: a language model takes no sentences to label, a classifier no
-    generation or scoring options, and --score no generation options."""
+    """Options that would be ignored are refused: a language model takes no sentences to label or evaluate, a
+    classifier no generation or scoring options, --score and --eval no generation options, and a classifier's
+    --eval no sentences to label (nor its options without it)."""
     generation = [("--prime", args.prime is not None), ("--generator", args.generator != "auto"),
                   ("--argmax", args.argmax), ("--top_k", args.top_k), ("--temperature", args.temperature != 1.0),
                   ("--num_samples", args.num_samples != 1), ("--top_p", args.top_p != 1.0),
                   ("--beam_width", args.beam_width), ("--length_penalty", args.length_penalty),
                   ("--stop", args.stop), ("--allow_unk", args.allow_unk)]
-    classification = [("--text", args.text), ("--file", args.file), ("--all_probs", args.all_probs)]
-    checks = [(classification, "is for a classifier; this run (lm) is a language model")] if cfg.task == "lm" else \
-        [(generation + [("--score", args.score)], "is for a language model; this run (classify) is a classifier")]
-    if cfg.task == "lm" and args.score:
-        checks.append((generation, "is for generation, not for --score"))
+    labelling = [("--text", args.text), ("--file", args.file), ("--all_probs", args.all_probs)]
+    evaluation = [("--predictions", args.predictions), ("--text_column", args.text_column),
+                  ("--label_column", args.label_column)]
+    if cfg.task == "lm":
+        checks = [(labelling + evaluation, "is for a classifier; this run (lm) is a language model")]
+    else:
+        checks = [(generation + [("--score", args.score)], "is for a language model; this run (classify) is a "
+                                                            "classifier")]
+    if cfg.task == "lm" and (args.score or args.eval):
+        checks.append((generation, f"is for generation, not for {'--score' if args.score else '--eval'}"))
+        checks.append(([("--eval", args.score and args.eval)], "on a language model is --score: give one of them"))
+    if cfg.task == "classify":
+        checks.append((labelling, "is for labelling sentences, not for --eval") if args.eval
+                      else (evaluation, "is for --eval"))
     for options, reason in checks:
         given = [flag for flag, value in options if value]
         if given:
@@ -306,11 +330,11 @@ def generation_graph(cfg, vocab, paths=("plain",)):
 
 # --------------------------------------------------------------------------------------------------- scoring
 
-def score(args, cfg, vocab, run, out):
-    text = read_text_to_score(args.score, cfg.encoding)
-    log_likelihood, tokens, unknown = text_log_likelihood(cfg, vocab, run, args.checkpoint, text)
+def score(path, cfg, vocab, run, checkpoint, out):
+    text = read_text_to_score(path, cfg.encoding)
+    log_likelihood, tokens, unknown = text_log_likelihood(cfg, vocab, run, checkpoint, text)
     if not tokens:
-        raise UserError(f"{args.score}: no text to score")
+        raise UserError(f"{path}: no text to score")
     nats = -log_likelihood / tokens
     unit = "characters" if cfg.level == "char" else "words, with <eos> at each line end"
     out.write(f"tokens      {tokens:,} ({unit})\n"
@@ -402,6 +426,82 @@ def classify(args, cfg, vocab, run, out):
                 out.write(f"{line}\t{sentence}\n")
             out.flush()
     return 0
+
+
+def evaluate(args, cfg, vocab, run, out):
+    """--eval on a classifier: the labelled sentences of a file (or folder) read as training reads its data, labelled
+    in one pass through classifier_session, which labels a test split exactly as train.py's evaluation does."""
+    label_names = run.load_labels()
+    columns = data_handler.Columns(cfg.text_column if args.text_column is None else args.text_column,
+                                   cfg.label_column if args.label_column is None else args.label_column)
+    if args.predictions and os.path.exists(args.predictions) and os.path.exists(args.eval) and \
+            os.path.samefile(args.predictions, args.eval):
+        raise UserError(f"--predictions: {args.predictions} is the --eval file itself; write them elsewhere")
+    examples = data_handler.examples_to_evaluate(args.eval, cfg, columns)
+    unknown = sorted(set(examples.labels) - set(label_names))
+    if unknown:
+        count = data_handler.examples_count(examples.labels.count(unknown[0]))
+        raise UserError(f"{args.eval}: label '{unknown[0]}' ({count}) is not one the model trained on "
+                        f"({', '.join(label_names)})")
+    # All at once, not in CLASSIFYING_CHUNK blocks: batched as the evaluation batches a split, bit for bit.
+    probabilities = sentence_probabilities(cfg, vocab, label_names, run, args.checkpoint, examples.texts)
+    import tasks
+    index = {label: i for i, label in enumerate(label_names)}
+    gold = np.array([index[label] for label in examples.labels])
+    report = tasks.classification_report(gold, probabilities.argmax(1), label_names)
+    out.write(report_text(report, args.eval))
+    out.flush()
+    if args.predictions:
+        write_predictions(args.predictions, examples, probabilities, label_names)
+        print(f"predictions: {len(examples.texts):,} sentences written to {args.predictions}", file=sys.stderr)
+    return 0
+
+
+def macro_f1(report):
+    """The mean F1 over the labels that FILE holds or the model predicted (a label in neither has no F1 to speak
+    of, and would count as 0)."""
+    confusion = np.array(report["confusion_matrix"])
+    present = (confusion.sum(0) + confusion.sum(1)) > 0
+    f1 = [report["per_class"][name]["f1"] for name, shown in zip(report["labels"], present) if shown]
+    return float(np.mean(f1)), len(f1)
+
+
+def report_text(report, source):
+    """tasks.classification_report as aligned text: the totals, a row per label, the confusion matrix."""
+    labels, n = report["labels"], report["examples"]
+    correct = int(np.trace(np.array(report["confusion_matrix"])))
+    f1, counted = macro_f1(report)
+    corner = "gold \\ predicted"  # the confusion matrix's rows are the gold labels
+    width = max(len(corner), *map(len, labels))
+    lines = [f"examples  {n:,} ({source})", f"accuracy  {report['accuracy']:.4f} ({correct:,} of {n:,})",
+             f"macro-F1  {f1:.4f} (mean over {counted} labels)", "",
+             f"{'label':<{width}}  precision  recall      F1  support"]
+    for name in labels:
+        c = report["per_class"][name]
+        lines.append(f"{name:<{width}}  {c['precision']:9.4f}  {c['recall']:6.4f}  {c['f1']:6.4f}  {c['support']:7,}")
+    cell = max(7, *(len(name) for name in labels), *(len(f"{v:,}") for row in report["confusion_matrix"] for v in row))
+    lines += ["", f"{corner:<{width}}  " + "  ".join(f"{name:>{cell}}" for name in labels)]
+    for name, row in zip(labels, report["confusion_matrix"]):
+        lines.append(f"{name:<{width}}  " + "  ".join(f"{v:>{cell},}" for v in row))
+    return "\n".join(lines) + "\n"
+
+
+def write_predictions(path, examples, probabilities, label_names):
+    """Each sentence's text, gold label, predicted label and that label's probability: CSV with a header (a .tsv
+    path: tab-separated; .jsonl: one object a line), read back by --eval itself; written whole to a temporary name,
+    then renamed."""
+    rows = [(text, label, label_names[int(p.argmax())], round(float(p.max()), 6))
+            for text, label, p in zip(examples.texts, examples.labels, probabilities)]
+    fields = ("text", "label", "predicted", "probability")
+    extension = os.path.splitext(path)[1].lower()
+    if extension == ".jsonl":
+        text = "".join(json.dumps(dict(zip(fields, row)), ensure_ascii=False) + "\n" for row in rows)
+    else:
+        buffer = io.StringIO()
+        writer = csv.writer(buffer, delimiter="\t" if extension == ".tsv" else ",", lineterminator="\n")
+        writer.writerows([fields, *rows])
+        text = buffer.getvalue()
+    run_dir.write_text(path, text)
 
 
 def sentence_probabilities(cfg, vocab, label_names, run, checkpoint, sentences):

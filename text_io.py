@@ -1,10 +1,14 @@
 """Text in: bytes decoded to str (encodings, line ends, one-line errors for what is not text) and str cut into tokens.
 
-Language models see a text as words (whitespace-separated, `<eos>` at each line end, as the PTB files) or characters;
-classifiers see sentences through `tokenize`, a lower-casing word tokenizer. graph_text.py repeats both tokenizers as
-graph ops for the SavedModel. The special tokens that vocabularies start with are here too, beside the tokenizer that
-emits `<eos>`. Nothing here imports TensorFlow.
+Tables (CSV, TSV, JSON lines) are decoded into records here; which column is the text and which the label is
+data_handler's to decide. Language models see a text as words (whitespace-separated, `<eos>` at each line end, as the
+PTB files) or characters; classifiers see sentences through `tokenize`, a lower-casing word tokenizer. graph_text.py
+repeats both tokenizers as graph ops for the SavedModel. The special tokens that vocabularies start with are here
+too, beside the tokenizer that emits `<eos>`. Nothing here imports TensorFlow.
 """
+import csv
+import io
+import json
 import os
 import re
 import stat
@@ -117,6 +121,53 @@ def lines_of(text):
     """Lines split on "\\n" only: str.splitlines would also split on the NEL (0x85) and other separators that
     latin-1 text contains inside sentences."""
     return text.split("\n")
+
+
+def table_rows(text, delimiter, source):
+    """(line, cells) of each record of CSV or TSV text, read by the csv module with standard quoting (a quoted
+    field may hold the delimiter, line breaks and doubled quotes); line is where the record starts, and a blank
+    line is a record of no cells. Strict: a quote left open would otherwise swallow the rest of the file silently."""
+    reader = csv.reader(io.StringIO(text.rstrip("\n")), delimiter=delimiter, strict=True)
+    rows, start, kind = [], 1, "TSV" if delimiter == "\t" else "CSV"
+    try:
+        for cells in reader:
+            rows.append((start, cells))
+            start = reader.line_num + 1
+    except csv.Error as e:
+        if "end of data" in str(e):
+            raise UserError(f"{source}:{start}: a quoted field that starts in this record is never closed") from None
+        if "field limit" in str(e):
+            raise UserError(f"{source}:{start}: a field of more than {csv.field_size_limit():,} characters (a quote "
+                            "never closed?)") from None
+        raise UserError(f"{source}:{reader.line_num}: not valid {kind} ({e})") from None
+    return rows
+
+
+def json_records(text, source):
+    """(line, object) of each non-blank line of JSON-lines text; a line that is not a JSON object is refused,
+    naming it."""
+    records = []
+    for number, line in enumerate(lines_of(text.rstrip("\n")), 1):  # the last line's end ends no record
+        if not line.strip():
+            records.append((number, None))
+            continue
+        try:
+            value = json.loads(line)
+        except json.JSONDecodeError as e:
+            raise UserError(f"{source}:{number}: not a JSON object ({e.msg} at column {e.colno})") from None
+        except (ValueError, RecursionError) as e:  # an integer of thousands of digits; nesting past the stack
+            raise UserError(f"{source}:{number}: not a JSON object ({str(e)[:80]})") from None
+        if not isinstance(value, dict):
+            raise UserError(f"{source}:{number}: not a JSON object (a JSON {json_kind(value)}; expected one "
+                            "object per line)")
+        records.append((number, value))
+    return records
+
+
+def json_kind(value):
+    """What a decoded JSON value is, in JSON's words."""
+    return {bool: "boolean", int: "number", float: "number", str: "string", list: "array", dict: "object"}.get(
+        type(value), "null")
 
 
 def lm_words(text):

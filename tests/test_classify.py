@@ -1,4 +1,6 @@
 """End-to-end runs of the classifier: train.py --task classify, CV, evaluation counts, sample.py, bad input."""
+import contextlib
+import csv
 import io
 import json
 
@@ -15,17 +17,22 @@ WORDS = {"sport": "ball goal team match score coach league win player pitch".spl
 FILLER = "the a of and to in is it was on".split()
 
 
-def write_labelled(path, count, seed, labels=tuple(WORDS)):
-    """LABEL<TAB>sentence lines: a few topic words among filler words, 3 to 14 tokens long."""
+def topic_sentences(count, seed, labels=tuple(WORDS)):
+    """(label, sentence): a few topic words among filler words, 3 to 14 tokens long."""
     rng = np.random.RandomState(seed)
-    lines = []
+    examples = []
     for i in range(count):
         label = labels[i % len(labels)]
         n = rng.randint(3, 15)
         words = [rng.choice(WORDS[label]) if rng.rand() < 0.4 else rng.choice(FILLER) for _ in range(n)]
         words[rng.randint(n)] = rng.choice(WORDS[label])
-        lines.append(f"{label}\t{' '.join(words)}")
-    path.write_text("\n".join(lines) + "\n")
+        examples.append((label, " ".join(words)))
+    return examples
+
+
+def write_labelled(path, count, seed, labels=tuple(WORDS)):
+    """LABEL<TAB>sentence lines (see topic_sentences)."""
+    path.write_text("".join(f"{label}\t{sentence}\n" for label, sentence in topic_sentences(count, seed, labels)))
     return path
 
 
@@ -155,3 +162,76 @@ def test_empty_lines_are_skipped_and_counted(tmp_path):
                      timeout=300)
     assert result.returncode == 0, result.stderr
     assert "5 empty lines skipped" in result.stdout
+
+
+# --------------------------------------------------------------------------------------------------- tables, --eval
+
+def write_tables(folder):
+    """The topic sentences as a CSV training split with its own column names and a comma, quotes and a line break
+    inside quoted texts, and a JSON-lines test split (a comma in its texts, a field more)."""
+    folder.mkdir()
+    train = [(label, f"{sentence}, \"{sentence.split()[0]}\"\nmore") for label, sentence in topic_sentences(300, 0)]
+    buffer = io.StringIO()
+    csv.writer(buffer, lineterminator="\n").writerows([("id", "Body", "Topic")] +
+                                                      [(i, text, label) for i, (label, text) in enumerate(train)])
+    (folder / "train.csv").write_text(buffer.getvalue())
+    (folder / "test.jsonl").write_text("".join(json.dumps({"Topic": label, "id": i, "Body": f"{text}, more"}) + "\n"
+                                               for i, (label, text) in enumerate(topic_sentences(93, 1))))
+    return folder
+
+
+@pytest.fixture(scope="module")
+def table_classifier(tmp_path_factory):
+    data = write_tables(tmp_path_factory.mktemp("tables") / "data")
+    run_dir = data.parent / "run"
+    assert train.main(classify_args(run_dir, "--data", str(data), "--text_column", "body", "--label_column",
+                                    "Topic", "--max_max_epoch", "3")) == 0
+    return run_dir
+
+
+def evaluated(run_dir, *args):
+    out = io.StringIO()
+    assert sample.main(["--run_dir", str(run_dir), *args], out=out) == 0
+    return out.getvalue()
+
+
+def test_eval_gives_exactly_what_training_recorded_in_every_format(table_classifier, tmp_path):
+    """Trained on tables (the columns named by flags); --eval of the given test split prints exactly the report of
+    results.json's test evaluation (the best checkpoint, both), and so do its predictions file read back, and the
+    same sentences as LABEL<TAB>text lines."""
+    results = json.loads((table_classifier / "results.json").read_text())
+    assert results["test"]["examples"] == 93
+    assert clearly_above_chance(results["test"]["accuracy"], 93, classes=3)
+    test_split = table_classifier.parent / "data" / "test.jsonl"
+    predictions = tmp_path / "p.csv"
+    report = evaluated(table_classifier, "--eval", str(test_split), "--predictions", str(predictions))
+    assert report == sample.report_text(results["test"], str(test_split))
+    correct = int(report.split("\n")[1].split("(")[1].split()[0])
+    assert correct / 93 == results["test"]["accuracy"]
+    assert "macro-F1  " in report and "gold \\ predicted" in report
+    rows = list(csv.reader(io.StringIO(predictions.read_text())))
+    assert rows[0] == ["text", "label", "predicted", "probability"] and len(rows) == 94
+    assert rows[1][0] == json.loads(test_split.read_text().split("\n")[0])["Body"]  # the text as written
+    assert sum(row[1] == row[2] for row in rows[1:]) == correct and all(0 < float(r[3]) <= 1 for r in rows[1:])
+    # The predictions file is a table --eval reads (its text and label columns given for this run's Body, Topic).
+    tab = tmp_path / "test.txt"
+    tab.write_text("".join(f"{label}\t{text}\n" for text, label, _, _ in rows[1:]))
+    for args in (["--eval", str(predictions), "--text_column", "text", "--label_column", "2"], ["--eval", str(tab)]):
+        assert evaluated(table_classifier, *args).split("\n")[1:] == report.split("\n")[1:]
+
+
+def test_eval_refuses_labels_and_options_it_cannot_use(table_classifier, tmp_path):
+    unknown = tmp_path / "unknown.txt"
+    unknown.write_text("food\tsoup\nmusic\tsong\nmusic\tguitar\n")
+    line = one_line_error(run_cli("sample.py", "--run_dir", str(table_classifier), "--eval", str(unknown)))
+    assert line == (f"error: {unknown}: label 'music' (2 examples) is not one the model trained on (food, sport, "
+                    "tech)")
+    for args, message in [(["--predictions", "p.csv"], "--predictions: is for --eval"),
+                          (["--eval", str(unknown), "--text", "soup"], "--text: is for labelling sentences, not "
+                                                                        "for --eval"),
+                          (["--eval", str(unknown), "--predictions", str(unknown)],
+                           f"--predictions: {unknown} is the --eval file itself; write them elsewhere")]:
+        err = io.StringIO()
+        with contextlib.redirect_stderr(err):
+            assert sample.main(["--run_dir", str(table_classifier), *args], out=io.StringIO()) == 1
+        assert err.getvalue() == f"error: {message}\n"

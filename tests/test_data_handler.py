@@ -102,6 +102,111 @@ def test_labelled_layouts(tmp_path):
         dh._Reader("auto", "coarse").labelled_file(plain)
 
 
+def read_table(path, text="", label=""):
+    reader = dh._Reader("auto", "coarse", dh.Columns(text, label))
+    examples = reader.labelled_file(path)
+    return examples, reader.skipped_empty
+
+
+def test_table_headers_in_any_column_order_are_never_trained_on(tmp_path):
+    for name, content in [("a.csv", "id,Review,SENTIMENT\n1,A fine film,pos\n2,dull,neg\n"),
+                          ("b.csv", "label,text\npos,A fine film\nneg,dull\n"),
+                          ("c.tsv", "Sentiment\tid\tsentence\npos\t1\tA fine film\nneg\t2\tdull\n"),
+                          ("d.txt", "sentence\tlabel\nA fine film\tpos\ndull\tneg\n")]:
+        (tmp_path / name).write_text(content)
+        examples, _ = read_table(tmp_path / name)
+        assert examples == ([["a", "fine", "film"], ["dull"]], ["pos", "neg"]), name
+    (tmp_path / "e.csv").write_text("body,stars\nA fine film,5\n")  # names the defaults do not know, given
+    assert read_table(tmp_path / "e.csv", "body", "Stars")[0] == ([["a", "fine", "film"]], ["5"])
+    assert read_table(tmp_path / "e.csv", "1", "stars")[0] == ([["a", "fine", "film"]], ["5"])
+
+
+def test_csv_with_quoted_commas_and_line_breaks(tmp_path):
+    path = tmp_path / "train.csv"
+    path.write_text('text,label\n"Long, and ""slow"":\nbut fine",pos\n\n"no, never",neg\n')
+    examples, skipped = read_table(path)
+    assert examples.labels == ["pos", "neg"] and skipped == 1
+    assert examples.texts == [["long", ",", "and", '"', "slow", '"', ":", "but", "fine"], ["no", ",", "never"]]
+    kept = dh._Reader("auto", "coarse", keep_text=True).labelled_file(path)
+    assert kept.texts == ['Long, and "slow":\nbut fine', "no, never"]
+
+
+def test_json_lines_with_extra_fields_and_number_labels(tmp_path):
+    path = tmp_path / "data.jsonl"
+    path.write_text('{"id": 7, "stars": 5, "label": 1, "text": "A fine film", "meta": {"a": [1]}}\n\n'
+                    '{"text": "dull", "label": 0}\n{"text": "", "label": 0}\n')
+    examples, skipped = read_table(path)
+    assert examples == ([["a", "fine", "film"], ["dull"]], ["1", "0"]) and skipped == 2
+    refused(lambda: read_table(path, label="stars"), f"{path}:3: no field 'stars' (fields: 'text', 'label')")
+    refused(lambda: read_table(path, "4", "1"),
+            f"{path}: --text_column 4: JSON lines name their fields; give the field's name")
+    (tmp_path / "bad.jsonl").write_text('{"text": "ok", "label": 1}\n{"text": ["a"], "label": 1}\n')
+    refused(lambda: read_table(tmp_path / "bad.jsonl"),
+            f"{tmp_path / 'bad.jsonl'}:2: field 'text' is a JSON array, expected a string")
+
+
+def test_a_table_without_a_header_is_refused_unless_its_columns_are_numbered(tmp_path):
+    path = tmp_path / "data.csv"
+    path.write_text("pos,A fine film\nneg,dull\n")
+    refused(lambda: read_table(path),
+            f"{path}:1: no header naming a text or a label column (first row: 'pos', 'A fine film'); add one such "
+            "as 'text,label', or number the columns from 1 (--text_column 2 --label_column 1)")
+    assert read_table(path, "2", "1")[0] == ([["a", "fine", "film"], ["dull"]], ["pos", "neg"])
+    refused(lambda: read_table(path, "3", "1"),
+            f"{path}:1: --text_column 3: there are only 2 columns ('pos', 'A fine film')")
+    path.write_text("text,label\npos,A fine film\n")  # numbers do not make a header a sentence
+    assert read_table(path, "2", "1")[0] == ([["a", "fine", "film"]], ["pos"])
+
+
+def test_ambiguous_tables_name_the_columns_found(tmp_path):
+    path = tmp_path / "data.csv"
+    path.write_text("id,text,review,label\n1,a,b,pos\n")
+    refused(lambda: read_table(path),
+            f"{path}:1: 'text' and 'review' could each be the text column; choose one with --text_column")
+    assert read_table(path, text="review")[0].texts == [["b"]]
+    path.write_text("id,text,stars\n1,a,5\n")
+    refused(lambda: read_table(path), f"{path}:1: no label column among 'id', 'text', 'stars' (expected one "
+                                      "named label, class, sentiment, category, ...): name it with --label_column")
+    refused(lambda: read_table(path, label="score"),
+            f"{path}:1: no column 'score' (columns: 'id', 'text', 'stars'): name the file's column with --label_column")
+    refused(lambda: read_table(path, label="text"), f"{path}:1: the text and the label column are both 'text'")
+    path.write_text("text,label\na,pos\nb, more,neg\n")
+    refused(lambda: read_table(path),
+            f"{path}:3: 3 columns where the first row has 2 (a delimiter inside a text must be quoted)")
+
+
+def test_a_tab_separated_file_without_a_header_keeps_its_old_meaning(tmp_path):
+    path = tmp_path / "train.tsv"
+    path.write_text("pos\tA fine film\tignored\nneg\tdull\n")  # LABEL<TAB>text, as it was always read
+    assert read_table(path)[0] == ([["a", "fine", "film"], ["dull"]], ["pos", "neg"])
+    path.write_text('pos\t"quoted"\tx\nneg\tdull\ty\n')  # quotes are text in the old layout
+    assert read_table(path)[0].texts == [['"', "quoted", '"'], ["dull"]]
+    assert read_table(path, "3", "1")[0] == ([["x"], ["y"]], ["pos", "neg"])  # numbered: read as a table
+
+
+def test_a_folder_of_table_splits(tmp_path):
+    (tmp_path / "train.csv").write_text("label,text\n" + "".join(f"{'ab'[i % 2]},words {i}\n" for i in range(20)))
+    (tmp_path / "valid.jsonl").write_text('{"text": "words", "label": "a"}\n{"text": "more", "label": "b"}\n')
+    (tmp_path / "test.tsv").write_text("text\tlabel\nwords\ta\n")
+    data = dh.load_classification(str(tmp_path))
+    assert (len(data.train.texts), len(data.valid.texts), len(data.test.texts)) == (20, 2, 1)
+    assert data.label_names == ["a", "b"] and ["words", "0"] in data.train.texts
+    refused(lambda: dh.examples_to_evaluate(str(tmp_path), config.named_config("classify"), dh.Columns()),
+            f"{tmp_path}: a folder of splits (train.csv, valid.jsonl, test.tsv); give the one to evaluate, such as "
+            f"{tmp_path / 'test.tsv'}")
+
+
+def test_column_keys_are_checked_with_the_config():
+    classify = config.named_config("classify")
+    assert config.apply_overrides(classify, {"text_column": "2", "label_column": "Stars"}).label_column == "Stars"
+    refused(lambda: config.apply_overrides(classify, {"text_column": "0"}),
+            "--text_column: column numbers start at 1, got '0'")
+    refused(lambda: config.apply_overrides(classify, {"text_column": "body", "label_column": "Body"}),
+            "--text_column and --label_column: both name column 'body'")
+    refused(lambda: config.apply_overrides(config.Config(), {"label_column": "tag"}),
+            "--label_column: for --task classify (a language model reads text, not tables)")
+
+
 def test_class_folders_and_class_files(tmp_path):
     imdb = tmp_path / "aclImdb"
     for split in ("train", "test"):

@@ -181,6 +181,7 @@ def test_score_is_the_evaluation_perplexity(trained_lm, tmp_path):
     text = data_handler.split_by_fraction(data_handler.embedded_text(), cfg.valid_fraction, cfg.test_fraction)[2]
     (tmp_path / "test.txt").write_text(text, encoding="utf-8")
     out = sample(trained_lm, "--score", str(tmp_path / "test.txt"))
+    assert sample(trained_lm, "--eval", str(tmp_path / "test.txt")) == out  # --eval on a language model is --score
     fields = {line.split()[0]: line.split()[1].replace(",", "") for line in out.splitlines()}
     assert int(fields["tokens"]) == len(test_ids)
     assert int(fields["unknown"]) == int(np.sum(test_ids == run.load_vocab().id("<unk>"))) - sum(
@@ -199,6 +200,10 @@ def test_score_and_num_samples_refuse_bad_input_in_one_line(trained_lm, tmp_path
         run_cli("sample.py", "--run_dir", str(trained_lm), "--seed", "2147483647", "--num_samples", "2"))
     assert "--top_k: is for generation, not for --score" in one_line_error(
         run_cli("sample.py", "--run_dir", str(trained_lm), "--score", "-", "--top_k", "3"))
+    for args, message in [(["--eval", "-", "--top_k", "3"], "--top_k: is for generation, not for --eval"),
+                          (["--eval", "-", "--score", "-"], "--eval: on a language model is --score: give one of them"),
+                          (["--eval", "-", "--predictions", "p.csv"], "--predictions: is for a classifier")]:
+        assert message in one_line_error(run_cli("sample.py", "--run_dir", str(trained_lm), *args))
 
 
 def test_pieces_of_any_size_join_to_the_same_text(trained_lm, monkeypatch):

@@ -49,6 +49,26 @@ def test_lm_words_put_eos_at_each_line_end_and_skip_blank_lines():
     assert text_io.lm_words("a b\n\n  c \n") == ["a", "b", "<eos>", "c", "<eos>"]
 
 
+def test_table_rows_follow_standard_quoting_and_say_where_a_quote_is_left_open():
+    text = 'text,label\n"a, quoted\nline break and ""quotes""",pos\n\nplain,neg\n'
+    assert text_io.table_rows(text, ",", "t.csv") == [
+        (1, ["text", "label"]), (2, ['a, quoted\nline break and "quotes"', "pos"]), (4, []), (5, ["plain", "neg"])]
+    assert text_io.table_rows("a\t\"b\tc\"\n", "\t", "t.tsv") == [(1, ["a", "b\tc"])]
+    refused(lambda: text_io.table_rows('text,label\nok,pos\n"never closed,neg\nmore,pos\n', ",", "t.csv"),
+            "t.csv:3: a quoted field that starts in this record is never closed")
+    refused(lambda: text_io.table_rows('text,label\n"quoted" then not,pos\n', ",", "t.csv"),
+            "t.csv:2: not valid CSV (',' expected after '\"')")
+
+
+def test_json_records_are_objects_one_a_line():
+    text = '{"text": "hi", "label": 1}\n\n{"text": "yo", "label": "b", "extra": [1]}\n'
+    assert text_io.json_records(text, "t.jsonl") == [(1, {"text": "hi", "label": 1}), (2, None),
+                                                     (3, {"text": "yo", "label": "b", "extra": [1]})]
+    refused(lambda: text_io.json_records('{"text": "hi"}\n["text", "label"]\n', "t.jsonl"),
+            "t.jsonl:2: not a JSON object (a JSON array; expected one object per line)")
+    refused(lambda: text_io.json_records('{"text": "hi"}\ntext,label\n', "t.jsonl"),
+            "t.jsonl:2: not a JSON object (Expecting value at column 1)")
+
 # --------------------------------------------------------------------------------------------------- input bounds
 
 def test_what_is_not_a_regular_file_is_refused_before_it_is_opened(tmp_path, no_hang):
