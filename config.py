@@ -114,8 +114,8 @@ class Config:
                                  "model)")
     word_dropout: float = key(0.0, "classify: while training, each token becomes <unk> with this probability",
                               bounds="[0, 1)", resumable=True)
-    init_from: str = key("", "classify: a word language-model run whose embedding and LSTM layers start the "
-                         "classifier")
+    init_from: str = key("", "a language-model run to start from, mapped token by token: a classifier from a word "
+                         "LM (its embedding and LSTM layers), a language model from one of its level (softmax too)")
     pretrain_epochs: int = key(0, "classify: epochs of a word LM pretrained on the training sentences only; 0 = none",
                                bounds="[0, inf)")
     label_mode: str = key("coarse", "classify, TREC-style labels: \"coarse\" (ABBR, ...) or \"fine\" (ABBR:abb, ...)",
@@ -304,7 +304,7 @@ def described(name):
 
 def check_combinations(cfg):
     """Keys that do not go together."""
-    for key in ("word_dropout", "init_from", "pretrain_epochs"):
+    for key in ("word_dropout", "pretrain_epochs"):
         if getattr(cfg, key) and cfg.task != "classify":
             raise UserError(f"--{key}: for --task classify (a language model trains from scratch)")
     if cfg.embeddings and cfg.level == "char" and cfg.task == "lm":

@@ -96,8 +96,8 @@ class Weights(NamedTuple):
     backward: lstm.LayerWeights  # classify --bidirectional: a backward layer over the embeddings; else None
     output_weights: tf.Variable  # lm: softmax [H, vocab]; classify: [H (2H bidirectional), classes]
     output_bias: tf.Variable  # [vocab] or [classes]
-    initial_placeholders: dict  # weight name ("embedding", "layer_0/kernel_x") -> the placeholder of its initial
-    # value, fed to the initializer: one for each of the initial weights declare_weights was given
+    initial_placeholders: dict  # weight name ("embedding", "layer_0/kernel_x", "softmax/bias") -> the placeholder
+    # of its initial value, fed to the initializer: one for each of the initial weights declare_weights was given
 
     def variables(self):
         """The variables, for a Saver of the model alone."""
@@ -111,8 +111,8 @@ class Weights(NamedTuple):
 
 def declare_weights(cfg, vocab_size, num_classes=0, initial_weights=()):
     """The model's variables under the `model` scope (their names are what checkpoints hold). The weights named in
-    initial_weights ({weight name: array}, TaskData.initial_weights: pretrained vectors, a language model's layers)
-    start from those values, fed to the initializer, instead of random ones."""
+    initial_weights ({weight name: array}, TaskData.initial_weights: pretrained vectors, a language model's layers
+    and softmax) start from those values, fed to the initializer, instead of random ones."""
     placeholders = {}
 
     def variable(name, shape, initializer=None, trainable=True):
@@ -133,7 +133,7 @@ def declare_weights(cfg, vocab_size, num_classes=0, initial_weights=()):
         if cfg.task == "classify" and cfg.bidirectional:
             backward = layer_weights(cfg.embedding_dim, cfg.hidden_size, "layer_backward", variable)
         if cfg.task == "lm":
-            output_weights, output_bias = dense_weights(cfg.hidden_size, vocab_size, "softmax")
+            output_weights, output_bias = dense_weights(cfg.hidden_size, vocab_size, "softmax", variable)
         else:
             pooled_size = cfg.hidden_size * (2 if backward else 1)
             output_weights, output_bias = dense_weights(pooled_size, num_classes, "classifier")
@@ -160,11 +160,10 @@ def layer_weights(in_size, hidden_size, scope, variable=new_variable):
                             variable(f"{scope}/bias", [4 * hidden_size], initializer=tf.zeros_initializer()))
 
 
-def dense_weights(in_size, units, scope):
+def dense_weights(in_size, units, scope, variable=new_variable):
     with tf.variable_scope(scope):
-        weights = tf.get_variable("weights", [in_size, units])
-        bias = tf.get_variable("bias", [units], initializer=tf.zeros_initializer())
-    return weights, bias
+        return (variable(f"{scope}/weights", [in_size, units]),
+                variable(f"{scope}/bias", [units], initializer=tf.zeros_initializer()))
 
 
 def make_dropout(keep_prob, seed, global_step):

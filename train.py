@@ -163,7 +163,8 @@ def build_training_graph(cfg, data, runtime):
 
 
 def train_from_start(cfg, data, run, resuming, runtime, stop):
-    """train(), after the language model that a fresh classifier run starts from (--init_from, --pretrain_epochs)."""
+    """train(), a fresh run from a language model's weights (--init_from; a classifier's also --pretrain_epochs); a
+    resumed run goes on from its own checkpoint."""
     if not resuming and (cfg.init_from or cfg.pretrain_epochs):
         code, data = pretrain.start_from_language_model(cfg, data, run, stop, train)
         if code:

@@ -1,4 +1,5 @@
-"""A classifier started from a language model: --init_from and --pretrain_epochs (pretrain.py, train.py)."""
+"""A run started from a language model (pretrain.py, train.py): a classifier (--init_from, --pretrain_epochs), and a
+language model fine-tuned on new text (--init_from)."""
 import json
 import os
 import shutil
@@ -11,6 +12,7 @@ import config
 import data_handler
 import pretrain
 import run_dir
+import sample
 import train
 from conftest import clearly_above_chance
 
@@ -80,7 +82,7 @@ def test_restored_weights_equal_the_language_model(cluster_lm, cluster_task, tmp
     for every token both vocabularies hold, and a fresh row for the word the LM never saw."""
     run = tmp_path / "cls"
     assert train.main(classifier_args(run, cluster_task, "--init_from", str(cluster_lm), "--max_steps", "1",
-                                      "--learning_rate", "1e-30")) == 0
+                                      "--learning_rate", "1e-30", "--test_fraction", "0")) == 0
     lm, classifier = run_dir.RunDir(cluster_lm), run_dir.RunDir(run)
     lm_weights = checkpoints.RunCheckpoints(lm).read_weights()
     started = checkpoints.RunCheckpoints(classifier).read_weights()
@@ -106,12 +108,10 @@ def test_a_language_model_that_does_not_fit_is_refused(cluster_lm, cluster_task,
         assert len(err) == 1 and err[0].startswith("error: --init_from") and named in err[0], err
     classifier = tmp_path / "classifier"
     assert train.main(classifier_args(classifier, cluster_task, "--max_steps", "1")) == 0
-    for source, named in ((classifier, "a classify run"), (tmp_path / "nothing", "not a run directory")):
+    for source, named in ((classifier, "a classifier run; a classifier starts from a word language model"),
+                          (tmp_path / "nothing", "not a run directory")):
         assert train.main(classifier_args(tmp_path / "y", cluster_task, "--init_from", str(source))) == 1
         assert named in capsys.readouterr().err
-    assert train.main(["--task", "lm", "--init_from", str(cluster_lm)]) == 1
-    assert capsys.readouterr().err.strip() == ("error: --init_from: for --task classify (a language model trains "
-                                               "from scratch)")
 
 
 def test_a_language_model_of_the_evaluated_data_is_refused(cluster_lm, cluster_task):
@@ -228,3 +228,113 @@ def test_the_pretraining_config_comes_from_the_declarations():
         assert getattr(lm, key) == value, key
     assert (lm.embedding_size, lm.max_max_epoch) == (cfg.embedding_dim, cfg.pretrain_epochs)
     assert (lm.hidden_size, lm.seed, lm.keep_prob, lm.initializer, lm.optimizer) == (33, 7, 0.6, "glorot", "adam")
+
+
+# --------------------------------------------------------------------------------------------------- fine-tuning
+
+def char_args(run, data, *extra):
+    """A tiny char LM: two layers of 16, 10-character unrolls."""
+    return ["--config", "char", "--run_dir", str(run), "--data", str(data), "--num_layers", "2", "--hidden_size",
+            "16", "--num_steps", "10", "--batch_size", "8", "--max_max_epoch", "2", "--summary_every", "100",
+            "--keep_prob", "1", *extra]
+
+
+WORDS_A = ["bad", "cab", "dead", "fade", "egg", "hag", "bead", "face", "chef", "head", "beef", "gab"]
+
+
+def char_text(rng, words, lines):
+    """Lines of 5 words drawn from `words`, the first ones likelier: text with structure a small LM learns."""
+    p = 1.0 / np.arange(1, len(words) + 1)
+    return "".join(" ".join(rng.choice(words, 5, p=p / p.sum())) + "\n" for _ in range(lines))
+
+
+@pytest.fixture(scope="module")
+def char_source(tmp_path_factory):
+    """(run, folder of text A): a char LM trained on text A, whose valid.txt holds only characters of its train.txt."""
+    folder = tmp_path_factory.mktemp("text_a")
+    rng = np.random.RandomState(3)
+    (folder / "train.txt").write_text(char_text(rng, WORDS_A, 300))
+    (folder / "valid.txt").write_text(char_text(rng, WORDS_A, 30))
+    run = folder / "lm"
+    assert train.main(char_args(run, folder, "--learning_rate", "0.02", "--max_max_epoch", "3")) == 0
+    return run, folder
+
+
+def fine_tuned_start(source, text, run):
+    """The loss of `run`, a char LM on `text` started from `source` and one step at a learning rate of 1e-30 (so
+    its weights are its initial ones to float precision), on the source's validation text: (nats a character, the
+    source's own, the vocabulary of the run)."""
+    (run.parent / "text_b.txt").write_text(text)
+    assert train.main(char_args(run, run.parent / "text_b.txt", "--init_from", str(source[0]), "--max_steps", "1",
+                                "--learning_rate", "1e-30", "--test_fraction", "0")) == 0
+    valid = (source[1] / "valid.txt").read_text()
+    losses = []
+    for path in (run, source[0]):
+        scored = run_dir.RunDir(path)
+        log_likelihood, tokens, unknown = sample.text_log_likelihood(scored.load_config(), scored.load_vocab(),
+                                                                     scored, None, valid)
+        assert unknown == 0
+        losses.append(-log_likelihood / tokens)
+    return losses[0], losses[1], run_dir.RunDir(run).load_vocab()
+
+
+def test_a_fine_tuned_language_model_starts_at_its_sources_loss(char_source, tmp_path):
+    """Text B is text A's words reversed, in the reverse frequencies: its vocabulary is A's in another order, so
+    every embedding row and softmax column moves, and the source's validation loss comes out the same."""
+    text_b = char_text(np.random.RandomState(4), [word[::-1] for word in WORDS_A[::-1]], 150)
+    loss, source_loss, vocab = fine_tuned_start(char_source, text_b, tmp_path / "b")
+    source_vocab = run_dir.RunDir(char_source[0]).load_vocab()
+    assert set(vocab.tokens) == set(source_vocab.tokens) and vocab.tokens != source_vocab.tokens
+    assert source_loss < np.log(len(vocab)) - 0.5  # the source has learnt something that a fresh start lacks
+    assert loss == pytest.approx(source_loss, rel=1e-6), (loss, source_loss)
+
+
+def test_new_characters_take_little_of_the_known_ones_probability(char_source, tmp_path):
+    """Text B has k, o, x, y and z besides A's characters. A softmax normalizes over every token, so theirs is
+    probability taken from the known characters: the loss on text A rises by the mean over its positions of
+    -log(1 - P(new)), and cannot stay equal. Each starts with the source's smallest bias, as unlikely as the least
+    likely character it knows, so the rise is small: 0.027 nats a character (0.748 -> 0.776), where the fresh bias
+    0 gave 0.074 (-> 0.822)."""
+    text_b = char_text(np.random.RandomState(4), ["yak", "zag", "box"] + WORDS_A, 150)
+    loss, source_loss, vocab = fine_tuned_start(char_source, text_b, tmp_path / "b")
+    source_vocab = run_dir.RunDir(char_source[0]).load_vocab()
+    assert set(vocab.tokens) - set(source_vocab.tokens) == set("koxyz")
+    assert source_loss < loss < source_loss + 0.05, (loss, source_loss)
+
+
+def test_what_cannot_start_a_language_model_is_refused(char_source, cluster_lm, tmp_path, capsys):
+    """In one line each: a source of the other level or task, a stack of other shapes or forget bias, no run, a run
+    without a checkpoint."""
+    classifier, broken = run_dir.RunDir(tmp_path / "classifier"), run_dir.RunDir(tmp_path / "broken")
+    classifier.save_config(config.named_config("classify"))
+    os.makedirs(broken.path)
+    for name in ("config_path", "vocab_path"):
+        shutil.copy(getattr(run_dir.RunDir(char_source[0]), name), getattr(broken, name))
+    this = "this char language model"
+    for source, extra, named in (
+            (cluster_lm, small_stack(), "a word language model run; a char language model starts from a char "
+                                        "language model"),
+            (classifier.path, (), "a classifier run; a char language model starts from a char language model"),
+            (char_source[0], ("--hidden_size", "8"), f"the language model has hidden_size 16, {this} 8"),
+            (char_source[0], ("--num_layers", "1"), f"num_layers 2, {this} 1; set --num_layers 2"),
+            (char_source[0], ("--embedding_size", "4"), f"embedding_size 16, {this} 4"),
+            (char_source[0], ("--forget_bias", "0"), f"forget_bias 1.0, {this} 0.0"),
+            (tmp_path / "nothing", (), "not a run directory"),
+            (broken.path, (), "no checkpoint found")):
+        assert train.main(char_args(tmp_path / "x", char_source[1], "--init_from", str(source), *extra)) == 1
+        err = capsys.readouterr().err.strip().splitlines()
+        assert len(err) == 1 and err[0].startswith("error: --init_from") and named in err[0], (named, err)
+
+
+def test_a_fine_tuned_run_resumes_from_its_own_checkpoint(char_source, tmp_path, capsys):
+    """Only a fresh run reads its source: once started, a run goes on from its checkpoints (its source may be gone).
+    Going on with the source's own data is allowed (a classifier of an LM's data is refused)."""
+    source = tmp_path / "source"
+    shutil.copytree(char_source[0], source)
+    args = char_args(tmp_path / "tuned", char_source[1], "--init_from", str(source), "--max_steps", "1")
+    assert train.main(args) == 0
+    assert "init_from:" in capsys.readouterr().out
+    shutil.rmtree(source)
+    assert train.main(args[:-1] + ["2"]) == 0
+    out = capsys.readouterr().out
+    assert "resuming at step 1" in out and "init_from:" not in out
