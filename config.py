@@ -121,6 +121,8 @@ class Config:
     label_mode: str = key("coarse", "classify, TREC-style labels: \"coarse\" (ABBR, ...) or \"fine\" (ABBR:abb, ...)",
                           choices=("coarse", "fine"))
     cv: int = key(0, "classify: K-fold cross-validation over all the data", bounds="[2, inf)", zero="off")
+    cv_final: bool = key(True, "classify, with --cv: then train the run directory's own model on all the data for the "
+                         "folds' mean best epoch count", resumable=True, before=False)
     bucket: bool = key(True, "classify: batch sentences of similar length together, each bucket its own unroll")
     # --- running
     max_steps: int = key(0, "stop (with a checkpoint) after this global step; 0 = train all epochs",

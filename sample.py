@@ -14,7 +14,8 @@ gives alone, or with --beam_width the N best beams. The pieces run with or witho
 takes whichever is fastest end to end for the length asked, compilation included, from timings made once per
 machine and kept in RUN_DIR/generation_speed.json.
 --score prints the perplexity of a text as train.py's evaluation computes it. Classification reads --text, --file
-or standard input, one sentence per line.
+or standard input, one sentence per line; a --file of a run's saved split (RUN_DIR/data/test.tsv: a `label<TAB>sentence`
+header, then labelled lines) is classified by its sentences, and its accuracy against their labels is said at the end.
 """
 import contextlib
 import sys
@@ -376,31 +377,43 @@ def scoring_graph(cfg, vocab_size):
 # --------------------------------------------------------------------------------------------------- classification
 
 def read_sentences(args):
+    """(sentences, their labels): the labels of a --file of a run's saved split, None for every other sentence."""
     sentences = list(args.text)
+    labels = [None] * len(sentences)
     # Input text may come in any encoding: "auto" reads UTF-8, then Windows-1252, then Latin-1 (which never fails).
     if args.file:
-        sentences += [line for line in text_io.read_text(args.file, "auto").split("\n") if line.strip()]
+        text = text_io.read_text(args.file, "auto")
+        file_labels, file_sentences = data_handler.labelled_sentences(text) or \
+            (None, [line for line in text.split("\n") if line.strip()])
+        sentences += file_sentences
+        labels += file_labels or [None] * len(file_sentences)
     if not sentences and not sys.stdin.isatty():
         text, _ = text_io.decode_text(sys.stdin.buffer.read(), "auto", "standard input")
         sentences = [line for line in text.split("\n") if line.strip()]
     if not sentences:
         raise UserError("nothing to classify: give --text, --file or sentences on standard input")
-    return sentences
+    return sentences, labels + [None] * (len(sentences) - len(labels))
 
 
 def classify(args, cfg, vocab, run, out):
     label_names = run.load_labels()
-    sentences = read_sentences(args)
+    sentences, labels = read_sentences(args)
+    right = 0
     with classifier_session(cfg, vocab, label_names, run, args.checkpoint) as probabilities:
         for begin in range(0, len(sentences), CLASSIFYING_CHUNK):  # written block by block, as they are labelled
             block = sentences[begin:begin + CLASSIFYING_CHUNK]
-            for sentence, p in zip(block, probabilities(block)):
+            for sentence, label, p in zip(block, labels[begin:begin + CLASSIFYING_CHUNK], probabilities(block)):
                 best = int(np.argmax(p))
+                right += label == label_names[best]
                 line = f"{label_names[best]}\t{p[best]:.3f}"
                 if args.all_probs:
                     line += "\t" + " ".join(f"{name}={q:.3f}" for name, q in zip(label_names, p))
                 out.write(f"{line}\t{sentence}\n")
             out.flush()
+    labelled = sum(label is not None for label in labels)
+    if labelled:  # on standard error: standard output stays one labelled sentence a line
+        print(f"accuracy {right / labelled:.4f} ({right:,} of {labelled:,} labelled sentences of {args.file})",
+              file=sys.stderr)
     return 0
 
 
