@@ -21,6 +21,11 @@ class Stop(str, enum.Enum):
     INTERRUPT = "interrupt"  # SIGINT or SIGTERM: saved after the step, resumable
 
 
+# results.json of a model trained without a validation split (a cross-validation's final model on all the data).
+NOTHING_HELD_OUT = ("nothing was held out: trained on all the data, so no validation or test score of its own; "
+                    "cv_results.json holds the cross-validation's estimate")
+
+
 class Outcome(NamedTuple):
     reason: Stop
     global_step: int
@@ -99,6 +104,9 @@ class Chief(Worker):
     def end_epoch(self, global_step, epoch, learning_rate):
         """Validation, its summaries, the latest checkpoint and, if better, the best; returns the epoch line's end."""
         task = self.task
+        if not task.has_split("valid"):  # a cross-validation's final model: nothing held out, the last epoch counts
+            self.save_latest(global_step)
+            return "  (no validation split)"
         valid = task.evaluate(self.sess, "valid")
         self.guard.check_validation(global_step, valid["loss"], learning_rate)
         with checkpoints.writing(self.run.path, "TensorBoard events"):
@@ -135,8 +143,12 @@ class Chief(Worker):
         best = run.load_best(task.metric)
         # The weights alone: in a cluster the global step is shared, and the other workers stop by it.
         restored = self.checkpoints.restore_for_use(self.sess, self.g.weights_saver) if best else None
-        results = {"task": self.cfg.task, "best": best, "checkpoint": restored,
-                   "valid": task.evaluate(self.sess, "valid"), "test": None}
+        results = {"task": self.cfg.task, "best": best, "checkpoint": restored, "valid": None, "test": None}
+        if not task.has_split("valid"):
+            results["held_out"] = NOTHING_HELD_OUT
+            print(f"final weights: {NOTHING_HELD_OUT}")
+            return results
+        results["valid"] = task.evaluate(self.sess, "valid")
         where = (f"best checkpoint (step {best['step']})" if restored and os.path.dirname(restored) == run.best_dir
                  else f"checkpoint {restored}" if restored else "final weights (no epoch was validated)")
         line = f"{where}: valid {task.describe(results['valid'])}"

@@ -125,6 +125,8 @@ class Config:
     label_column: str = key("", "classify, CSV/TSV/JSON-lines tables: the label column's header name or number from "
                             "1; \"\" = the one named label, class, sentiment, category, ...")
     cv: int = key(0, "classify: K-fold cross-validation over all the data", bounds="[2, inf)", zero="off")
+    cv_final: bool = key(True, "classify, with --cv: then train the run directory's own model on all the data for the "
+                         "folds' mean best epoch count", resumable=True, before=False)
     bucket: bool = key(True, "classify: batch sentences of similar length together, each bucket its own unroll")
     # --- running
     max_steps: int = key(0, "stop (with a checkpoint) after this global step; 0 = train all epochs",

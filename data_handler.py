@@ -101,6 +101,7 @@ class LMCorpus(NamedTuple):
     train: object  # tokens: a list of words, or a str of characters
     valid: object
     test: object
+    texts: tuple = ()  # the (train, valid, test) texts the tokens were cut from: the run directory keeps them
 
 
 def embedded_text():
@@ -190,7 +191,7 @@ def load_lm_corpus(data=None, level="word", encoding="utf-8", valid_fraction=0.0
     tokens = [text_io.lm_words(part) if level == "word" else part for part in parts]
     if not len(tokens[0]):
         raise UserError(f"{data}: no {level}s in the training split")
-    return LMCorpus(name, source, *tokens)
+    return LMCorpus(name, source, *tokens, texts=tuple(parts))
 
 
 # --------------------------------------------------------------------------------------------------- classification
@@ -607,6 +608,7 @@ class TaskData(NamedTuple):
     label_names: list  # classify: class names in id order; lm: None
     splits: dict  # "train"/"valid"/"test" -> lm: id array; classify: (list of id arrays, label id array)
     initial_weights: dict  # weight name -> the array it starts from (--embeddings: "embedding"; --init_from: more)
+    texts: dict = None  # split -> its text as a file the project reads back (split_text); RUN_DIR/data/ keeps them
 
 
 def task_data(cfg):
@@ -633,7 +635,8 @@ def language_model_data(cfg):
         raise UserError(f"{corpus.name}: the validation split is empty")
     print(f"data: {corpus.source}; {cfg.level} vocabulary {len(vocab)}; tokens train {splits['train'].size:,} "
           f"valid {splits['valid'].size:,} test {splits['test'].size:,}")
-    return TaskData(vocab, None, splits, pretrained_embedding(cfg, vocab))
+    texts = {name: text for name, text in zip(("train", "valid", "test"), corpus.texts) if text}
+    return TaskData(vocab, None, splits, pretrained_embedding(cfg, vocab), texts)
 
 
 def classification_data(cfg):
@@ -642,10 +645,20 @@ def classification_data(cfg):
                                 cfg.test_fraction, cfg.seed, datasets.CACHE_DIR,
                                 Columns(cfg.text_column, cfg.label_column))
     check_labels(cdata, cfg.cv, cfg.valid_fraction, cfg.seed)
-    print(f"data: {cdata.name} ({cdata.encoding}); {len(cdata.label_names)} labels; examples train "
-          f"{len(cdata.train.texts):,} valid {len(cdata.valid.texts):,} test {len(cdata.test.texts):,}"
+    print(f"data: {cdata.name} ({cdata.encoding}); {len(cdata.label_names)} labels; " + split_line(cfg, cdata)
           + (f"; {cdata.skipped_empty} empty lines skipped" if cdata.skipped_empty else ""))
     return cdata
+
+
+def split_line(cfg, cdata):
+    """How the examples are used, for the data line: the split, or cross-validation's folds (which ignore it)."""
+    if not cfg.cv:
+        return (f"examples train {len(cdata.train.texts):,} valid {len(cdata.valid.texts):,} test "
+                f"{len(cdata.test.texts):,}")
+    total = len(cdata.everything().texts)
+    return (f"{total:,} examples in {cfg.cv}-fold cross-validation: each fold tests on about {total // cfg.cv:,}, "
+            f"validates on {cfg.valid_fraction:g} of the rest and trains on the others"
+            + (f"; then a final model trains on all {total:,}" if cfg.cv_final else ""))
 
 
 SPLIT_WORDS = {"train": "training", "valid": "validation", "test": "test"}
@@ -717,7 +730,21 @@ def encode_classification(cfg, train, valid, test, label_names):
             raise UserError(f"{name} split: label '{unknown[0]}' is not one of the run's labels")
         splits[name] = ([vocab.encode(tokens).astype(np.int32) for tokens in examples.texts],
                         np.array([label_index[label] for label in examples.labels], np.int32))
-    return TaskData(vocab, list(label_names), splits, pretrained_embedding(cfg, vocab))
+    texts = {name: labelled_text(examples) for name, examples in (("train", train), ("valid", valid), ("test", test))
+             if examples.texts}
+    return TaskData(vocab, list(label_names), splits, pretrained_embedding(cfg, vocab), texts)
+
+
+# The first line of a labelled split written by labelled_text: the reader takes its columns from it, and
+# sample.py --file knows by it that the sentences come with their labels.
+LABELLED_HEADER = "label\tsentence"
+
+
+def labelled_text(examples):
+    """Examples as a labelled file that load_classification reads back as the same examples: the header, then one
+    `LABEL<TAB>tokens` line each, the tokens joined by spaces (text_io.tokenize gives them back unchanged)."""
+    return "".join(f"{line}\n" for line in [LABELLED_HEADER] + [f"{label}\t{' '.join(tokens)}" for tokens, label
+                                                                in zip(examples.texts, examples.labels)])
 
 
 def pretrained_embedding(cfg, vocab):

@@ -6,10 +6,18 @@
     RUN_DIR/checkpoints/       the latest checkpoints (model.ckpt-STEP.*), the last 3 kept
     RUN_DIR/best/              the best checkpoint by validation metric, and best.json (its step, epoch, metric)
     RUN_DIR/results.json       final validation and test metrics of the best checkpoint
+    RUN_DIR/data/              the splits the run used, written once when it starts (never on resume), each as a
+                               file the project reads back: lm train.txt, valid.txt, test.txt (the text, in the
+                               config's encoding); classify train.tsv, valid.tsv, test.tsv (a `label<TAB>sentence`
+                               header, then LABEL<TAB>tokens lines, UTF-8). A split with nothing in it has no file.
+                               So `--data RUN_DIR/data` reads the same splits again, `sample.py --score
+                               RUN_DIR/data/test.txt` or `--file RUN_DIR/data/test.tsv` evaluates what train.py did
     RUN_DIR/train|valid|test/  TensorBoard event files; train/ also has the embedding projector's config,
                                metadata.tsv and a `checkpoint` file naming the newest checkpoint
     RUN_DIR/events.out.tfevents.*  the run's hyperparameters and final metrics (TensorBoard's HParams tab)
-    RUN_DIR/fold_K/            cross-validation: one run directory per fold, cv_results.json beside them
+    RUN_DIR/fold_K/            cross-validation: one run directory per fold (its own data/), cv_results.json
+                               beside them; the final model on all the data (--cv_final) is RUN_DIR's own: its
+                               config.json, vocabulary, labels, checkpoints/ and data/train.tsv, no best/
     RUN_DIR/pretrain/          classify --pretrain_epochs: the word language model the classifier starts from (a run
                                directory of its own, with its corpus/train.txt); in cross-validation, one per fold
     RUN_DIR/logs/              cluster mode: the parameter server's and the other workers' output
@@ -41,14 +49,14 @@ from config import UserError
 TEMPORARY = re.compile(r"^.+\.graphlstm-[0-9a-f]{8}\.tmp$")
 # What train.py writes in a run directory; a folder holding anything else (and no config.json) is not used.
 LAYOUT = ("config.json", "vocab.json", "labels.json", "results.json", "cv_results.json", "checkpoints", "best", "train",
-          "valid", "test", "logs", "pretrain", "corpus", "generation_speed.json", "lock")
+          "valid", "test", "logs", "pretrain", "corpus", "data", "generation_speed.json", "lock")
 
 
-def write_text(path, text):
+def write_text(path, text, encoding="utf-8"):
     """Writes to a temporary name, then renames: a reader never sees half a file."""
     tmp = f"{path}.graphlstm-{uuid.uuid4().hex[:8]}.tmp"  # its own name: two writers never share a temporary file
     try:
-        with open(tmp, "w", encoding="utf-8") as f:
+        with open(tmp, "w", encoding=encoding) as f:
             f.write(text)
         os.replace(tmp, path)
     except BaseException as e:
@@ -119,6 +127,7 @@ class RunDir:
         self.best_dir = os.path.join(self.path, "best")
         self.best_path = os.path.join(self.best_dir, "best.json")
         self.logs_dir = os.path.join(self.path, "logs")
+        self.data_dir = os.path.join(self.path, "data")
         self.generation_speed_path = os.path.join(self.path, "generation_speed.json")
 
     def __str__(self):
@@ -158,6 +167,11 @@ class RunDir:
         below = [os.path.join(glob.escape(self.path), *parts, "checkpoints", "model.ckpt-*.index")
                  for parts in (("pretrain",), ("fold_*",), ("fold_*", "pretrain"))]
         return os.path.exists(self.config_path) and (self.has_checkpoint() or any(map(glob.glob, below)))
+
+    def has_finished(self, cfg):
+        """Whether a run of exactly this config ended here (its results.json written): running it again would
+        train nothing, only evaluate again."""
+        return os.path.exists(self.results_path) and self.has_checkpoint() and self.load_config() == cfg
 
     def check_config(self, cfg):
         """Whether the directory holds a checkpoint to resume; refuses a config that would not fit it."""
@@ -227,6 +241,20 @@ class RunDir:
         except OSError as e:
             raise UserError(f"{self.path}: cannot write the run directory ({e.strerror})") from None
 
+    def split_path(self, split, labelled):
+        return os.path.join(self.data_dir, f"{split}.{'tsv' if labelled else 'txt'}")
+
+    def save_splits(self, texts, labelled, encoding):
+        """RUN_DIR/data/: each split's text (data_handler.TaskData.texts), written when a run starts afresh; a
+        language model's in its config's encoding, which sample.py --score and --data read it with."""
+        encoding = "utf-8" if labelled or encoding == "auto" else encoding
+        try:
+            os.makedirs(self.data_dir, exist_ok=True)
+            for split, text in texts.items():
+                write_text(self.split_path(split, labelled), text, encoding)
+        except OSError as e:
+            raise UserError(f"{self.data_dir}: cannot write the run's splits ({e.strerror})") from None
+
     def save_config(self, cfg):
         os.makedirs(self.path, exist_ok=True)
         write_json(self.config_path, dict(sorted(config.to_dict(cfg).items())))
@@ -255,7 +283,8 @@ class RunDir:
         write is in progress; a user's own file is never matched."""
         leftovers = []
         for run in self.runs_within():
-            for folder in (run.path, run.events_dir("train"), os.path.join(run.path, "corpus"), run.best_dir):
+            for folder in (run.path, run.events_dir("train"), os.path.join(run.path, "corpus"), run.best_dir,
+                           run.data_dir):
                 with contextlib.suppress(OSError):
                     leftovers += [os.path.join(folder, name) for name in os.listdir(folder) if TEMPORARY.match(name)]
             for folder in (run.checkpoint_dir, run.best_dir):

@@ -8,6 +8,7 @@ Running again with the same run directory (or --resume) continues from the lates
 """
 import argparse
 import contextlib
+import dataclasses
 import os
 import sys
 import time
@@ -107,30 +108,66 @@ def parse_command_line(argv):
 
 def cross_validate(cfg, run, stop):
     """K-fold CV over all examples: each fold is the test set once, the rest is split into train and valid; every
-    fold is a run directory of its own, so an interrupted CV resumes at the fold it was in."""
+    fold is a run directory of its own, so an interrupted CV resumes at the fold it was in. Then (--cv_final) the
+    run directory's own model trains on all of them, so that sample.py and export.py find a model there."""
     cdata = data_handler.classification_data(cfg)
     everything = cdata.everything()
     if len(everything.texts) < 2 * cfg.cv:
         raise UserError(f"{cdata.name}: {len(everything.texts)} examples are too few for --cv {cfg.cv}")
-    run.save_config(cfg)  # what a rerun of the folds is checked against
-    results = []
+    results, final_started = [], run.has_checkpoint()  # the final model starts once every fold has finished
+    if not final_started:  # once it has, config.json is the final model's (its own max_max_epoch)
+        run.save_config(cfg)  # what a rerun of the folds is checked against
     for k, (train_part, valid, test) in enumerate(data_handler.cv_parts(everything, cfg.cv, cfg.valid_fraction,
                                                                         cfg.seed)):
-        print(f"--- fold {k + 1}/{cfg.cv}: train {len(train_part.texts):,} valid {len(valid.texts):,} "
-              f"test {len(test.texts):,}")
-        data = data_handler.encode_classification(cfg, train_part, valid, test, cdata.label_names)
         fold = run.fold(k)
-        code = train_from_start(cfg, data, fold, fold.has_checkpoint(), cluster.LocalRuntime(cfg), stop)
-        if code:
-            return code
+        if final_started or fold.has_finished(cfg):
+            print(f"--- fold {k + 1}/{cfg.cv}: finished before ({fold.results_path}), not trained again")
+        else:
+            print(f"--- fold {k + 1}/{cfg.cv}: train {len(train_part.texts):,} valid {len(valid.texts):,} "
+                  f"test {len(test.texts):,}")
+            data = data_handler.encode_classification(cfg, train_part, valid, test, cdata.label_names)
+            code = train_from_start(cfg, data, fold, fold.has_checkpoint(), cluster.LocalRuntime(cfg), stop)
+            if code:
+                return code
         results.append(fold.load_results())
-    accuracies = [r["test"]["accuracy"] for r in results]
-    summary = {"folds": cfg.cv, "accuracy_per_fold": accuracies, "mean_accuracy": float(np.mean(accuracies)),
-               "std_accuracy": float(np.std(accuracies)), "per_fold": results}
+    summary = cv_summary(cfg, results, len(everything.texts), cfg.cv_final or final_started)
     run.save_cv_results(summary)
     print(f"{cfg.cv}-fold CV test accuracy: {100 * summary['mean_accuracy']:.2f} +- "
-          f"{100 * summary['std_accuracy']:.2f} % (per fold: {', '.join(f'{100 * a:.1f}' for a in accuracies)})")
-    return 0
+          f"{100 * summary['std_accuracy']:.2f} % (per fold: "
+          f"{', '.join(f'{100 * a:.1f}' for a in summary['accuracy_per_fold'])})")
+    if not cfg.cv_final:
+        return 0
+    return train_final_model(dataclasses.replace(cfg, max_max_epoch=summary["final_model"]["epochs"]), cdata,
+                             everything, run, stop)
+
+
+def cv_summary(cfg, results, examples, final_model):
+    """cv_results.json: the folds' test accuracies (the estimate) and what the final model is, or that there is
+    none. Its epochs are the folds' mean best epoch, rounded half up: the training length validation chose."""
+    accuracies = [r["test"]["accuracy"] for r in results]
+    epochs = max(1, int(np.floor(np.mean([r["best"].get("epoch") or r["stopped"]["epochs_trained"]
+                                          for r in results]) + 0.5)))
+    plural = "" if epochs == 1 else "s"
+    final = {"epochs": epochs, "examples": examples, "held_out": None,
+             "note": f"trained on all {examples:,} examples for {epochs} epoch{plural} (the folds' mean best epoch); "
+                     "nothing was held out, so it has no validation or test score of its own: the folds' mean "
+                     "accuracy estimates it"} if final_model else \
+        {"note": "not trained (--cv_final false): the run directory holds the folds alone"}
+    return {"folds": cfg.cv, "accuracy_per_fold": accuracies, "mean_accuracy": float(np.mean(accuracies)),
+            "std_accuracy": float(np.std(accuracies)), "final_model": final, "per_fold": results}
+
+
+def train_final_model(cfg, cdata, everything, run, stop):
+    """The run directory's own model, on every example and without a validation split, for cfg's epochs; resumed
+    like any run when interrupted, and not trained again once finished."""
+    if run.has_finished(cfg):
+        print(f"--- final model: finished before ({run.results_path}), not trained again")
+        return 0
+    print(f"--- final model: train {len(everything.texts):,} (all the examples; none held out) for "
+          f"{cfg.max_max_epoch} epoch{'' if cfg.max_max_epoch == 1 else 's'}")
+    nothing = data_handler.LabelledExamples([], [])
+    data = data_handler.encode_classification(cfg, everything, nothing, nothing, cdata.label_names)
+    return train_from_start(cfg, data, run, run.has_checkpoint(), cluster.LocalRuntime(cfg), stop)
 
 
 # --------------------------------------------------------------------------------------------------- the run
@@ -177,6 +214,8 @@ def train(cfg, data, run, resuming, runtime, stop):
     config.check_memory(cfg, len(data.vocab), len(data.label_names or ()))
     if runtime.is_chief:
         run.save_config_and_vocab(cfg, data.vocab, data.label_names, resuming)
+        if not resuming and data.texts:  # once: a resumed run trains on what its data/ already holds
+            run.save_splits(data.texts, data.label_names is not None, cfg.encoding)
     train_tokens = data.splits["train"][0] if data.label_names else data.splits["train"]  # classify: (seqs, labels)
     counts = summaries.token_counts(data.vocab, train_tokens)  # the projector's metadata, from all the data
     data = data._replace(splits={**data.splits, "train": runtime.shard(data.splits["train"])})

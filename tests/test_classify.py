@@ -83,23 +83,96 @@ def test_sample_classifies_new_text_from_the_checkpoint(trained_classifier, tmp_
     assert [line.split("\t")[0] for line in out.getvalue().strip().split("\n")] == ["tech", "tech"]
 
 
-def test_cross_validation_reports_every_fold(topic_data, tmp_path):
-    run_dir = tmp_path / "cv"
+def cv_args(run_dir, data, *extra):
     # Frozen after epoch 1 (the learning rate drops to 1e-30): with patience 1 every fold stops after epoch 2.
-    assert train.main(classify_args(run_dir, "--data", str(topic_data / "train.txt"), "--cv", "3",
-                                    "--max_max_epoch", "4", "--patience", "1", "--max_epoch", "1",
-                                    "--lr_decay", "1e-30")) == 0
+    return classify_args(run_dir, "--data", str(data), "--cv", "3", "--max_max_epoch", "4", "--patience", "1",
+                         "--max_epoch", "1", "--lr_decay", "1e-30", *extra)
+
+
+def test_cross_validation_reports_every_fold_then_trains_the_final_model(topic_data, tmp_path, capsys):
+    run_dir = tmp_path / "cv"
+    assert train.main(cv_args(run_dir, topic_data / "train.txt")) == 0
+    out = capsys.readouterr().out
+    assert out.startswith("data: train.txt (utf-8); 3 labels; 300 examples in 3-fold cross-validation: each fold "
+                          "tests on about 100, validates on 0.1 of the rest and trains on the others; then a final "
+                          "model trains on all 300\n")
     results = json.loads((run_dir / "cv_results.json").read_text())
     assert [(fold["stopped"]["why"], fold["stopped"]["epochs_trained"], fold["best"]["epoch"])
             for fold in results["per_fold"]] == [("patience", 2, 1)] * 3
     assert results["folds"] == 3 and len(results["accuracy_per_fold"]) == 3
     assert results["mean_accuracy"] == pytest.approx(np.mean(results["accuracy_per_fold"]))
     assert sum(fold["test"]["examples"] for fold in results["per_fold"]) == 300  # the folds cover the data once
+    # Each fold keeps its own splits; their test parts are the data once more.
+    tests = [(run_dir / f"fold_{k}" / "data" / "test.tsv").read_text().splitlines() for k in range(3)]
+    assert all(lines[0] == "label\tsentence" for lines in tests) and sum(len(lines) - 1 for lines in tests) == 300
+    # The final model: the mean best epoch (1) on all 300 examples, in the run directory itself.
+    assert (results["final_model"]["epochs"], results["final_model"]["examples"]) == (1, 300)
+    final = json.loads((run_dir / "results.json").read_text())
+    assert (final["valid"], final["test"], final["stopped"]["epochs_trained"]) == (None, None, 1)
+    assert "nothing was held out" in final["held_out"]
+    assert json.loads((run_dir / "config.json").read_text())["max_max_epoch"] == 1
+    assert sorted(p.name for p in (run_dir / "data").iterdir()) == ["train.tsv"]
+    assert len((run_dir / "data" / "train.tsv").read_text().splitlines()) == 301
+    assert not (run_dir / "best").exists()
+    # The same command again trains nothing: no fold, no final model.
+    saved = sorted((p.name, p.stat().st_mtime_ns) for p in run_dir.rglob("*.index"))
+    assert train.main(cv_args(run_dir, topic_data / "train.txt")) == 0
+    out = capsys.readouterr().out
+    assert out.count("not trained again") == 4 and "epoch 1/" not in out and "run directory:" not in out
+    assert sorted((p.name, p.stat().st_mtime_ns) for p in run_dir.rglob("*.index")) == saved
     # Running the folds again with another model is refused (the top-level config.json guards them).
     line = one_line_error(run_cli("train.py", *classify_args(run_dir, "--data", str(topic_data / "train.txt"), "--cv",
                                                              "3", "--max_max_epoch", "2", "--keep_prob", "0.3",
                                                              "--max_epoch", "1", "--lr_decay", "1e-30")))
     assert "keep_prob=0.5" in line and "keep_prob=0.3" in line
+    check_final_model_is_used_by_sample_and_export(run_dir, tmp_path)
+
+
+def check_final_model_is_used_by_sample_and_export(run_dir, tmp_path):
+    """sample.py and export.py find the cross-validation's final model by the run directory's name alone, and the
+    exported model answers as sample.py does."""
+    from test_export import ask_fresh_process
+    import export
+    sentences = ["the team scored a goal in the match", "soup and bread for dinner", "laptop server network"]
+    out = io.StringIO()
+    assert sample.main(["--run_dir", str(run_dir), "--all_probs", *[a for s in sentences for a in ("--text", s)]],
+                       out=out) == 0
+    lines = [line.split("\t") for line in out.getvalue().strip().split("\n")]
+    assert [line[-1] for line in lines] == sentences and {line[0] for line in lines} <= set(WORDS)
+    assert export.main(["--run_dir", str(run_dir), "--out", str(tmp_path / "model")]) == 0
+    answer = ask_fresh_process(tmp_path, [(tmp_path / "model", "serving_default", {"sentences": sentences})])[0]
+    assert answer["label"] == [line[0] for line in lines]
+    np.testing.assert_allclose([max(p) for p in answer["probabilities"]], [float(line[1]) for line in lines],
+                               atol=2e-3)
+
+
+def test_cv_final_false_leaves_the_folds_alone(topic_data, tmp_path, capsys):
+    run_dir = tmp_path / "cv"
+    write_labelled(tmp_path / "few.txt", 60, seed=2)
+    assert train.main(classify_args(run_dir, "--data", str(tmp_path / "few.txt"), "--cv", "2", "--max_max_epoch",
+                                    "1", "--cv_final", "false")) == 0
+    assert "final model" not in capsys.readouterr().out
+    assert not (run_dir / "checkpoints").exists() and not (run_dir / "results.json").exists()
+    assert "not trained (--cv_final false)" in json.loads((run_dir / "cv_results.json").read_text())[
+        "final_model"]["note"]
+
+
+def test_the_saved_test_split_classifies_as_train_py_evaluated_it(trained_classifier, topic_data, capsys):
+    """RUN_DIR/data/test.tsv: sample.py --eval gives the accuracy results.json holds; read as --data, RUN_DIR/data
+    gives the run's own examples again."""
+    import data_handler
+    out = io.StringIO()
+    assert sample.main(["--run_dir", str(trained_classifier), "--eval",
+                        str(trained_classifier / "data" / "test.tsv")], out=out) == 0
+    results = json.loads((trained_classifier / "results.json").read_text())
+    right = round(results["test"]["accuracy"] * 93)
+    assert f"accuracy  {results['test']['accuracy']:.4f} ({right} of 93)" in out.getvalue()
+    again = data_handler.load_classification(str(trained_classifier / "data"))
+    first = data_handler.load_classification(str(topic_data), valid_fraction=0.1, test_fraction=0.1)
+    assert (again.valid, again.test) == (first.valid, first.test)
+    # The same training examples (reading shuffles a training split with the seed, as for any data).
+    assert sorted(zip(map(tuple, again.train.texts), again.train.labels)) == \
+        sorted(zip(map(tuple, first.train.texts), first.train.labels))
 
 
 @pytest.mark.parametrize("pooling,extra", [("last", []), ("max", ["--bidirectional"])])

@@ -141,7 +141,7 @@ def test_each_fold_pretrains_on_its_training_part_alone(tmp_path):
     (tmp_path / "data.txt").write_text("\n".join(lines) + "\n")  # s{i}: every sentence is unique
     run = run_dir.RunDir(tmp_path / "cv")
     assert train.main(classifier_args(run, tmp_path / "data.txt", "--cv", "3", "--pretrain_epochs", "1",
-                                      "--max_max_epoch", "1")) == 0
+                                      "--max_max_epoch", "1", "--cv_final", "false")) == 0  # the folds alone
     cfg = run.load_config()
     parts = data_handler.cv_parts(data_handler.classification_data(cfg).everything(), 3, cfg.valid_fraction,
                                   cfg.seed)

@@ -381,10 +381,14 @@ def test_a_signal_in_a_cross_validation_fold_stops_the_whole_run(tmp_path, capsy
     assert train.main(args) == 130
     stopped_at = re.search(r"interrupted at step (\d+);", capsys.readouterr().out).group(1)
     assert (path / "fold_0" / "checkpoints").exists() and not (path / "fold_1").exists()
+    written = [(p.name, p.stat().st_mtime_ns) for p in sorted((path / "fold_0" / "data").iterdir())]
     monkeypatch.undo()
     assert train.main(args) == 0
     out = capsys.readouterr().out
     assert f"resuming at step {stopped_at} " in out and (path / "cv_results.json").exists()
+    # The splits are written when a run starts, not again on resume.
+    assert [(p.name, p.stat().st_mtime_ns) for p in sorted((path / "fold_0" / "data").iterdir())] == written
+    assert [name for name, _ in written] == ["test.tsv", "train.tsv", "valid.tsv"]
 
 
 def test_a_signal_after_the_pretraining_language_model_stops_before_the_classifier(tmp_path, capsys, monkeypatch):

@@ -235,3 +235,17 @@ def test_a_text_scored_in_parts_scores_as_a_whole(trained_lm, tmp_path, monkeypa
     parts = sample_script.text_log_likelihood(cfg, vocab, run, None, text)
     assert whole[1:] == parts[1:] and whole[1] > 8 * 4 * cfg.num_steps
     np.testing.assert_allclose(parts[0], whole[0], rtol=1e-5)
+
+
+def test_scoring_the_saved_test_split_gives_the_recorded_test_perplexity(trained_lm):
+    """RUN_DIR/data/test.txt is the test split train.py evaluated, token for token; --score on it gives results.json's
+    test loss, but for the first token (scored after a start token) and the rows' restarts of the evaluation."""
+    import data_handler
+    import run_dir
+    cfg = run_dir.RunDir(trained_lm).load_config()
+    assert sorted(p.name for p in (trained_lm / "data").iterdir()) == ["test.txt", "train.txt", "valid.txt"]
+    out = sample(trained_lm, "--score", str(trained_lm / "data" / "test.txt"))
+    fields = {line.split()[0]: line.split()[1].replace(",", "") for line in out.splitlines()}
+    assert int(fields["tokens"]) == data_handler.language_model_data(cfg).splits["test"].size
+    recorded = json.loads((trained_lm / "results.json").read_text())["test"]["loss"]
+    assert abs(float(fields["nats/token"]) - recorded) < 0.01 * recorded
