@@ -32,6 +32,7 @@ class LocalRuntime:
     is_chief = True  # saves checkpoints, writes summaries and results, evaluates
     workers_per_step = 1  # batches consumed by one global step
     allows_buckets = True  # a classifier may have one training graph per bucket width
+    cluster = None  # what the run directory records of the runtime (runtime.json): a single process
 
     def __init__(self, cfg):
         self.cfg = cfg
@@ -84,6 +85,7 @@ class ClusterRuntime:
         self.workers_per_step = 1 if role.sync else role.num_workers
         self.allows_buckets = not role.sync  # SyncReplicasOptimizer applies the gradients of one train op only
         self.worker_device = role.device
+        self.cluster = shape(role.num_workers, role.sync)  # what the run directory records (runtime.json)
         self.server = None  # this process's tf.distribute.Server, started when the graph is built
         self.optimizer = None  # the wrapped optimizer (SyncReplicasOptimizer with sync)
         self.ops = None  # ClusterOps, built with the graph
@@ -155,8 +157,7 @@ class ClusterRuntime:
         return chief.Chief(cfg, g, sess, run, stop, resumed_at) if self.is_chief else chief.Worker(g.task)
 
     def describe(self, global_step):
-        return {"workers": self.role.num_workers, "replicas": "sync" if self.role.sync else "async",
-                "global_step": global_step}
+        return {**self.cluster, "global_step": global_step}
 
 
 class ClusterOps(NamedTuple):
@@ -224,6 +225,12 @@ class Role(NamedTuple):
 
     def spec(self, tf):
         return tf.train.ClusterSpec({"ps": self.ps_hosts, "worker": self.worker_hosts})
+
+
+def shape(workers, sync):
+    """A cluster as its run directory records it (runtime.json, and results.json's "cluster" with the global step):
+    a resumed run must train in the same one, for its global step to count the same batches."""
+    return {"workers": workers, "replicas": "sync" if sync else "async"}
 
 
 def add_arguments(parser):

@@ -11,7 +11,8 @@
                                config's encoding); classify train.tsv, valid.tsv, test.tsv (a `label<TAB>sentence`
                                header, then LABEL<TAB>tokens lines, UTF-8). A split with nothing in it has no file.
                                So `--data RUN_DIR/data` reads the same splits again, `sample.py --score
-                               RUN_DIR/data/test.txt` or `--file RUN_DIR/data/test.tsv` evaluates what train.py did
+                               RUN_DIR/data/test.txt` or `--eval RUN_DIR/data/test.tsv` evaluates what train.py did
+    RUN_DIR/runtime.json       {"cluster": null} for a single process, else the cluster's workers and replicas
     RUN_DIR/train|valid|test/  TensorBoard event files; train/ also has the embedding projector's config,
                                metadata.tsv and a `checkpoint` file naming the newest checkpoint
     RUN_DIR/events.out.tfevents.*  the run's hyperparameters and final metrics (TensorBoard's HParams tab)
@@ -48,8 +49,12 @@ from config import UserError
 # A temporary file of write_text: a name no user and no other program writes, so clean-up removes only these.
 TEMPORARY = re.compile(r"^.+\.graphlstm-[0-9a-f]{8}\.tmp$")
 # What train.py writes in a run directory; a folder holding anything else (and no config.json) is not used.
-LAYOUT = ("config.json", "vocab.json", "labels.json", "results.json", "cv_results.json", "checkpoints", "best", "train",
-          "valid", "test", "logs", "pretrain", "corpus", "data", "generation_speed.json", "lock")
+LAYOUT = ("config.json", "vocab.json", "labels.json", "results.json", "runtime.json", "cv_results.json", "checkpoints",
+          "best", "train", "valid", "test", "logs", "pretrain", "corpus", "data", "generation_speed.json", "lock")
+# Stems that say what a file is, not which data or config it holds: such a file lends a run its folder's name.
+GENERIC_NAMES = frozenset({"input", "train", "data", "text", "corpus", "dataset", "all", "config"})
+SHOWN_RUNS = 5  # run names a "no such run" error lists
+CLUSTER_KEYS = ("workers", "replicas")  # what runtime.json records of a cluster (results.json adds the global step)
 
 
 def write_text(path, text, encoding="utf-8"):
@@ -98,10 +103,32 @@ def read_config(path):
 
 def default_path(config_name, data):
     """runs/CONFIG[-DATA]: where a run goes without --run_dir."""
-    name = os.path.splitext(os.path.basename(config_name))[0]
-    if data:
-        name += "-" + os.path.splitext(os.path.basename(os.path.normpath(data)))[0]
-    return os.path.join("runs", name)
+    name = config_name if config_name in config.CONFIGS else name_of(config_name)
+    return os.path.join("runs", name + ("-" + name_of(data) if data else ""))
+
+
+def name_of(path):
+    """The name a run takes from --data or --config FILE.json: a registry name as it is; a path its file's stem (a
+    folder's name), or where that stem is generic (input.txt, train.txt, config.json) the name of its folder, so that
+    .../tinyshakespeare/input.txt and --data tinyshakespeare name the same run, and runs/x/config.json names runs/x."""
+    path = os.path.normpath(path)
+    name = os.path.basename(path)
+    stem = name if os.path.isdir(path) else os.path.splitext(name)[0]
+    if stem.lower() in GENERIC_NAMES:
+        return os.path.basename(os.path.dirname(os.path.abspath(path))) or stem
+    return stem
+
+
+def missing(path):
+    """The error for a run directory that does not exist: it names the runs beside it, one of which was likely
+    meant (a default name that differs from the README's, a typo)."""
+    parent = os.path.dirname(os.path.normpath(path)) or "."
+    try:
+        runs = sorted(name for name in os.listdir(parent) if os.path.isfile(os.path.join(parent, name, "config.json")))
+    except OSError:
+        runs = []
+    shown = ", ".join(runs[:SHOWN_RUNS]) + (", ..." if len(runs) > SHOWN_RUNS else "")
+    return UserError(f"{path}: no such run ({'runs here: ' + shown if runs else 'no run in ' + parent})")
 
 
 def newest(root="runs"):
@@ -113,6 +140,21 @@ def newest(root="runs"):
     return RunDir(max(runs, key=os.path.getmtime))
 
 
+def runtime_name(cluster):
+    """A runtime as run_dir records it (None, or {"workers": N, "replicas": "sync"|"async"}), in words."""
+    return f"a cluster of {cluster['workers']} workers ({cluster['replicas']})" if cluster else "a single process"
+
+
+def described_metrics(metrics):
+    """A split's results.json entry as a run's last line shows it."""
+    shown = [f"loss {metrics['loss']:.3f}"] if isinstance(metrics.get("loss"), (int, float)) else []
+    if isinstance(metrics.get("accuracy"), (int, float)):
+        shown.append(f"acc {100 * metrics['accuracy']:.2f}%")
+    elif isinstance(metrics.get("perplexity"), (int, float)):
+        shown.append(f"ppl {metrics['perplexity']:.2f}")
+    return " ".join(shown)
+
+
 class RunDir:
     """One run directory (see the module docstring for its layout)."""
 
@@ -122,6 +164,7 @@ class RunDir:
         self.vocab_path = os.path.join(self.path, "vocab.json")
         self.labels_path = os.path.join(self.path, "labels.json")
         self.results_path = os.path.join(self.path, "results.json")
+        self.runtime_path = os.path.join(self.path, "runtime.json")
         self.cv_results_path = os.path.join(self.path, "cv_results.json")
         self.checkpoint_dir = os.path.join(self.path, "checkpoints")
         self.best_dir = os.path.join(self.path, "best")
@@ -181,10 +224,64 @@ class RunDir:
                                 f"{key}={current!r} (use another --run_dir, or --resume to keep the saved config)")
         return self.has_checkpoint()
 
+    def check_rerun(self, cfg, cluster):
+        """For a run that resumes, under cfg in `cluster` (None: a single process): the lines a finished run answers
+        with, as it has nothing left to train, else None. Refused in one line: a finished run asked to run otherwise
+        (it would train nothing), and an unfinished one resumed in another runtime, whose global step counts other
+        batches (the epoch and the learning rate would jump)."""
+        results = self.finished(cfg)
+        known, recorded = self.load_cluster()
+        changed_runtime = known and recorded != cluster
+        if results:
+            saved = self.load_config()
+            changes = [f"--{key}={getattr(cfg, key)}" for key in config.RESUMABLE_KEYS
+                       if getattr(saved, key) != getattr(cfg, key)]
+            changes += [f"{runtime_name(cluster)} (it trained in {runtime_name(recorded)})"] if changed_runtime else []
+            if changes:
+                raise UserError(f"{self.path}: complete ({results['stopped'].get('detail')}), so {', '.join(changes)} "
+                                "would train nothing; to train a new run that way, give another --run_dir")
+            return self.completion(cfg, results)
+        if changed_runtime:
+            raise UserError(f"{self.path}: trained in {runtime_name(recorded)}; resumed in {runtime_name(cluster)} its "
+                            f"global step would count other batches, so resume it in {runtime_name(recorded)}, or "
+                            "give another --run_dir")
+        return None
+
+    def finished(self, cfg):
+        """results.json when the run has nothing left to train under cfg (its results are of its newest checkpoint,
+        and cfg's max_max_epoch or patience has ended it), else None."""
+        results = self.load_results_if_any()
+        stopped = results.get("stopped")
+        if not isinstance(stopped, dict) or stopped.get("global_step") != self.newest_step():
+            return None  # no results yet, or of a run trained on since (a schedule raised, then interrupted)
+        epochs, best = stopped.get("epochs_trained"), stopped.get("best_epoch")
+        if not isinstance(epochs, int):
+            return None
+        out_of_patience = bool(cfg.patience) and isinstance(best, int) and epochs - best >= cfg.patience
+        return results if epochs >= cfg.max_max_epoch or out_of_patience else None
+
+    def completion(self, cfg, results):
+        """What a finished run rerun prints: that it is complete, its results, and the flags that would train more."""
+        stopped = results["stopped"]
+        shown = [f"{split} {described_metrics(results[split])}" for split in ("valid", "test")
+                 if isinstance(results.get(split), dict)]
+        more = [f"--max_max_epoch above {cfg.max_max_epoch}"] if stopped["epochs_trained"] >= cfg.max_max_epoch else []
+        if stopped["why"] == "patience" and cfg.patience:
+            more.append(f"--patience above {cfg.patience} (or 0)")
+        best = results.get("best") or {}
+        return (f"{self.path}: complete, nothing left to train ({stopped.get('detail')})\n"
+                f"results of the best checkpoint (step {best.get('step', '?')}): {'  '.join(shown)}\n"
+                f"to train this run further: {' and '.join(more)}; a new run: --run_dir DIR")
+
+    def newest_step(self):
+        """The step of the newest checkpoint, latest or best (None without one)."""
+        prefixes = checkpoints.listed(self.checkpoint_dir) + checkpoints.listed(self.best_dir)
+        return max(map(checkpoints.step_of, prefixes), default=None)
+
     # ---- JSON files
     def load_config(self):
         if not os.path.isdir(self.path):
-            raise UserError(f"{self.path}: no such run directory")
+            raise missing(self.path)
         return read_config(self.config_path)
 
     def load_vocab(self):
@@ -210,6 +307,27 @@ class RunDir:
     def load_results(self):
         return read_json(self.results_path)
 
+    def load_results_if_any(self):
+        """results.json as a dict, {} when absent or unreadable: a run without results trains on, and writes them."""
+        try:
+            results = read_json(self.results_path) if os.path.exists(self.results_path) else {}
+        except UserError:
+            return {}
+        return results if isinstance(results, dict) else {}
+
+    def load_cluster(self):
+        """How the run trained, as (known, cluster): cluster None for a single process, else its workers and replicas;
+        from results.json for a run written before runtime.json, unknown (False, None) for one without either."""
+        for path in (self.runtime_path, self.results_path):
+            try:
+                recorded = read_json(path) if os.path.exists(path) else {}
+            except UserError:
+                continue
+            if isinstance(recorded, dict) and "cluster" in recorded:
+                cluster = recorded["cluster"]
+                return True, {k: cluster.get(k) for k in CLUSTER_KEYS} if isinstance(cluster, dict) else None
+        return False, None
+
     def load_generation_speed(self):
         """sample.py's timings of the generation paths, {} when absent or unreadable (it is only a cache)."""
         try:
@@ -226,9 +344,9 @@ class RunDir:
             print(f"note: {self.generation_speed_path}: not written ({e.strerror}); the next sample.py times the "
                   "generation paths again", file=sys.stderr)
 
-    def save_config_and_vocab(self, cfg, vocab, label_names=None, resuming=False):
-        """Writes config.json, vocab.json (and labels.json); a resumed run must find the vocabulary it was trained
-        with, or its embedding rows would mean other tokens."""
+    def save_config_and_vocab(self, cfg, vocab, label_names=None, resuming=False, cluster=None):
+        """Writes config.json, vocab.json (and labels.json), and runtime.json (cluster: None for a single process);
+        a resumed run must find the vocabulary it was trained with, or its embedding rows would mean other tokens."""
         if resuming and (not os.path.exists(self.vocab_path) or self.load_vocab() != vocab):
             raise UserError(f"{self.vocab_path}: the vocabulary built from the data differs from the checkpoint's "
                             "(the data or the vocabulary settings changed)")
@@ -238,6 +356,7 @@ class RunDir:
             write_json(self.vocab_path, vocab.to_json(), indent=0)
             if label_names is not None:
                 write_json(self.labels_path, {"labels": list(label_names)})
+            write_json(self.runtime_path, {"cluster": cluster})
         except OSError as e:
             raise UserError(f"{self.path}: cannot write the run directory ({e.strerror})") from None
 

@@ -44,14 +44,19 @@ def run_command(argv, stop):
         run.check_usable()
         if args.local_cluster:
             with run.locked():  # refused now, before any process starts, if another run holds the directory
-                pass
-            return cluster.launch_local(os.path.abspath(__file__), argv, args.local_cluster, run.path, args.replicas)
+                complete = run.check_config(cfg) and said_complete(run, cfg, cluster.shape(args.local_cluster,
+                                                                                      args.replicas == "sync"))
+            return 0 if complete else cluster.launch_local(os.path.abspath(__file__), argv, args.local_cluster,
+                                                           run.path, args.replicas)
         config.tensorflow_environment(cfg, args.verbose)
         if role and role.job_name == "ps":
             return cluster.serve_ps(role)
         runtime = cluster.ClusterRuntime(cfg, role) if role else cluster.LocalRuntime(cfg)
         with run.locked() if runtime.is_chief else contextlib.nullcontext():
             resuming = run.check_config(cfg)  # inside the lock: no other run can change the directory now
+            # A cluster's chief goes on even so: its session releases the other workers, which train nothing.
+            if runtime.is_chief and resuming and said_complete(run, cfg, runtime.cluster) and not role:
+                return 0
             if runtime.is_chief and run.remove_interrupted_writes():
                 print("note: removed the temporary files of an interrupted write", file=sys.stderr)
             if cfg.cv:
@@ -69,6 +74,16 @@ def run_command(argv, stop):
     except KeyboardInterrupt as e:  # a signal where there was nothing to save, or a second one
         print("\ninterrupted; checkpoints saved before now are kept, and the same command resumes", file=sys.stderr)
         return stopping.exit_code(e)
+
+
+def said_complete(run, cfg, runtime_cluster):
+    """For a run that resumes: True when it has nothing left to train, said with its results. Refused in one line
+    (run_dir.RunDir.check_rerun): a finished run asked to run otherwise, or a run resumed in another runtime
+    (runtime_cluster: None for a single process)."""
+    complete = run.check_rerun(cfg, runtime_cluster)
+    if complete:
+        print(complete, flush=True)
+    return bool(complete)
 
 
 def parse_command_line(argv):
@@ -96,6 +111,8 @@ def parse_command_line(argv):
     config_name = args.config or ("classify" if overrides.get("task") == "classify" else config.DEFAULT_CONFIG)
     run = run_dir.RunDir(args.run_dir or run_dir.default_path(config_name, overrides.get("data", "")))
     if args.resume:
+        if not os.path.isdir(run.path):
+            raise run_dir.missing(run.path)
         if not run.has_started():
             raise UserError(f"{run}: no checkpoint to resume from")
         base = run.load_config()
@@ -213,7 +230,7 @@ def train(cfg, data, run, resuming, runtime, stop):
     """One run: the graph built once, then epochs of training and validation, then the best checkpoint's results."""
     config.check_memory(cfg, len(data.vocab), len(data.label_names or ()))
     if runtime.is_chief:
-        run.save_config_and_vocab(cfg, data.vocab, data.label_names, resuming)
+        run.save_config_and_vocab(cfg, data.vocab, data.label_names, resuming, runtime.cluster)
         if not resuming and data.texts:  # once: a resumed run trains on what its data/ already holds
             run.save_splits(data.texts, data.label_names is not None, cfg.encoding)
     train_tokens = data.splits["train"][0] if data.label_names else data.splits["train"]  # classify: (seqs, labels)
@@ -266,8 +283,9 @@ def fit(cfg, g, sess, runtime, duties, stop):
     last_step = min(schedule_end, cfg.max_steps) if cfg.max_steps else schedule_end
     global_step = int(sess.run(g.controls.global_step))
     epoch, start = global_step // steps_per_epoch, global_step % steps_per_epoch // runtime.workers_per_step
-    if global_step:
-        print(f"resuming at step {global_step} (epoch {epoch + 1}, batch {start})", flush=True)
+    if global_step:  # past the schedule's end (a limit lowered), no epoch number: none is left to train
+        where = f"epoch {epoch + 1}, batch {start}" if global_step < schedule_end else "the schedule's end"
+        print(f"resuming at step {global_step} ({where})", flush=True)
     reason = Stop.SCHEDULE
     # A cluster's chief trains on until the last step, even when the other workers have finished their epochs.
     while global_step < last_step and (epoch < cfg.max_max_epoch or runtime.is_chief):

@@ -56,6 +56,15 @@ def test_local_cluster_trains_checkpoints_and_matches_a_single_process_run(tiny_
 
     assert (distributed / "checkpoints" / "checkpoint").exists()
     assert list((distributed / "train").glob("events.*")) and list((distributed / "valid").glob("events.*"))
+    # runtime.json records the cluster: the same command again answers before starting one, and a single process
+    # (or another cluster) is refused, for its global step would count other batches.
+    assert json.loads((distributed / "runtime.json").read_text()) == {"cluster": {"workers": 2, "replicas": "sync"}}
+    again = run_cli("train.py", *cluster_args(distributed, tiny_corpus), "--local_cluster", "2", timeout=TIMEOUT)
+    assert again.returncode == 0 and "complete, nothing left to train" in again.stdout
+    assert "local cluster:" not in again.stdout
+    assert "a single process (it trained in a cluster of 2 workers (sync)) would train nothing" in one_line_error(
+        run_cli("train.py", *cluster_args(distributed, tiny_corpus)))
+    assert json.loads((single / "runtime.json").read_text()) == {"cluster": None}
     sampled = run_cli("sample.py", "--run_dir", str(distributed), "--length", "20", "--seed", "3", timeout=120)
     assert sampled.returncode == 0, sampled.stderr
     assert len(sampled.stdout.split()) >= 15

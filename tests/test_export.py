@@ -202,7 +202,7 @@ def test_export_refuses_bad_input_in_one_line(runs, tmp_path):
     assert "no checkpoint found" in one_line_error(
         run_cli("export.py", "--run_dir", str(untrained), "--out", str(tmp_path / "model")))
     assert not (tmp_path / "model").exists()
-    assert "no such run directory" in one_line_error(
+    assert "nothing: no such run (" in one_line_error(
         run_cli("export.py", "--run_dir", str(tmp_path / "nothing"), "--out", str(tmp_path / "model")))
     (tmp_path / "a_file").write_text("")
     assert "a_file" in one_line_error(

@@ -38,8 +38,11 @@ def finished_lm(tmp_path_factory):
 
 @pytest.fixture
 def run_copy(finished_lm, tmp_path):
+    """The finished run as it stands before it writes its results: resumed, it restores its newest checkpoint (a
+    finished one only prints its results)."""
     path = tmp_path / "lm"
     shutil.copytree(finished_lm, path)
+    (path / "results.json").unlink()
     return path
 
 

@@ -2,6 +2,7 @@
 import contextlib
 import dataclasses
 import json
+import os
 
 import numpy as np
 import pytest
@@ -136,7 +137,56 @@ def test_a_run_dir_whose_checkpoint_does_not_match_is_refused(trained_lm):
     line = one_line_error(run_cli("train.py", *tiny_lm_args(trained_lm, "--vocab_size", "400")))
     assert "vocab_size" in line
     line = one_line_error(run_cli("sample.py", "--run_dir", str(trained_lm / "nope")))
-    assert "no such run directory" in line
+    assert line == f"error: {trained_lm / 'nope'}: no such run (no run in {trained_lm})"
+    line = one_line_error(run_cli("train.py", "--resume", "--run_dir", str(trained_lm.parent / "nope")))
+    assert line == f"error: {trained_lm.parent / 'nope'}: no such run (runs here: {trained_lm.name})"
+
+
+TRAINED_LM = ("--max_max_epoch", "3", "--max_epoch", "1", "--keep_prob", "0.9")  # conftest's trained_lm
+
+
+def test_a_finished_run_rerun_prints_its_results_and_trains_nothing(trained_lm, capsys):
+    valid_before = event_scalars(trained_lm / "valid", "metrics/perplexity")
+    results = json.loads((trained_lm / "results.json").read_text())
+    capsys.readouterr()
+    assert train.main(tiny_lm_args(trained_lm, *TRAINED_LM)) == 0
+    out = capsys.readouterr().out
+    assert "resuming at step" not in out and f"{trained_lm}: complete, nothing left to train" in out
+    assert f"valid loss {results['valid']['loss']:.3f} ppl {results['valid']['perplexity']:.2f}" in out
+    assert "--max_max_epoch above 3" in out
+    # Asked to run otherwise, with a resumable key changed or in a cluster, it refuses in one line.
+    for extra in (["--precision", "bfloat16"], ["--device", "gpu"], ["--local_cluster", "2"]):
+        assert train.main(tiny_lm_args(trained_lm, *TRAINED_LM, *extra)) == 1
+        err = capsys.readouterr().err.strip()
+        assert "would train nothing" in err and "--run_dir" in err and "\n" not in err, err
+    assert event_scalars(trained_lm / "valid", "metrics/perplexity") == valid_before
+    assert json.loads((trained_lm / "results.json").read_text()) == results
+
+
+def test_an_unfinished_run_resumes_with_changed_keys_but_not_in_another_runtime(tmp_path, capsys):
+    run_dir = tmp_path / "run"
+    assert train.main(tiny_lm_args(run_dir, "--max_steps", "5")) == 0
+    assert json.loads((run_dir / "runtime.json").read_text()) == {"cluster": None}
+    capsys.readouterr()
+    assert train.main(tiny_lm_args(run_dir, "--max_steps", "5", "--local_cluster", "2")) == 1  # before any process
+    assert "trained in a single process; resumed in a cluster of 2 workers (sync)" in capsys.readouterr().err
+    assert not (run_dir / "logs").exists()
+    assert train.main(tiny_lm_args(run_dir, "--max_steps", "8", "--eval_batch_size", "4")) == 0
+    assert "resuming at step 5 (epoch 1, batch 5)" in capsys.readouterr().out
+
+
+def test_default_run_names(tmp_path, monkeypatch):
+    import run_dir
+
+    def run_of(*argv):
+        return train.parse_command_line(list(argv))[2].path
+    assert run_of("--config", "char", "--data", "tinyshakespeare") == os.path.join("runs", "char-tinyshakespeare")
+    assert run_of("--config", "char", "--data", "../x/tinyshakespeare/input.txt") == \
+        os.path.join("runs", "char-tinyshakespeare")
+    saved = tmp_path / "runs" / "x"
+    run_dir.RunDir(saved).save_config(config.named_config("test"))
+    monkeypatch.chdir(tmp_path)
+    assert run_of("--config", os.path.join("runs", "x", "config.json")) == os.path.join("runs", "x")
 
 
 def training_losses(tmp_path, name, steps, *extra):
