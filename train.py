@@ -55,7 +55,7 @@ def run_command(argv, stop):
         with run.locked() if runtime.is_chief else contextlib.nullcontext():
             resuming = run.check_config(cfg)  # inside the lock: no other run can change the directory now
             # A cluster's chief goes on even so: its session releases the other workers, which train nothing.
-            if runtime.is_chief and resuming and said_complete(run, cfg, runtime.cluster) and not role:
+            if runtime.is_chief and resuming and not cfg.cv and not role and said_complete(run, cfg, runtime.cluster):
                 return 0
             if runtime.is_chief and run.remove_interrupted_writes():
                 print("note: removed the temporary files of an interrupted write", file=sys.stderr)
