@@ -21,7 +21,8 @@ def test_named_configs_carry_the_ptb_tutorial_values():
     glove, glove_lm = config.named_config("classify_glove"), config.named_config("classify_glove_lm")
     assert config.differences(glove, glove_lm) == [("pretrain_epochs", 0, 6)]
     assert [key for key, *_ in config.differences(config.named_config("classify"), glove)] == [
-        "embedding_size", "keep_prob", "pooling", "bidirectional", "embeddings"]  # learning_rate is resumable
+        "embedding_size", "keep_prob", "initializer", "pooling", "bidirectional", "embeddings"]  # learning_rate:
+    # resumable
 
 
 def test_overrides_both_spellings_and_bare_booleans():

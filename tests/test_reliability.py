@@ -15,6 +15,7 @@ import numpy as np
 import pytest
 
 import checkpoints
+import chief
 import run_dir
 import sample
 import train
@@ -398,14 +399,14 @@ def test_a_signal_after_the_pretraining_language_model_stops_before_the_classifi
     data = write_labelled(tmp_path / "topics.txt", 300, seed=0)
     path = tmp_path / "pretrained"
     args = classify_args(path, "--data", str(data), "--pretrain_epochs", "1", "--max_max_epoch", "1")
-    final_results = train.final_results
+    final_results = chief.Chief.final_results
 
-    def signal_after_the_lm(cfg, g, sess, run, writers, global_step):
-        results = final_results(cfg, g, sess, run, writers, global_step)
-        if run.path.endswith("pretrain"):
+    def signal_after_the_lm(self, global_step):
+        results = final_results(self, global_step)
+        if self.run.path.endswith("pretrain"):
             os.kill(os.getpid(), signal.SIGTERM)
         return results
-    monkeypatch.setattr(train, "final_results", signal_after_the_lm)
+    monkeypatch.setattr(chief.Chief, "final_results", signal_after_the_lm)
     assert train.main(args) == 143
     assert (path / "pretrain" / "best").exists() and not (path / "checkpoints").exists()
     monkeypatch.undo()
