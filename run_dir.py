@@ -6,9 +6,12 @@
     RUN_DIR/checkpoints/       the latest checkpoints (model.ckpt-STEP.*), the last 3 kept
     RUN_DIR/best/              the best checkpoint by validation metric, and best.json (its step, epoch, metric)
     RUN_DIR/results.json       final validation and test metrics of the best checkpoint
-    RUN_DIR/train|valid|test/  TensorBoard event files; train/ also has the embedding projector's config,
+    RUN_DIR/train/             TensorBoard's step summaries and the graph; also the embedding projector's config,
                                metadata.tsv and a `checkpoint` file naming the newest checkpoint
-    RUN_DIR/events.out.tfevents.*  the run's hyperparameters and final metrics (TensorBoard's HParams tab)
+    RUN_DIR/events.out.tfevents.*  TensorBoard's validation after each epoch, the test split's texts, the run's
+                               hyperparameters and final metrics (the HParams tab): with train/, two TensorBoard runs
+    RUN_DIR/valid|test/        the event files of the older layout, kept when such a run resumes (its new events go
+                               to the two above)
     RUN_DIR/fold_K/            cross-validation: one run directory per fold, cv_results.json beside them
     RUN_DIR/pretrain/          classify --pretrain_epochs: the word language model the classifier starts from (a run
                                directory of its own, with its corpus/train.txt); in cross-validation, one per fold
@@ -40,6 +43,7 @@ from config import UserError
 # A temporary file of write_text: a name no user and no other program writes, so clean-up removes only these.
 TEMPORARY = re.compile(r"^.+\.graphlstm-[0-9a-f]{8}\.tmp$")
 # What train.py writes in a run directory; a folder holding anything else (and no config.json) is not used.
+# valid and test: the event folders of the older layout, which a resumed run keeps.
 LAYOUT = ("config.json", "vocab.json", "labels.json", "results.json", "cv_results.json", "checkpoints", "best", "train",
           "valid", "test", "logs", "pretrain", "corpus", "generation_speed.json", "lock")
 
@@ -119,6 +123,7 @@ class RunDir:
         self.best_dir = os.path.join(self.path, "best")
         self.best_path = os.path.join(self.best_dir, "best.json")
         self.logs_dir = os.path.join(self.path, "logs")
+        self.train_events_dir = os.path.join(self.path, "train")  # the step summaries; the other events in path
         self.generation_speed_path = os.path.join(self.path, "generation_speed.json")
 
     def __str__(self):
@@ -136,8 +141,6 @@ class RunDir:
         """Whether the run's own folder has an event file (its HParams session was written)."""
         return bool(glob.glob(os.path.join(glob.escape(self.path), "events.out.tfevents.*")))
 
-    def events_dir(self, name):
-        return os.path.join(self.path, name)
 
     def fold(self, k):
         return RunDir(os.path.join(self.path, f"fold_{k}"))
@@ -255,7 +258,7 @@ class RunDir:
         write is in progress; a user's own file is never matched."""
         leftovers = []
         for run in self.runs_within():
-            for folder in (run.path, run.events_dir("train"), os.path.join(run.path, "corpus"), run.best_dir):
+            for folder in (run.path, run.train_events_dir, os.path.join(run.path, "corpus"), run.best_dir):
                 with contextlib.suppress(OSError):
                     leftovers += [os.path.join(folder, name) for name in os.listdir(folder) if TEMPORARY.match(name)]
             for folder in (run.checkpoint_dir, run.best_dir):

@@ -55,7 +55,7 @@ def test_local_cluster_trains_checkpoints_and_matches_a_single_process_run(tiny_
     assert results["valid"]["perplexity"] < 1.3 * single_results["valid"]["perplexity"]
 
     assert (distributed / "checkpoints" / "checkpoint").exists()
-    assert list((distributed / "train").glob("events.*")) and list((distributed / "valid").glob("events.*"))
+    assert list((distributed / "train").glob("events.*")) and list(distributed.glob("events.*"))
     sampled = run_cli("sample.py", "--run_dir", str(distributed), "--length", "20", "--seed", "3", timeout=120)
     assert sampled.returncode == 0, sampled.stderr
     assert len(sampled.stdout.split()) >= 15
