@@ -23,6 +23,7 @@ import uuid
 import numpy as np
 
 import checkpoints
+import config
 import run_dir
 import text_io
 from config import UserError
@@ -104,11 +105,21 @@ def final_metrics(results, metric):
 
 def hparams(hyperparameters, trial_id):
     """The HParams plugin's two records for a run: the experiment (every config key; the final metrics of both
-    tasks: the same for every run, so any run's copy describes them all) and this run's session (its values)."""
-    from tensorboard.plugins.hparams import summary_v2 as hp
+    tasks: the same for every run, so any run's copy describes them all) and this run's session (its values).
+    The plugin lists the keys it is told differ first, then the rest, each part alphabetically, and its table shows
+    the first 5 keys and metrics: config.LEADING_KEYS are marked so, and the metric of each task comes before the
+    losses. trial_id names the trial in the table (RunDir.name)."""
+    from tensorboard.plugins.hparams import plugin_data_pb2, summary_v2 as hp
     metrics = [hp.Metric(f"{FINAL}/{split}_{name}", group="", display_name=f"{split} {name}")
-               for split in ("valid", "test") for name in ("loss", "perplexity", "accuracy")]
-    experiment = hp.hparams_config_pb([hp.HParam(name) for name in sorted(hyperparameters)], metrics)
+               for name in ("perplexity", "accuracy", "loss") for split in ("valid", "test")]
+    names = sorted(hyperparameters, key=lambda name: (name not in config.LEADING_KEYS, name))
+    experiment = hp.hparams_config_pb([hp.HParam(name) for name in names], metrics)
+    # HParam has no `differs` argument: set in the serialized plugin data, as the plugin's own summary stores it.
+    plugin_data = experiment.value[0].metadata.plugin_data
+    data = plugin_data_pb2.HParamsPluginData.FromString(plugin_data.content)
+    for info in data.experiment.hparam_infos:
+        info.differs = info.name in config.LEADING_KEYS
+    plugin_data.content = data.SerializeToString()
     return [serialized(experiment), serialized(hp.hparams_pb(hyperparameters, trial_id=trial_id))]
 
 

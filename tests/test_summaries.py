@@ -13,6 +13,7 @@ import numpy as np
 import pytest
 
 import checkpoints
+import config
 import data_handler
 import run_dir
 import summaries
@@ -221,6 +222,21 @@ def test_hparams_compare_runs_by_config_with_their_final_metrics(board, trained_
     assert metrics["results/test_perplexity"] == pytest.approx(results["test"]["perplexity"], rel=1e-6)
     classifier_metrics = {m["name"]["tag"] for m in classifier["metricValues"]}
     assert {"results/valid_accuracy", "results/valid_loss"} <= classifier_metrics
+
+
+def test_hparams_lead_with_the_keys_that_tell_runs_apart(board):
+    """The HParams table shows the first 5 keys and metrics at first: config.LEADING_KEYS, then the rest
+    alphabetically; the validation and test metric before the losses."""
+    experiment = board.wait_for("data/plugin/hparams/experiment", lambda e: e.get("hparamInfos"),
+                                body={"experimentName": ""})
+    names = [info["name"] for info in experiment["hparamInfos"]]
+    leading = len(config.LEADING_KEYS)
+    assert leading <= 5 and names[:leading] == sorted(config.LEADING_KEYS)
+    assert names[leading:] == sorted(set(config.FIELDS) - set(config.LEADING_KEYS))
+    assert [info.get("differs", False) for info in experiment["hparamInfos"]] == [True] * leading + [False] * (
+        len(names) - leading)
+    assert [info["name"]["tag"] for info in experiment["metricInfos"]][:4] == [
+        "results/valid_perplexity", "results/test_perplexity", "results/valid_accuracy", "results/test_accuracy"]
 
 
 def test_a_run_directory_of_the_older_layout_resumes_into_the_new_one(tmp_path):
