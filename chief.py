@@ -77,8 +77,9 @@ class Chief(Worker):
         self.writers = None
 
     def __enter__(self):
+        started = self.run.has_run_events()  # asked before the writers open their files there
         self.writers = summaries.EventWriters(self.run, self.g.graph, self.resumed_at).__enter__()
-        if not self.run.has_run_events():  # HParams shows the config a run started with
+        if not started:  # HParams shows the config a run started with
             self.writers.add_to_run(summaries.hparams(config.to_dict(self.cfg), trial_id=self.run.name))
         return self
 

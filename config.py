@@ -50,6 +50,7 @@ class Key:
     resumable: bool = False  # may change when a run is resumed (it shapes neither the model nor its data)
     inherited: bool = False  # the pretraining language model of a classifier takes the classifier's value
     before: object = None  # what a config written before the key existed meant by leaving it out (None: the default)
+    leading: bool = False  # TensorBoard's HParams lists it first: its table shows 5 keys at first, so at most 5 lead
 
 
 def key(default, help, **declared):
@@ -59,9 +60,11 @@ def key(default, help, **declared):
 @dataclass
 class Config:
     # --- what to train on
-    task: str = key("lm", "\"lm\" (language model) or \"classify\" (sentence classifier)", choices=("lm", "classify"))
-    data: str = key("", "dataset name from the registry or a path; \"\" = the embedded default corpus")
-    level: str = key("word", "lm only: \"word\" or \"char\" tokens", choices=("word", "char"))
+    task: str = key("lm", "\"lm\" (language model) or \"classify\" (sentence classifier)", choices=("lm", "classify"),
+                    leading=True)
+    data: str = key("", "dataset name from the registry or a path; \"\" = the embedded default corpus",
+                    leading=True)
+    level: str = key("word", "lm only: \"word\" or \"char\" tokens", choices=("word", "char"), leading=True)
     encoding: str = key("utf-8", "text encoding of the data files (\"auto\" tries utf-8, cp1252, then latin-1)")
     vocab_size: int = key(10000, "cap on the vocabulary including specials", bounds="[3, inf)", zero="no cap")
     min_count: int = key(1, "tokens seen fewer times in the training split become <unk>", bounds="[0, inf)")
@@ -71,8 +74,9 @@ class Config:
                                bounds="[0, 1)")
     # --- model
     num_layers: int = key(2, "LSTM layers stacked, each with its own weights", bounds="[1, 100]", inherited=True,
+                          leading=True,
                           why_maximum="every layer is another unrolled copy of the cell in each graph")
-    hidden_size: int = key(200, "LSTM units per layer", bounds="[1, inf)", inherited=True)
+    hidden_size: int = key(200, "LSTM units per layer", bounds="[1, inf)", inherited=True, leading=True)
     embedding_size: int = key(0, "token embedding width; 0 = hidden_size (as the PTB tutorial)", bounds="[0, inf)")
     num_steps: int = key(20, "unrolled time steps (lm: BPTT length; classify: max sentence length)",
                          bounds=f"[1, {MAX_NUM_STEPS}]", why_maximum="the graph unrolls every step statically",
@@ -202,6 +206,8 @@ FIELDS = {f.name: f for f in dataclasses.fields(Config)}
 KEYS = {name: field.metadata["key"] for name, field in FIELDS.items()}
 RESUMABLE_KEYS = tuple(name for name, declared in KEYS.items() if declared.resumable)
 INHERITED_KEYS = tuple(name for name, declared in KEYS.items() if declared.inherited)
+# What tells runs apart first (the task, its data and the model's size): TensorBoard's HParams shows these keys first.
+LEADING_KEYS = tuple(name for name, declared in KEYS.items() if declared.leading)
 # The first key of each group in --help and the README.
 SECTIONS = {"task": "what to train on", "num_layers": "model", "optimizer": "optimisation",
             "pooling": "classification", "max_steps": "running"}

@@ -13,9 +13,12 @@
                                So `--data RUN_DIR/data` reads the same splits again, `sample.py --score
                                RUN_DIR/data/test.txt` or `--eval RUN_DIR/data/test.tsv` evaluates what train.py did
     RUN_DIR/runtime.json       {"cluster": null} for a single process, else the cluster's workers and replicas
-    RUN_DIR/train|valid|test/  TensorBoard event files; train/ also has the embedding projector's config,
+    RUN_DIR/train/             TensorBoard's step summaries and the graph; also the embedding projector's config,
                                metadata.tsv and a `checkpoint` file naming the newest checkpoint
-    RUN_DIR/events.out.tfevents.*  the run's hyperparameters and final metrics (TensorBoard's HParams tab)
+    RUN_DIR/events.out.tfevents.*  TensorBoard's validation after each epoch, the test split's texts, the run's
+                               hyperparameters and final metrics (the HParams tab): with train/, two TensorBoard runs
+    RUN_DIR/valid|test/        the event files of the older layout, kept when such a run resumes (its new events go
+                               to the two above)
     RUN_DIR/fold_K/            cross-validation: one run directory per fold (its own data/), cv_results.json
                                beside them; the final model on all the data (--cv_final) is RUN_DIR's own: its
                                config.json, vocabulary, labels, checkpoints/ and data/train.tsv, no best/
@@ -49,6 +52,7 @@ from config import UserError
 # A temporary file of write_text: a name no user and no other program writes, so clean-up removes only these.
 TEMPORARY = re.compile(r"^.+\.graphlstm-[0-9a-f]{8}\.tmp$")
 # What train.py writes in a run directory; a folder holding anything else (and no config.json) is not used.
+# valid and test: the event folders of the older layout, which a resumed run keeps.
 LAYOUT = ("config.json", "vocab.json", "labels.json", "results.json", "runtime.json", "cv_results.json", "checkpoints",
           "best", "train", "valid", "test", "logs", "pretrain", "corpus", "data", "generation_speed.json", "lock")
 # Stems that say what a file is, not which data or config it holds: such a file lends a run its folder's name.
@@ -171,6 +175,7 @@ class RunDir:
         self.best_path = os.path.join(self.best_dir, "best.json")
         self.logs_dir = os.path.join(self.path, "logs")
         self.data_dir = os.path.join(self.path, "data")
+        self.train_events_dir = os.path.join(self.path, "train")  # the step summaries; the other events in path
         self.generation_speed_path = os.path.join(self.path, "generation_speed.json")
 
     def __str__(self):
@@ -188,8 +193,6 @@ class RunDir:
         """Whether the run's own folder has an event file (its HParams session was written)."""
         return bool(glob.glob(os.path.join(glob.escape(self.path), "events.out.tfevents.*")))
 
-    def events_dir(self, name):
-        return os.path.join(self.path, name)
 
     def fold(self, k):
         return RunDir(os.path.join(self.path, f"fold_{k}"))
@@ -402,7 +405,7 @@ class RunDir:
         write is in progress; a user's own file is never matched."""
         leftovers = []
         for run in self.runs_within():
-            for folder in (run.path, run.events_dir("train"), os.path.join(run.path, "corpus"), run.best_dir,
+            for folder in (run.path, run.train_events_dir, os.path.join(run.path, "corpus"), run.best_dir,
                            run.data_dir):
                 with contextlib.suppress(OSError):
                     leftovers += [os.path.join(folder, name) for name in os.listdir(folder) if TEMPORARY.match(name)]

@@ -7,9 +7,13 @@ alphabetically, so the group names put first what a user reads first: METRICS ("
 or "metrics/accuracy", "metrics/learning_rate"), then DETAIL (gradient norms, histograms and sparsity), then FINAL
 (the best checkpoint's numbers, one point each).
 
-The files TensorBoard reads are written here too: the run's event files (EventWriters, in RUN_DIR/train, valid,
-test and the run's own folder) and the embedding projector's (its config and metadata.tsv in RUN_DIR/train, and the
-`checkpoint` file there that points it at the newest checkpoint).
+The files TensorBoard reads are written here too: the run's event files (EventWriters) and the embedding projector's
+(its config and metadata.tsv in RUN_DIR/train, and the `checkpoint` file there that points it at the newest
+checkpoint). TensorBoard counts every folder of event files as a run, and unchecks them all once there are more than
+40, so a run directory is two runs, the fewest that still overlay train and valid curves of one tag: RUN_DIR/train
+(the step summaries, the graph) and the run's own folder (validation after each epoch, the test split's texts, the
+HParams session and the final metrics). The test split's numbers are the final metrics (FINAL/test_*), so no test
+series shares a tag with the validation curves there.
 """
 import html
 import os
@@ -19,6 +23,7 @@ import uuid
 import numpy as np
 
 import checkpoints
+import config
 import run_dir
 import text_io
 from config import UserError
@@ -28,7 +33,6 @@ DETAIL = "optimization"  # the gradients' norm, histograms and sparsity per vari
 FINAL = "results"  # the best checkpoint's validation and test metrics, in the run's own folder: the HParams metrics
 SAMPLE_TAG = "text/generated_sample"
 MISCLASSIFIED_TAG = "text/misclassified_validation_sentences"
-CONFUSION_TAG = "text/confusion_matrix"
 SPECIAL_TOKENS = set(text_io.CLASSIFY_SPECIALS) | {t for specials in text_io.LM_SPECIALS.values()
                                                     for t in specials}
 MARKDOWN_SPECIALS = re.compile(r"([\\`*_{}\[\]()#+\-.!|])")  # what python-markdown lets a backslash escape
@@ -84,6 +88,11 @@ def pr_curves(labels, probabilities, label_names):
             for c, name in enumerate(label_names)]
 
 
+def confusion_tag(split):
+    """The confusion matrix's tag: the validation and the test split write theirs into the same folder."""
+    return f"text/{split}_confusion_matrix"
+
+
 def final_metrics(results, metric):
     """The best checkpoint's validation and test loss and metric, as FINAL/valid_loss, FINAL/test_perplexity, ..."""
     values = {}
@@ -96,11 +105,21 @@ def final_metrics(results, metric):
 
 def hparams(hyperparameters, trial_id):
     """The HParams plugin's two records for a run: the experiment (every config key; the final metrics of both
-    tasks: the same for every run, so any run's copy describes them all) and this run's session (its values)."""
-    from tensorboard.plugins.hparams import summary_v2 as hp
+    tasks: the same for every run, so any run's copy describes them all) and this run's session (its values).
+    The plugin lists the keys it is told differ first, then the rest, each part alphabetically, and its table shows
+    the first 5 keys and metrics: config.LEADING_KEYS are marked so, and the metric of each task comes before the
+    losses. trial_id names the trial in the table (RunDir.name)."""
+    from tensorboard.plugins.hparams import plugin_data_pb2, summary_v2 as hp
     metrics = [hp.Metric(f"{FINAL}/{split}_{name}", group="", display_name=f"{split} {name}")
-               for split in ("valid", "test") for name in ("loss", "perplexity", "accuracy")]
-    experiment = hp.hparams_config_pb([hp.HParam(name) for name in sorted(hyperparameters)], metrics)
+               for name in ("perplexity", "accuracy", "loss") for split in ("valid", "test")]
+    names = sorted(hyperparameters, key=lambda name: (name not in config.LEADING_KEYS, name))
+    experiment = hp.hparams_config_pb([hp.HParam(name) for name in names], metrics)
+    # HParam has no `differs` argument: set in the serialized plugin data, as the plugin's own summary stores it.
+    plugin_data = experiment.value[0].metadata.plugin_data
+    data = plugin_data_pb2.HParamsPluginData.FromString(plugin_data.content)
+    for info in data.experiment.hparam_infos:
+        info.differs = info.name in config.LEADING_KEYS
+    plugin_data.content = data.SerializeToString()
     return [serialized(experiment), serialized(hp.hparams_pb(hyperparameters, trial_id=trial_id))]
 
 
@@ -126,7 +145,7 @@ def projector_config(folder, embedding_name):
 
 def write_projector_files(run, embedding_name, vocab, counts):
     """The projector's config and metadata in RUN_DIR/train, for the embedding variable embedding_name."""
-    folder = run.events_dir("train")
+    folder = run.train_events_dir
     with checkpoints.writing(run.path, "the embedding projector's files"):
         os.makedirs(folder, exist_ok=True)
         run_dir.write_text(os.path.join(folder, PROJECTOR_METADATA), projector_metadata(vocab, counts))
@@ -136,7 +155,7 @@ def write_projector_files(run, embedding_name, vocab, counts):
 def write_projector_pointer(run, checkpoint):
     """Points the projector (which reads RUN_DIR/train's `checkpoint` file) at a checkpoint: the newest, each time
     one is saved, restored for a resume, or the newer ones removed."""
-    folder = run.events_dir("train")
+    folder = run.train_events_dir
     pointer = os.path.join(folder, "checkpoint")
     with checkpoints.writing(run.path, "the embedding projector's files"):
         os.makedirs(folder, exist_ok=True)
@@ -157,27 +176,26 @@ def token_counts(vocab, train_split):
 
 
 class EventWriters:
-    """TensorBoard event files of the run: train (step summaries, the graph), valid and test (epoch metrics).
-    Event files are named by the second they were opened in, and a second writer in the same second would
-    truncate the first (a quick resume): a random suffix keeps every file."""
+    """TensorBoard event files of the run: RUN_DIR/train (step summaries, the graph) and the run's own folder
+    (everything else; see the module docstring). Event files are named by the second they were opened in, and a
+    second writer in the same second would truncate the first (a quick resume): a random suffix keeps every file."""
 
     def __init__(self, run, graph, resumed_at=None):
         """run: the RunDir; graph: written with the train events of a new run; resumed_at: the step a resumed run
-        starts at."""
+        starts at. A run directory of an older layout (valid/ and test/ folders) keeps those; its new events come
+        here."""
         import rnn_model as rm
-        self.tf, self.run, self.writers = rm.tf, run, {}
-        self.train = self.writer("train", None if resumed_at is not None else graph)
-        if resumed_at is not None:  # tells TensorBoard to drop what the interrupted run logged after this step
+        self.tf, self.run = rm.tf, run
+        self.train = self.opened(run.train_events_dir, None if resumed_at is not None else graph)
+        self.own = self.opened(run.path)
+        if resumed_at:  # tells TensorBoard to drop what the interrupted run logged from this step on (none before 1)
             start = self.tf.SessionLog(status=self.tf.SessionLog.START)
-            for name in ("train", "valid"):
-                self.writer(name).add_session_log(start, resumed_at)
+            for writer in (self.train, self.own):
+                writer.add_session_log(start, resumed_at)
 
-    def writer(self, name, graph=None):
-        if name not in self.writers:
-            with checkpoints.writing(self.run.path, "TensorBoard events"):
-                self.writers[name] = self.tf.summary.FileWriter(self.run.events_dir(name), graph,
-                                                                filename_suffix="." + uuid.uuid4().hex[:8])
-        return self.writers[name]
+    def opened(self, folder, graph=None):
+        with checkpoints.writing(self.run.path, "TensorBoard events"):
+            return self.tf.summary.FileWriter(folder, graph, filename_suffix="." + uuid.uuid4().hex[:8])
 
     def add_step(self, summary, step):
         with checkpoints.writing(self.run.path, "TensorBoard events"):  # its thread re-raises a failed write here
@@ -185,21 +203,18 @@ class EventWriters:
 
     def add_to_run(self, summaries, step=0):
         """Serialized summaries in the run's own folder (the HParams session and the final metrics)."""
-        writer = self.writer(".")
         with checkpoints.writing(self.run.path, "TensorBoard events"):
             for summary in summaries:
-                writer.add_summary(summary, step)
-            writer.flush()
+                self.own.add_summary(summary, step)
+            self.own.flush()
 
-    def add(self, sess, task, name, metrics, step):
-        writer = self.writer(name)
-        for summary in task.epoch_summaries(sess, name, metrics):
-            writer.add_summary(summary, step)
-        writer.flush()
+    def add(self, sess, task, split, metrics, step):
+        """The epoch summaries of a split's evaluation (validation, test), in the run's own folder."""
+        self.add_to_run(task.epoch_summaries(sess, split, metrics), step)
 
     def close(self):
         with checkpoints.writing(self.run.path, "TensorBoard events"):
-            for writer in self.writers.values():
+            for writer in (self.train, self.own):
                 writer.close()
 
     def __enter__(self):

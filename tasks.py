@@ -98,10 +98,13 @@ class LanguageModel:
         return {"loss": loss, "perplexity": math.exp(min(loss, 700))}  # a diverged run reports a huge number
 
     def epoch_summaries(self, sess, split, metrics):
-        """The split's loss and perplexity; after validation, a sample from the fixed start token and seed 0
-        (SAMPLE_LENGTH tokens), which shows the model learning to write."""
+        """After validation, its loss and perplexity and a sample from the fixed start token and seed 0
+        (SAMPLE_LENGTH tokens), which shows the model learning to write. The test split's numbers are the final
+        metrics (summaries.final_metrics): nothing more to log."""
+        if split != "valid":
+            return []
         logged = [summaries.scalars({"loss": metrics["loss"], "perplexity": metrics["perplexity"]})]
-        if split == "valid" and self.sample_text is not None:
+        if self.sample_text is not None:
             text = sess.run(self.sample_text).decode()
             logged.append(summaries.text(summaries.SAMPLE_TAG, summaries.code_block(text)))
         return logged
@@ -178,11 +181,12 @@ class Classifier:
         return report
 
     def epoch_summaries(self, sess, split, metrics):
-        """The split's loss, accuracy and confusion matrix; after validation also a PR curve per class and the first
-        misclassified sentences with their true and predicted labels."""
-        logged = [summaries.scalars({"loss": metrics["loss"], "accuracy": metrics["accuracy"]}),
-                  summaries.text(summaries.CONFUSION_TAG, confusion_markdown(metrics))]
+        """The split's confusion matrix; after validation also its loss and accuracy (the test split's are the final
+        metrics, summaries.final_metrics), a PR curve per class and the first misclassified sentences with their true
+        and predicted labels."""
+        logged = [summaries.text(summaries.confusion_tag(split), confusion_markdown(metrics))]
         if split == "valid":
+            logged.append(summaries.scalars({"loss": metrics["loss"], "accuracy": metrics["accuracy"]}))
             seqs, labels = self.splits[split]
             probabilities = np.exp(log_softmax(self.last_logits[split]))
             predicted = probabilities.argmax(1)

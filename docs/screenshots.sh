@@ -13,5 +13,6 @@ trap 'kill $server' EXIT
 sleep 15  # the first scan of the log directory
 for tab in "$@"; do
   chromium --headless=new --no-sandbox --hide-scrollbars --enable-unsafe-swiftshader --window-size=1600,1000 \
-    --virtual-time-budget=30000 --screenshot="$out/tensorboard_$tab.png" "http://127.0.0.1:$port/#$tab" 2>/dev/null
+    --virtual-time-budget=30000 --screenshot="$out/tensorboard_$tab.png" "http://127.0.0.1:$port/?forceSVG=true#$tab" \
+    2>/dev/null  # forceSVG: headless Chromium's WebGL left most charts empty
 done

@@ -55,7 +55,7 @@ def test_local_cluster_trains_checkpoints_and_matches_a_single_process_run(tiny_
     assert results["valid"]["perplexity"] < 1.3 * single_results["valid"]["perplexity"]
 
     assert (distributed / "checkpoints" / "checkpoint").exists()
-    assert list((distributed / "train").glob("events.*")) and list((distributed / "valid").glob("events.*"))
+    assert list((distributed / "train").glob("events.*")) and list(distributed.glob("events.*"))
     # runtime.json records the cluster: the same command again answers before starting one, and a single process
     # (or another cluster) is refused, for its global step would count other batches.
     assert json.loads((distributed / "runtime.json").read_text()) == {"cluster": {"workers": 2, "replicas": "sync"}}

@@ -1,5 +1,6 @@
-"""summaries.py and what a run shows in TensorBoard: a real tensorboard server over a language-model run and a
-classifier run, read back over its HTTP API (scalars in their tags, the projector, texts, HParams, PR curves)."""
+"""summaries.py and what a run shows in TensorBoard: a real tensorboard server over a language-model run, a
+classifier run with its pretraining language model and a 2-fold cross-validation, read back over its HTTP API (two
+TensorBoard runs per run directory, scalars in their tags, the projector, texts, HParams, PR curves)."""
 import json
 import re
 import socket
@@ -12,11 +13,12 @@ import numpy as np
 import pytest
 
 import checkpoints
+import config
 import data_handler
 import run_dir
 import summaries
 import train
-from conftest import event_scalars
+from conftest import event_scalars, tiny_lm_args
 from test_classify import classify_args, write_labelled
 
 
@@ -80,36 +82,58 @@ class TensorBoard:
         self.server.wait(timeout=20)
 
 
+# The run directories of the board, as TensorBoard names their runs (a fold's and a pretraining LM's under theirs).
+RUN_DIRS = ("run", "classifier", "classifier/pretrain", "cv/fold_0", "cv/fold_1")
+
+
 @pytest.fixture(scope="module")
 def board(trained_lm):
-    """TensorBoard over the language-model run and, beside it, a classifier run of 3 classes."""
-    classifier = trained_lm.parent / "classifier"
-    write_labelled(trained_lm.parent / "topics.txt", 240, seed=0)
-    assert train.main(classify_args(classifier, "--data", str(trained_lm.parent / "topics.txt"),
-                                    "--max_max_epoch", "2")) == 0
+    """TensorBoard over the language-model run and, beside it, a classifier run of 3 classes started from a language
+    model (--pretrain_epochs) and a 2-fold cross-validation of one epoch."""
+    topics = write_labelled(trained_lm.parent / "topics.txt", 240, seed=0)
+    assert train.main(classify_args(trained_lm.parent / "classifier", "--data", str(topics), "--max_max_epoch", "2",
+                                    "--pretrain_epochs", "1", "--summary_every", "1")) == 0  # the LM: 2 steps
+    assert train.main(classify_args(trained_lm.parent / "cv", "--data", str(topics), "--max_max_epoch", "1",
+                                    "--cv", "2")) == 0
     server = TensorBoard(trained_lm.parent)
     yield server
     server.close()
 
 
+def test_each_run_directory_is_two_runs_with_train_and_valid_series_of_a_tag(board):
+    """TensorBoard unchecks every run once there are more than 40: a run directory counts twice, its own folder
+    (validation, test texts, HParams) and train/ (the step summaries), and the train and valid curves of its metric
+    share a card."""
+    runs = board.wait_for("data/runs", lambda r: "cv/fold_1/train" in r)
+    assert sorted(runs) == sorted(f"{run}{folder}" for run in RUN_DIRS for folder in ("", "/train"))
+    tags = board.wait_for("data/plugin/scalars/tags", lambda t: set(runs) <= set(t))
+    for run in RUN_DIRS:
+        metric = "metrics/perplexity" if run in ("run", "classifier/pretrain") else "metrics/accuracy"
+        for series in (run, f"{run}/train"):
+            assert {"metrics/loss", metric} <= set(tags[series])
+            assert board.wait_for(f"data/plugin/scalars/scalars?run={series}&tag={metric}", lambda s: len(s) > 0)
+
+
 def test_scalars_come_in_their_groups_with_the_logged_values(board, trained_lm):
-    tags = board.wait_for("data/plugin/scalars/tags", lambda t: "run/valid" in t and "run/train" in t)
+    tags = board.wait_for("data/plugin/scalars/tags", lambda t: "run" in t and "run/train" in t)
     train_tags = list(tags["run/train"])
     for tag in ("metrics/loss", "metrics/perplexity", "metrics/learning_rate", "optimization/gradient_norm",
                 "optimization/gradient_sparsity/embedding"):
         assert tag in train_tags
-    assert sorted(tags["run/valid"]) == ["metrics/loss", "metrics/perplexity"]
+    # The run's own folder: validation per epoch, and the best checkpoint's validation and test numbers.
+    assert sorted(tags["run"]) == ["metrics/loss", "metrics/perplexity", "results/test_loss",
+                                   "results/test_perplexity", "results/valid_loss", "results/valid_perplexity"]
     assert all(tag.startswith(("metrics/", "optimization/")) for tag in train_tags)
     # TensorBoard orders card groups alphabetically: the metrics come first, the best checkpoint's numbers last.
     groups = sorted({tag.split("/")[0] for run_tags in tags.values() for tag in run_tags})
     assert groups == ["metrics", "optimization", "results"]
-    for run, tag in (("train", "metrics/loss"), ("valid", "metrics/perplexity")):
-        series = board.wait_for(f"data/plugin/scalars/scalars?run=run/{run}&tag={tag}", lambda s: len(s) > 0)
-        logged = event_scalars(trained_lm / run, tag)
+    for run, folder, tag in (("run/train", "train", "metrics/loss"), ("run", ".", "metrics/perplexity")):
+        series = board.wait_for(f"data/plugin/scalars/scalars?run={run}&tag={tag}", lambda s: len(s) > 0)
+        logged = event_scalars(trained_lm / folder, tag)
         served = {step: value for _, step, value in series}
         assert len(served) >= min(len(logged), 500) and max(served) == max(logged)
         np.testing.assert_allclose([served[s] for s in served], [logged[s] for s in served], rtol=1e-6)
-    assert len(event_scalars(trained_lm / "valid", "metrics/perplexity")) == 3  # one point per epoch
+    assert len(event_scalars(trained_lm, "metrics/perplexity")) == 3  # one point per epoch
     # Over the whole gradient, a batch of 16 x 8 tokens touches at most 128 of the 500 embedding rows.
     sparsity = event_scalars(trained_lm / "train", "optimization/gradient_sparsity/embedding")
     assert len(sparsity) > 10 and min(sparsity.values()) >= 1 - 128 / 500
@@ -138,15 +162,15 @@ def test_projector_shows_the_embedding_of_the_newest_checkpoint_with_the_vocabul
 
 
 def test_text_tab_shows_a_new_sample_each_epoch_and_the_classifiers_mistakes(board, trained_lm):
-    samples = board.wait_for("data/plugin/text/text?run=run/valid&tag=text/generated_sample",
+    samples = board.wait_for("data/plugin/text/text?run=run&tag=text/generated_sample",
                              lambda s: len(s) == 3)
     texts = [entry["text"] for entry in samples]
     assert len(set(texts)) >= 2 and all(text.startswith("<pre><code>") for text in texts)
-    epoch_ends = sorted(event_scalars(trained_lm / "valid", "metrics/perplexity"))
+    epoch_ends = sorted(event_scalars(trained_lm, "metrics/perplexity"))
     assert sorted(entry["step"] for entry in samples) == epoch_ends
-    mistakes = board.wait_for("data/plugin/text/text?run=classifier/valid&tag=text/misclassified_validation_sentences",
+    mistakes = board.wait_for("data/plugin/text/text?run=classifier&tag=text/misclassified_validation_sentences",
                               lambda s: len(s) == 2)
-    accuracy = event_scalars(trained_lm.parent / "classifier" / "valid", "metrics/accuracy")
+    accuracy = event_scalars(trained_lm.parent / "classifier", "metrics/accuracy")
     examples = json.loads((trained_lm.parent / "classifier" / "results.json").read_text())["valid"]["examples"]
     for entry in mistakes:  # each epoch: the first 8 mistakes, each with two different labels and its probability
         rows = [re.findall(r"<td>(.*?)</td>", row, re.S) for row in re.findall(r"<tr>(.*?)</tr>", entry["text"], re.S)]
@@ -156,16 +180,19 @@ def test_text_tab_shows_a_new_sample_each_epoch_and_the_classifiers_mistakes(boa
             label, probability = re.fullmatch(r"(\w+) \(([\d.]+)\)", predicted).groups()
             assert {true, label} <= {"sport", "food", "tech"} and true != label and 0 < float(probability) <= 1
             assert sentence.strip()
-    confusion = board.wait_for("data/plugin/text/text?run=classifier/valid&tag=text/confusion_matrix",
+    confusion = board.wait_for("data/plugin/text/text?run=classifier&tag=text/valid_confusion_matrix",
                                lambda s: len(s) == 2)
     assert "sport" in confusion[-1]["text"]
+    tested = board.wait_for("data/plugin/text/text?run=classifier&tag=text/test_confusion_matrix",
+                            lambda s: len(s) == 1)  # once, for the best checkpoint
+    assert "sport" in tested[0]["text"]
 
 
 def test_pr_curves_one_per_class_each_epoch(board, trained_lm):
-    tags = board.wait_for("data/plugin/pr_curves/tags", lambda t: "classifier/valid" in t)
-    assert sorted(tags["classifier/valid"]) == ["food/pr_curves", "sport/pr_curves", "tech/pr_curves"]
-    curves = board.wait_for("data/plugin/pr_curves/pr_curves?run=classifier/valid&tag=sport/pr_curves",
-                            lambda c: c.get("classifier/valid"))["classifier/valid"]
+    tags = board.wait_for("data/plugin/pr_curves/tags", lambda t: "classifier" in t)
+    assert sorted(tags["classifier"]) == ["food/pr_curves", "sport/pr_curves", "tech/pr_curves"]
+    curves = board.wait_for("data/plugin/pr_curves/pr_curves?run=classifier&tag=sport/pr_curves",
+                            lambda c: c.get("classifier"))["classifier"]
     assert len(curves) == 2  # one per epoch
     last = curves[-1]
     assert len(last["precision"]) == len(last["recall"]) <= summaries.PR_THRESHOLDS
@@ -180,17 +207,50 @@ def test_hparams_compare_runs_by_config_with_their_final_metrics(board, trained_
     body = {"experimentName": "", "allowedStatuses": ["STATUS_UNKNOWN", "STATUS_SUCCESS", "STATUS_FAILURE",
                                                       "STATUS_RUNNING"], "colParams": [], "startIndex": 0,
             "sliceSize": 10}
-    groups = board.wait_for("data/plugin/hparams/session_groups", lambda g: len(g.get("sessionGroups", [])) == 2,
-                            body=body)["sessionGroups"]
-    by_task = {group["hparams"]["task"]: group for group in groups}
-    lm, classifier = by_task["lm"], by_task["classify"]
+    groups = board.wait_for("data/plugin/hparams/session_groups",
+                            lambda g: len(g.get("sessionGroups", [])) == len(RUN_DIRS), body=body)["sessionGroups"]
+    # Each trial is named by its run directory: a fold and a pretraining language model under their own run's name.
+    by_name = {group["name"]: group for group in groups}
+    assert sorted(by_name) == sorted(RUN_DIRS)
+    lm, classifier = by_name["run"], by_name["classifier"]
     assert lm["hparams"]["hidden_size"] == 16 and lm["hparams"]["level"] == "word"
+    assert classifier["hparams"]["task"] == "classify" and by_name["classifier/pretrain"]["hparams"]["task"] == "lm"
+    assert by_name["cv/fold_1"]["hparams"]["cv"] == 2
     results = json.loads((trained_lm / "results.json").read_text())
     metrics = {m["name"]["tag"]: m["value"] for m in lm["metricValues"]}
     assert metrics["results/valid_perplexity"] == pytest.approx(results["valid"]["perplexity"], rel=1e-6)
     assert metrics["results/test_perplexity"] == pytest.approx(results["test"]["perplexity"], rel=1e-6)
     classifier_metrics = {m["name"]["tag"] for m in classifier["metricValues"]}
     assert {"results/valid_accuracy", "results/valid_loss"} <= classifier_metrics
-    experiment = board.get("data/plugin/hparams/experiment", {"experimentName": ""})
-    assert {info["name"]["tag"] for info in experiment["metricInfos"]} >= {"results/valid_perplexity",
-                                                                         "results/test_accuracy"}
+
+
+def test_hparams_lead_with_the_keys_that_tell_runs_apart(board):
+    """The HParams table shows the first 5 keys and metrics at first: config.LEADING_KEYS, then the rest
+    alphabetically; the validation and test metric before the losses."""
+    experiment = board.wait_for("data/plugin/hparams/experiment", lambda e: e.get("hparamInfos"),
+                                body={"experimentName": ""})
+    names = [info["name"] for info in experiment["hparamInfos"]]
+    leading = len(config.LEADING_KEYS)
+    assert leading <= 5 and names[:leading] == sorted(config.LEADING_KEYS)
+    assert names[leading:] == sorted(set(config.FIELDS) - set(config.LEADING_KEYS))
+    assert [info.get("differs", False) for info in experiment["hparamInfos"]] == [True] * leading + [False] * (
+        len(names) - leading)
+    assert [info["name"]["tag"] for info in experiment["metricInfos"]][:4] == [
+        "results/valid_perplexity", "results/test_perplexity", "results/valid_accuracy", "results/test_accuracy"]
+
+
+def test_a_run_directory_of_the_older_layout_resumes_into_the_new_one(tmp_path):
+    """A run written with valid/ and test/ event folders resumes: those are left as they were, and the new
+    validation goes to the run's own folder."""
+    run = tmp_path / "old"
+    assert train.main(tiny_lm_args(run, "--max_max_epoch", "2", "--max_steps", "20")) == 0
+    old = {}
+    for folder in ("valid", "test"):
+        (run / folder).mkdir()
+        for source in run.glob("events.out.tfevents.*"):
+            (run / folder / source.name).write_bytes(source.read_bytes())
+        old.update({path: path.read_bytes() for path in (run / folder).iterdir()})
+    assert train.main(tiny_lm_args(run, "--max_max_epoch", "2")) == 0
+    assert {path: path.read_bytes() for folder in ("valid", "test") for path in (run / folder).iterdir()} == old
+    epochs = event_scalars(run, "metrics/perplexity")
+    assert len(epochs) == 2 and max(epochs) == max(event_scalars(run / "train", "metrics/loss"))

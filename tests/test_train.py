@@ -24,14 +24,16 @@ def test_test_config_cli_finishes_and_writes_its_files(tmp_path):
     assert tokens[:2] == ["<unk>", "<eos>"] and len(tokens) == min(10000, len(set(corpus.train)) + 1)  # + <unk>
     assert len(set(tokens)) == len(tokens)
     assert (run_dir / "checkpoints" / "checkpoint").exists() and list((run_dir / "best").glob("*.index"))
-    assert list((run_dir / "train").glob("events.*")) and list((run_dir / "valid").glob("events.*"))
+    # Two TensorBoard runs: the step summaries in train/, everything else in the run's own folder.
+    assert list((run_dir / "train").glob("events.*")) and list(run_dir.glob("events.*"))
+    assert not (run_dir / "valid").exists() and not (run_dir / "test").exists()
     results = json.loads((run_dir / "results.json").read_text())
     assert results["test"]["perplexity"] > 1
     assert "Traceback" not in result.stderr and "WARNING" not in result.stderr  # TF's log lines are silenced
 
 
 def test_training_lowers_validation_perplexity(trained_lm):
-    valid = event_scalars(trained_lm / "valid", "metrics/perplexity")
+    valid = event_scalars(trained_lm, "metrics/perplexity")
     assert len(valid) == 3
     per_epoch = [valid[s] for s in sorted(valid)]
     assert per_epoch[2] < per_epoch[0]
@@ -106,7 +108,7 @@ def test_resume_continues_step_epoch_and_learning_rate_exactly(tmp_path):
                                [uninterrupted[s] for s in sorted(uninterrupted)], rtol=1e-5)
     lr = event_scalars(parts / "train", "metrics/learning_rate")
     assert lr[stop_at + 1] == pytest.approx(0.005)  # second epoch's decayed rate, restored after the restart
-    valid = [event_scalars(d / "valid", "metrics/perplexity") for d in (whole, parts)]
+    valid = [event_scalars(d, "metrics/perplexity") for d in (whole, parts)]
     assert valid[0].keys() == valid[1].keys()
     np.testing.assert_allclose(list(valid[0].values()), list(valid[1].values()), rtol=1e-5)
 
@@ -228,10 +230,10 @@ def test_bfloat16_follows_the_float32_loss_curve(tmp_path):
 def test_a_stop_on_an_epochs_last_batch_still_validates_that_epoch(tmp_path, capsys):
     run_dir = tmp_path / "run"
     assert train.main(tiny_lm_args(run_dir, "--max_max_epoch", "2")) == 0
-    steps_per_epoch = min(event_scalars(run_dir / "valid", "metrics/perplexity"))
+    steps_per_epoch = min(event_scalars(run_dir, "metrics/perplexity"))
     other = tmp_path / "stopped"
     assert train.main(tiny_lm_args(other, "--max_max_epoch", "2", "--max_steps", str(steps_per_epoch))) == 0
-    assert list(event_scalars(other / "valid", "metrics/perplexity")) == [steps_per_epoch]
+    assert list(event_scalars(other, "metrics/perplexity")) == [steps_per_epoch]
     assert (other / "best" / "best.json").exists()
     # The same command again trains nothing more: the limit is checked before each step.
     assert train.main(tiny_lm_args(other, "--max_max_epoch", "2", "--max_steps", str(steps_per_epoch))) == 0
@@ -258,7 +260,7 @@ def test_early_stopping_ends_a_run_that_no_longer_improves_and_evaluates_the_bes
     assert train.main(frozen_after_one_epoch(run_dir)) == 0
     assert "early stopping: no better validation perplexity since epoch 1 (--patience 2)" in capsys.readouterr().out
     results = json.loads((run_dir / "results.json").read_text())
-    valid = event_scalars(run_dir / "valid", "metrics/perplexity")
+    valid = event_scalars(run_dir, "metrics/perplexity")
     steps_per_epoch = min(valid)
     assert sorted(valid) == [steps_per_epoch * k for k in (1, 2, 3)]  # epochs 2 and 3 ran, 4 to 6 did not
     assert results["stopped"] == {"why": "patience", "epochs_trained": 3, "global_step": 3 * steps_per_epoch,
@@ -273,13 +275,13 @@ def test_early_stopping_ends_a_run_that_no_longer_improves_and_evaluates_the_bes
     assert train.main(frozen_after_one_epoch(parts, "--max_steps", str(2 * steps_per_epoch))) == 0
     assert train.main(frozen_after_one_epoch(parts, "--max_steps", "0")) == 0
     assert json.loads((parts / "results.json").read_text())["stopped"] == results["stopped"]
-    assert sorted(event_scalars(parts / "valid", "metrics/perplexity")) == sorted(valid)
+    assert sorted(event_scalars(parts, "metrics/perplexity")) == sorted(valid)
 
     # A run already out of patience stops at once when run again: no epoch more, the same results.
     capsys.readouterr()
     assert train.main(frozen_after_one_epoch(run_dir)) == 0
     assert "early stopping" in capsys.readouterr().out
-    assert sorted(event_scalars(run_dir / "valid", "metrics/perplexity")) == sorted(valid)
+    assert sorted(event_scalars(run_dir, "metrics/perplexity")) == sorted(valid)
     assert json.loads((run_dir / "results.json").read_text())["stopped"] == results["stopped"]
 
     # A finished schedule says so.
