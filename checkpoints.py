@@ -203,14 +203,14 @@ def writing(where, what):
     """Turns a failed write (a full disk, no permission) inside the block into one line naming the path: the
     error's own file, else `where` (the run directory). A training run writes only between its checkpoints, so the
     last complete one is always kept."""
-    import rnn_model as rm
+    from tf1 import tf
     advice = "the last complete checkpoint is kept: run the same command again once the disk has room"
     try:
         yield
     except OSError as e:
         raise UserError(f"{e.filename or where}: cannot write {what} ({e.strerror}); {advice}") from None
-    except (rm.tf.errors.ResourceExhaustedError, rm.tf.errors.UnknownError,
-            rm.tf.errors.PermissionDeniedError, rm.tf.errors.FailedPreconditionError) as e:
+    except (tf.errors.ResourceExhaustedError, tf.errors.UnknownError, tf.errors.PermissionDeniedError,
+            tf.errors.FailedPreconditionError) as e:
         raise UserError(f"{where}: cannot write {what} ({error_reason(e)}); {advice}") from None
     except RuntimeError as e:  # an event file's first write, failed (a full disk), comes back as this
         raise UserError(f"{where}: cannot write {what} ({str(e).splitlines()[0]}); {advice}") from None

@@ -314,7 +314,7 @@ def check_combinations(cfg):
     """Keys that do not go together."""
     for key in ("word_dropout", "pretrain_epochs"):
         if getattr(cfg, key) and cfg.task != "classify":
-            raise UserError(f"--{key}: for --task classify (a language model trains from scratch)")
+            raise UserError(f"--{key}: for --task classify")
     if cfg.embeddings and cfg.level == "char" and cfg.task == "lm":
         raise UserError("--embeddings: word vectors are for word-level models, not --level char")
     for key in ("text_column", "label_column"):

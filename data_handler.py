@@ -163,7 +163,7 @@ def find_split_files(folder):
 
 
 def load_lm_corpus(data=None, level="word", encoding="utf-8", valid_fraction=0.05, test_fraction=0.05,
-                   cache_dir="data/cache"):
+                   cache_dir=datasets.CACHE_DIR):
     """Reads a language-model corpus: None (the embedded default), a registry name, a file (split by fraction), or
     a folder with train/valid/test files (or a single text file)."""
     if data is None:
@@ -242,14 +242,17 @@ class Columns(NamedTuple):
         """Whether both columns are given by number: then a file without a header can be read."""
         return column_number(self.text) is not None and column_number(self.label) is not None
 
-    def names(self):
-        """The lower-cased names that make a first row a header: the defaults and the names given."""
-        given = {c.strip().lower() for c in self if c and column_number(c) is None}
-        return set(DEFAULT_COLUMNS["text"] + DEFAULT_COLUMNS["label"]) | given
+    def names(self, role=None):
+        """The lower-cased names that make a first row a header: the defaults and the names given (of one role)."""
+        roles = (role,) if role else ("text", "label")
+        given = {getattr(self, r).strip().lower() for r in roles if getattr(self, r) and
+                 column_number(getattr(self, r)) is None}
+        return {name for r in roles for name in DEFAULT_COLUMNS[r]} | given
 
 
 def column_number(given):
-    """The 0-based index of a column given by number from 1, or None for a name (config.py refuses 0)."""
+    """The 0-based index of a column given by number from 1 (0 gives -1, which choose_column refuses), or None for
+    a name."""
     given = given.strip()
     return int(given) - 1 if given.isascii() and given.isdigit() else None
 
@@ -265,6 +268,8 @@ def choose_column(names, role, given, where):
     by the name given, or by the one name of DEFAULT_COLUMNS[role] present; else one line naming what was found."""
     number = column_number(given)
     if number is not None:
+        if number < 0:
+            raise UserError(f"{where}: --{role}_column {given.strip()}: columns are numbered from 1")
         if number >= len(names):
             raise UserError(f"{where}: --{role}_column {given.strip()}: there are only {len(names)} columns "
                             f"({listed(names)})")
@@ -346,14 +351,18 @@ class _Reader:
             return self.table(path, text_io.table_rows(text, ",", path))
         first = next((line for line in text_io.lines_of(text) if line.strip()), "")
         # Without a header a tab-separated file stays LABEL<TAB>text lines, as it always was read.
-        if "\t" in first and (self.columns.numbered() or self.header(first.split("\t"))):
+        if "\t" in first and (self.columns.numbered() or self.header(first.split("\t"), both=True)):
             return self.table(path, text_io.table_rows(text, "\t", path))
         return self.labelled_lines(path, text)
 
-    def header(self, cells):
-        """Whether a first row is a header: it names a known column (DEFAULT_COLUMNS, or a name given)."""
-        names = self.columns.names()
-        return any(cell.strip().strip('"').lower() in names for cell in cells)
+    def header(self, cells, both=False):
+        """Whether a first row is a header: it names a known column (DEFAULT_COLUMNS, or a name given); with `both`,
+        a text column and a label column, so that a LABEL<TAB>text line whose label happens to be a column name
+        ("question") is still read as an example."""
+        named = {cell.strip().strip('"').lower() for cell in cells}
+        if not both:
+            return bool(named & self.columns.names())
+        return all(named & self.columns.names(role) for role in ("text", "label"))
 
     def table(self, path, rows):
         """Examples of CSV or TSV records (text_io.table_rows). A first row that names a known column is the header
@@ -518,7 +527,7 @@ def subset(examples, index):
 
 
 def load_classification(data=None, encoding="auto", label_mode="coarse", valid_fraction=0.1, test_fraction=0.1,
-                        seed=1234, cache_dir="data/cache", columns=Columns()):
+                        seed=1234, cache_dir=datasets.CACHE_DIR, columns=Columns()):
     """Labelled sentences in any of these layouts:
     - a table: a .csv file, a .jsonl file, or a tab-separated file with a header, its columns chosen by `columns`
       (--text_column, --label_column) or by their header names;
@@ -735,16 +744,12 @@ def encode_classification(cfg, train, valid, test, label_names):
     return TaskData(vocab, list(label_names), splits, pretrained_embedding(cfg, vocab), texts)
 
 
-# The first line of a labelled split written by labelled_text: the reader takes its columns from it, and
-# sample.py --file knows by it that the sentences come with their labels.
-LABELLED_HEADER = "label\tsentence"
-
-
 def labelled_text(examples):
-    """Examples as a labelled file that load_classification reads back as the same examples: the header, then one
-    `LABEL<TAB>tokens` line each, the tokens joined by spaces (text_io.tokenize gives them back unchanged)."""
-    return "".join(f"{line}\n" for line in [LABELLED_HEADER] + [f"{label}\t{' '.join(tokens)}" for tokens, label
-                                                                in zip(examples.texts, examples.labels)])
+    """Examples as a labelled TSV file that load_classification reads back as the same examples: a `label<TAB>
+    sentence` header, then each example's label and its tokens joined by spaces (text_io.tokenize gives them back
+    unchanged), quoted where a token needs it."""
+    rows = [(label, " ".join(tokens)) for tokens, label in zip(examples.texts, examples.labels)]
+    return text_io.table_text([("label", "sentence"), *rows], "\t")
 
 
 def pretrained_embedding(cfg, vocab):

@@ -64,7 +64,7 @@ def start_from_language_model(cfg, data, run, stop, train):
             raise UserError(f"--pretrain_epochs: {e}") from None
         lm_data = lm_data._replace(initial_weights=lm_start(lm_cfg, lm_data.vocab, data.vocab,
                                                             data.initial_weights.get("embedding")))
-        code = train(lm_cfg, lm_data, lm_run, lm_resuming, cluster.LocalRuntime(lm_cfg), stop)  # done: trains nothing
+        code = train(lm_cfg, lm_data, lm_run, lm_resuming, cluster.LocalRuntime(lm_cfg), stop)  # once finished, a rerun trains nothing
         if code:
             return code, data
         print(f"--- the classifier, from {lm_run}")
@@ -78,7 +78,7 @@ def start_from_language_model(cfg, data, run, stop, train):
 def lm_config(cfg, corpus_folder):
     """The language model pretrained for classifier `cfg`, for pretrain_epochs epochs on the corpus folder's
     train.txt (its real path, so that however the run directory is spelled, the config is the same). With
-    --embeddings it starts from the classifier's vectors (train.py maps them), so the file is read once."""
+    --embeddings it starts from the classifier's vectors (lm_start maps them), so the file is read once."""
     inherited = {key: getattr(cfg, key) for key in config.INHERITED_KEYS}
     return config.validate(dataclasses.replace(
         config.Config(), **LM_SETTINGS, **inherited, data=os.path.realpath(corpus_folder),

@@ -23,7 +23,7 @@
                                beside them; the final model on all the data (--cv_final) is RUN_DIR's own: its
                                config.json, vocabulary, labels, checkpoints/ and data/train.tsv, no best/
     RUN_DIR/pretrain/          classify --pretrain_epochs: the word language model the classifier starts from (a run
-                               directory of its own, with its corpus/train.txt); in cross-validation, one per fold
+                               directory of its own, with its corpus/train.txt); in cross-validation, one per fold and one for the final model
     RUN_DIR/logs/              cluster mode: the parameter server's and the other workers' output
     RUN_DIR/generation_speed.json  sample.py: how fast each generation path ran on this machine (a cache)
     RUN_DIR/lock               flock'ed by the run training here (its process id and host), empty otherwise
@@ -214,11 +214,6 @@ class RunDir:
                  for parts in (("pretrain",), ("fold_*",), ("fold_*", "pretrain"))]
         return os.path.exists(self.config_path) and (self.has_checkpoint() or any(map(glob.glob, below)))
 
-    def has_finished(self, cfg):
-        """Whether a run of exactly this config ended here (its results.json written): running it again would
-        train nothing, only evaluate again."""
-        return os.path.exists(self.results_path) and self.has_checkpoint() and self.load_config() == cfg
-
     def check_config(self, cfg):
         """Whether the directory holds a checkpoint to resume; refuses a config that would not fit it."""
         if self.has_started():
@@ -288,6 +283,9 @@ class RunDir:
         return read_config(self.config_path)
 
     def load_vocab(self):
+        if not os.path.exists(self.vocab_path) and os.path.exists(self.cv_results_path):
+            raise UserError(f"{self.path}: a cross-validation without a final model (--cv_final false): use one of "
+                            "its folds (--run_dir RUN_DIR/fold_K), or run it again with --cv_final true")
         return data_handler.Vocab.from_json(read_json(self.vocab_path), self.vocab_path)
 
     def load_labels(self):

@@ -20,8 +20,6 @@ classifier's accuracy, per-label precision, recall and F1, macro-F1 and confusio
 --score).
 """
 import contextlib
-import csv
-import io
 import json
 import os
 import sys
@@ -497,10 +495,7 @@ def write_predictions(path, examples, probabilities, label_names):
     if extension == ".jsonl":
         text = "".join(json.dumps(dict(zip(fields, row)), ensure_ascii=False) + "\n" for row in rows)
     else:
-        buffer = io.StringIO()
-        writer = csv.writer(buffer, delimiter="\t" if extension == ".tsv" else ",", lineterminator="\n")
-        writer.writerows([fields, *rows])
-        text = buffer.getvalue()
+        text = text_io.table_text([fields, *rows], "\t" if extension == ".tsv" else ",")
     run_dir.write_text(path, text)
 
 

@@ -184,8 +184,8 @@ class EventWriters:
         """run: the RunDir; graph: written with the train events of a new run; resumed_at: the step a resumed run
         starts at. A run directory of an older layout (valid/ and test/ folders) keeps those; its new events come
         here."""
-        import rnn_model as rm
-        self.tf, self.run = rm.tf, run
+        from tf1 import tf
+        self.tf, self.run = tf, run
         self.train = self.opened(run.train_events_dir, None if resumed_at is not None else graph)
         self.own = self.opened(run.path)
         if resumed_at:  # tells TensorBoard to drop what the interrupted run logged from this step on (none before 1)

@@ -123,6 +123,13 @@ def lines_of(text):
     return text.split("\n")
 
 
+def table_text(rows, delimiter):
+    """Rows as CSV (delimiter ",") or TSV ("\\t") text with standard quoting, which table_rows reads back."""
+    buffer = io.StringIO()
+    csv.writer(buffer, delimiter=delimiter, lineterminator="\n").writerows(rows)
+    return buffer.getvalue()
+
+
 def table_rows(text, delimiter, source):
     """(line, cells) of each record of CSV or TSV text, read by the csv module with standard quoting (a quoted
     field may hold the delimiter, line breaks and doubled quotes); line is where the record starts, and a blank

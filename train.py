@@ -54,8 +54,9 @@ def run_command(argv, stop):
         runtime = cluster.ClusterRuntime(cfg, role) if role else cluster.LocalRuntime(cfg)
         with run.locked() if runtime.is_chief else contextlib.nullcontext():
             resuming = run.check_config(cfg)  # inside the lock: no other run can change the directory now
-            # A cluster's chief goes on even so: its session releases the other workers, which train nothing.
-            if runtime.is_chief and resuming and not cfg.cv and not role and said_complete(run, cfg, runtime.cluster):
+            # Checked on every chief (a run resumed in another runtime is refused); a cluster's chief goes on even
+            # when the run is complete: its session releases the other workers, which train nothing.
+            if runtime.is_chief and resuming and not cfg.cv and said_complete(run, cfg, runtime.cluster) and not role:
                 return 0
             if runtime.is_chief and run.remove_interrupted_writes():
                 print("note: removed the temporary files of an interrupted write", file=sys.stderr)
@@ -137,7 +138,7 @@ def cross_validate(cfg, run, stop):
     for k, (train_part, valid, test) in enumerate(data_handler.cv_parts(everything, cfg.cv, cfg.valid_fraction,
                                                                         cfg.seed)):
         fold = run.fold(k)
-        if final_started or fold.has_finished(cfg):
+        if final_started or fold.finished(cfg):
             print(f"--- fold {k + 1}/{cfg.cv}: finished before ({fold.results_path}), not trained again")
         else:
             print(f"--- fold {k + 1}/{cfg.cv}: train {len(train_part.texts):,} valid {len(valid.texts):,} "
@@ -147,7 +148,7 @@ def cross_validate(cfg, run, stop):
             if code:
                 return code
         results.append(fold.load_results())
-    summary = cv_summary(cfg, results, len(everything.texts), cfg.cv_final or final_started)
+    summary = cv_summary(cfg, results, len(everything.texts), cfg.cv_final)
     run.save_cv_results(summary)
     print(f"{cfg.cv}-fold CV test accuracy: {100 * summary['mean_accuracy']:.2f} +- "
           f"{100 * summary['std_accuracy']:.2f} % (per fold: "
@@ -177,7 +178,7 @@ def cv_summary(cfg, results, examples, final_model):
 def train_final_model(cfg, cdata, everything, run, stop):
     """The run directory's own model, on every example and without a validation split, for cfg's epochs; resumed
     like any run when interrupted, and not trained again once finished."""
-    if run.has_finished(cfg):
+    if run.finished(cfg):
         print(f"--- final model: finished before ({run.results_path}), not trained again")
         return 0
     print(f"--- final model: train {len(everything.texts):,} (all the examples; none held out) for "
