@@ -184,6 +184,25 @@ def test_a_tab_separated_file_without_a_header_keeps_its_old_meaning(tmp_path):
     assert read_table(path, "3", "1")[0] == ([["x"], ["y"]], ["pos", "neg"])  # numbered: read as a table
 
 
+def test_a_label_named_like_a_column_stays_an_example(tmp_path):
+    """A headerless LABEL<TAB>text file whose first label is a column name ("question") is not a header: a tab-
+    separated header names both a text and a label column."""
+    path = tmp_path / "train.tsv"
+    path.write_text("question\tWhat is the capital of France ?\nanswer\tParis\n")
+    assert read_table(path)[0] == ([["what", "is", "the", "capital", "of", "france", "?"], ["paris"]],
+                                   ["question", "answer"])
+    refused(lambda: dh.choose_column(["label", "text"], "text", "0", "f.csv"), "f.csv: --text_column 0: columns are "
+            "numbered from 1")
+
+
+def test_a_saved_split_reads_back_as_the_same_examples_quotes_included(tmp_path):
+    examples = dh.LabelledExamples([['"', "great", '"', "film", ",", "he", "said"], ["it", "'s", '"', "ok"],
+                                    ["dull"]], ["pos", "pos", "neg"])
+    (tmp_path / "train.tsv").write_text(dh.labelled_text(examples))
+    again = read_table(tmp_path / "train.tsv")[0]
+    assert (again.texts, again.labels) == (examples.texts, examples.labels)
+
+
 def test_a_folder_of_table_splits(tmp_path):
     (tmp_path / "train.csv").write_text("label,text\n" + "".join(f"{'ab'[i % 2]},words {i}\n" for i in range(20)))
     (tmp_path / "valid.jsonl").write_text('{"text": "words", "label": "a"}\n{"text": "more", "label": "b"}\n')
