@@ -455,20 +455,11 @@ def evaluate(args, cfg, vocab, run, out):
     return 0
 
 
-def macro_f1(report):
-    """The mean F1 over the labels that FILE holds or the model predicted (a label in neither has no F1 to speak
-    of, and would count as 0)."""
-    confusion = np.array(report["confusion_matrix"])
-    present = (confusion.sum(0) + confusion.sum(1)) > 0
-    f1 = [report["per_class"][name]["f1"] for name, shown in zip(report["labels"], present) if shown]
-    return float(np.mean(f1)), len(f1)
-
-
 def report_text(report, source):
     """tasks.classification_report as aligned text: the totals, a row per label, the confusion matrix."""
     labels, n = report["labels"], report["examples"]
     correct = int(np.trace(np.array(report["confusion_matrix"])))
-    f1, counted = macro_f1(report)
+    f1, counted = report["macro_f1"], report["macro_f1_labels"]
     corner = "gold \\ predicted"  # the confusion matrix's rows are the gold labels
     width = max(len(corner), *map(len, labels))
     lines = [f"examples  {n:,} ({source})", f"accuracy  {report['accuracy']:.4f} ({correct:,} of {n:,})",

@@ -215,7 +215,9 @@ def log_softmax(logits):
 
 
 def classification_report(true, predicted, label_names):
-    """Accuracy over all examples, per-class precision/recall/F1 and the confusion matrix [true, predicted]."""
+    """Accuracy over all examples, per-class precision/recall/F1, their macro average and the confusion matrix [true,
+    predicted]. The macro-F1 is the mean over the labels the examples hold or the model predicted: a label in
+    neither has no F1 to speak of, and would count as 0."""
     num_classes = len(label_names)
     confusion = np.zeros((num_classes, num_classes), np.int64)
     np.add.at(confusion, (true, predicted), 1)
@@ -227,8 +229,11 @@ def classification_report(true, predicted, label_names):
         f1 = 2 * precision * recall / (precision + recall) if precision + recall else 0.0
         per_class[name] = {"precision": float(precision), "recall": float(recall), "f1": float(f1),
                            "support": int(confusion[i].sum())}
+    present = (confusion.sum(0) + confusion.sum(1)) > 0
+    macro_f1 = float(np.mean([per_class[name]["f1"] for name, seen in zip(label_names, present) if seen] or [0.0]))
     return {"accuracy": float(np.trace(confusion) / max(len(true), 1)), "examples": int(len(true)),
-            "per_class": per_class, "confusion_matrix": confusion.tolist(), "labels": list(label_names)}
+            "macro_f1": macro_f1, "macro_f1_labels": int(present.sum()), "per_class": per_class,
+            "confusion_matrix": confusion.tolist(), "labels": list(label_names)}
 
 
 def confusion_markdown(report):

@@ -95,3 +95,12 @@ def test_language_model_evaluates_at_its_own_batch_size():
             logits, state = sess.run([step.logits, step.final_state], feed)
             total -= tasks.log_softmax(logits)[0, valid[t + 1]]
     assert metrics["loss"] == pytest.approx(total / tokens, rel=1e-5)
+
+
+def test_classification_report_counts_exactly_with_the_macro_f1_of_the_labels_present():
+    # true a a b b b, predicted a b b b a; label c neither held nor predicted
+    report = tasks.classification_report(np.array([0, 0, 1, 1, 1]), np.array([0, 1, 1, 1, 0]), ["a", "b", "c"])
+    assert report["confusion_matrix"] == [[1, 1, 0], [1, 2, 0], [0, 0, 0]] and report["accuracy"] == 0.6
+    assert report["per_class"]["a"] == {"precision": 0.5, "recall": 0.5, "f1": 0.5, "support": 2}
+    assert report["per_class"]["b"]["f1"] == pytest.approx(2 / 3)
+    assert report["macro_f1"] == pytest.approx((0.5 + 2 / 3) / 2) and report["macro_f1_labels"] == 2
