@@ -373,7 +373,8 @@ class RunDir:
             for split, text in texts.items():
                 write_text(self.split_path(split, labelled), text, encoding)
         except OSError as e:
-            raise UserError(f"{self.data_dir}: cannot write the run's splits ({e.strerror})") from None
+            raise UserError(f"{self.data_dir}: cannot write the run's splits ({e.strerror}); run the same command "
+                            "again once the disk has room") from None
 
     def save_config(self, cfg):
         os.makedirs(self.path, exist_ok=True)

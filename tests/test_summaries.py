@@ -94,7 +94,7 @@ def board(trained_lm):
     assert train.main(classify_args(trained_lm.parent / "classifier", "--data", str(topics), "--max_max_epoch", "2",
                                     "--pretrain_epochs", "1", "--summary_every", "1")) == 0  # the LM: 2 steps
     assert train.main(classify_args(trained_lm.parent / "cv", "--data", str(topics), "--max_max_epoch", "1",
-                                    "--cv", "2")) == 0
+                                    "--cv", "2", "--cv_final", "false")) == 0  # the folds' runs alone
     server = TensorBoard(trained_lm.parent)
     yield server
     server.close()
