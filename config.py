@@ -184,7 +184,8 @@ CONFIGS = {
                    max_grad_norm=5, num_layers=2, num_steps=100, hidden_size=256, max_epoch=6, max_max_epoch=16,
                    keep_prob=0.9, lr_decay=0.85, batch_size=32, forget_bias=1.0),
     # Sentence classifier: one layer, sentences up to 60 tokens, masked mean pooling. Patience 3: on MR, CR and TREC
-    # the same or better accuracy than all 10 epochs, in 51-100% of the time (docs/results.md).
+    # the same or better accuracy than all 10 epochs, in 51-100% of the time (docs/results.md). Uniform
+    # initialisation (the default): TREC's validation accuracy 86.06 % against Glorot's 85.69 %.
     "classify": _named(task="classify", encoding="auto", vocab_size=0, valid_fraction=0.1, test_fraction=0.1,
                        num_layers=1, hidden_size=150, embedding_size=300, num_steps=60, keep_prob=0.5,
                        forget_bias=1.0, optimizer="adam", learning_rate=0.002, lr_decay=0.8, max_epoch=4,
