@@ -166,7 +166,7 @@ def cv_summary(cfg, results, examples, final_model):
     epochs = max(1, int(np.floor(np.mean([r["best"].get("epoch") or r["stopped"]["epochs_trained"]
                                           for r in results]) + 0.5)))
     plural = "" if epochs == 1 else "s"
-    final = {"epochs": epochs, "examples": examples, "held_out": None,
+    final = {"epochs": epochs, "examples": examples,
              "note": f"trained on all {examples:,} examples for {epochs} epoch{plural} (the folds' mean best epoch); "
                      "nothing was held out, so it has no validation or test score of its own: the folds' mean "
                      "accuracy estimates it"} if final_model else \
