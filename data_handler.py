@@ -580,8 +580,8 @@ def examples_to_evaluate(path, cfg, columns):
     """The labelled sentences of one file or folder, in any layout training reads, read as the run's config reads
     its data (encoding, label mode; `columns` as --text_column / --label_column), each text as written (sample.py
     --eval). A folder of splits is refused: which split to evaluate is the user's to say."""
-    if os.path.isdir(path) and find_split_files(path):
-        splits = find_split_files(path)
+    splits = find_split_files(path) if os.path.isdir(path) else {}
+    if splits:
         names = ", ".join(os.path.basename(splits[s]) for s in ("train", "valid", "test") if s in splits)
         raise UserError(f"{path}: a folder of splits ({names}); "
                         f"give the one to evaluate, such as {splits.get('test', splits['train'])}")

@@ -199,7 +199,6 @@ def extract_safely(archive, destination):
         raise UserError(f"{archive}: not a readable archive ({e})") from None
 
 
-
 @dataclass(frozen=True)
 class Vectors:
     download: Download
@@ -329,7 +328,6 @@ def load_embeddings(name, vocab, dim, seed=0):
         raise UserError(f"{path}: not one of the vocabulary's {len(vocab):,} words has a vector there (a file of "
                         "other words, or not space-separated 'word value ...' lines?)")
     return matrix, len(found)
-
 
 
 def command_line(argv):

@@ -173,8 +173,6 @@ def token_counts(vocab, train_split):
     return np.bincount(ids.astype(np.int64), minlength=len(vocab))
 
 
-
-
 class EventWriters:
     """TensorBoard event files of the run: RUN_DIR/train (step summaries, the graph) and the run's own folder
     (everything else; see the module docstring). Event files are named by the second they were opened in, and a
